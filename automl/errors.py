@@ -1,0 +1,38 @@
+"""Exceptions a user can cause. Each message names the bad value and the fix.
+
+The CLI prints ``str(error)`` on one line to stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class AutoMLError(Exception):
+    """Base class of every error a user can cause (bad input, missing weights...)."""
+
+
+class SpaceError(AutoMLError):
+    """The search space is invalid: unknown key, bad range, bad value."""
+
+
+class DataError(AutoMLError):
+    """The data source cannot be used as given."""
+
+
+class UnknownBackboneError(AutoMLError):
+    """A backbone name is not in the registry."""
+
+
+class WeightsUnavailableError(AutoMLError):
+    """Pretrained weights cannot be fetched or do not fit the backbone."""
+
+
+class TrackingError(AutoMLError):
+    """The MLflow store cannot be reached or does not hold what was asked."""
+
+
+class ExportError(AutoMLError):
+    """A model cannot be exported or loaded as asked."""
+
+
+class SearchError(AutoMLError):
+    """The search cannot start or continue as asked (budget, resume, failures)."""
