@@ -13,8 +13,8 @@ file (``*.weights.h5``) saved from the same builder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from automl.errors import UnknownBackboneError
 
@@ -35,6 +35,7 @@ class BackboneInfo:
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
+_FAMILIES = ("automl.backbones.keras_apps", "automl.backbones.efficientnet_lite")
 
 
 def register_backbone(
@@ -65,7 +66,10 @@ def register_backbone(
 
 def _ensure_loaded() -> None:
     # Importing the family modules runs their @register_backbone decorators.
-    from automl.backbones import efficientnet_lite, keras_apps  # noqa: F401
+    import importlib
+
+    for module in _FAMILIES:
+        importlib.import_module(module)
 
 
 def list_backbones() -> list[str]:

@@ -1,0 +1,25 @@
+"""automl: Keras 3 AutoML for image transfer learning, every trial tracked in MLflow.
+
+import automl
+result = automl.search(data="demo", max_trials=6, tuner="bayesian")
+result.leaderboard(); result.best_model(); result.export("best.keras")
+"""
+
+from automl.backbones.registry import create_backbone, list_backbones
+from automl.data import DataBundle, load_data
+from automl.errors import AutoMLError
+from automl.search import SearchResult, search
+from automl.space import SearchSpace, load_space
+
+__all__ = [
+    "AutoMLError",
+    "DataBundle",
+    "SearchResult",
+    "SearchSpace",
+    "create_backbone",
+    "list_backbones",
+    "load_data",
+    "load_space",
+    "search",
+]
+__version__ = "0.1.0"

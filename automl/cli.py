@@ -1,0 +1,256 @@
+"""Command line: thin commands, each calling the public API.
+
+automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
+automl leaderboard [--experiment NAME]
+automl export [--run-id ID] --format keras --output PATH
+automl ui [--port N] [--host HOST]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: automl)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be 1 or more")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from automl.search import TUNERS
+
+    ap = argparse.ArgumentParser(
+        prog="automl", description="Keras AutoML for image transfer learning, tracked in MLflow."
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("search", help="run (or resume) a search")
+    s.add_argument(
+        "--data", default="demo", help="demo | PATH (one sub-folder per class) | tfds:NAME"
+    )
+    s.add_argument(
+        "--space", default="default", help="search-space YAML file or built-in name (default, gpu)"
+    )
+    s.add_argument("--max-trials", type=_positive_int, default=6)
+    s.add_argument("--tuner", choices=TUNERS, default="bayesian")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="no new trial after this many minutes",
+    )
+    s.add_argument(
+        "--no-embedding-cache",
+        action="store_true",
+        help="phase 1 runs the frozen backbone every epoch",
+    )
+    s.add_argument(
+        "--keep-top-k",
+        type=_positive_int,
+        default=3,
+        help="keep model files of the best K trials only",
+    )
+    s.add_argument("--overwrite", action="store_true", help="start the experiment's search over")
+    s.add_argument(
+        "--strict-images",
+        action="store_true",
+        help="refuse unreadable image files instead of skipping them",
+    )
+    s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    _common(s)
+
+    lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
+    lb.add_argument("--run-id", default=None, help="a search's parent run id (default: the latest)")
+    _common(lb)
+
+    ex = sub.add_parser("export", help="export the best model")
+    ex.add_argument(
+        "--run-id", default=None, help="a search or trial run id (default: the latest search)"
+    )
+    ex.add_argument("--format", default="keras", help="keras")
+    ex.add_argument("--output", required=True)
+    ex.add_argument("--force", action="store_true", help="overwrite an existing output")
+    _common(ex)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1")
+    _common(ui)
+    return ap
+
+
+def _print_board(board) -> None:
+    import pandas as pd
+
+    if board.empty:
+        print("no trials yet")
+        return
+    cols = [
+        c
+        for c in [
+            "trial",
+            "status",
+            "val_accuracy",
+            "val_loss",
+            "backbone",
+            "image_size",
+            "learning_rate",
+            "batch_size",
+            "dropout",
+            "fine_tune_depth",
+            "head_epochs",
+            "fine_tune_epochs",
+            "augment",
+            "seconds",
+            "run_id",
+        ]
+        if c in board.columns
+    ]
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+    ):
+        print(board[cols].to_string(index=False))
+
+
+def cmd_search(a) -> int:
+    import automl
+
+    result = automl.search(
+        data=a.data,
+        space=a.space,
+        max_trials=a.max_trials,
+        tuner=a.tuner,
+        experiment=a.experiment,
+        tracking_uri=a.tracking_uri,
+        seed=a.seed,
+        time_budget=a.time_budget,
+        embedding_cache=not a.no_embedding_cache,
+        keep_top_k=a.keep_top_k,
+        overwrite=a.overwrite,
+        strict_images=a.strict_images,
+    )
+    _print_board(result.leaderboard())
+    best = result.best_trial
+    print(
+        f"\nbest trial {best['trial_id']}: val_accuracy={best['metrics']['val_accuracy']:.4f} "
+        f"test_accuracy={result.test_metrics.get('test_accuracy', float('nan')):.4f} (MLflow run {best['run_id']})"
+    )
+    print(
+        f"export it:   automl export --experiment {result.experiment} --format keras --output best.keras"
+    )
+    print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
+    return 0
+
+
+def _tracker(a):
+    from automl.search import DEFAULT_EXPERIMENT
+    from automl.tracking import Tracker, check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(a.tracking_uri)
+    check_tracking_uri(uri)
+    return Tracker(uri, a.experiment or DEFAULT_EXPERIMENT)
+
+
+def cmd_leaderboard(a) -> int:
+    from automl.export import resolve_search
+
+    t = _tracker(a)
+    _print_board(t.leaderboard(resolve_search(t, a.run_id)))
+    return 0
+
+
+def cmd_export(a) -> int:
+    from automl.export import class_names_of, export_model, load_run_model, resolve_search
+
+    t = _tracker(a)
+    run_id = resolve_search(t, a.run_id)
+    path = export_model(
+        load_run_model(t, run_id),
+        a.output,
+        format=a.format,
+        class_names=class_names_of(t, run_id),
+        force=a.force,
+    )
+    print(f"exported {a.format} model of run {run_id} to {path}")
+    return 0
+
+
+def cmd_ui(a) -> int:
+    import subprocess
+
+    from automl.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(a.tracking_uri)
+    print(f"MLflow UI on http://{a.host}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        a.host,
+        "--port",
+        str(a.port),
+    ]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    from automl.errors import AutoMLError
+
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if getattr(a, "quiet", False) else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    commands = {
+        "search": cmd_search,
+        "leaderboard": cmd_leaderboard,
+        "export": cmd_export,
+        "ui": cmd_ui,
+    }
+    try:
+        return commands[a.command](a)
+    except AutoMLError as e:
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "automl: interrupted; finished trials are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

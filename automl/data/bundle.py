@@ -1,0 +1,158 @@
+"""The one type every data source returns, and the stratified seeded split."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from automl.errors import DataError
+
+log = logging.getLogger("automl")
+
+
+@dataclass
+class DataBundle:
+    """Train / validation / test images (uint8 RGB, NHWC, one common size) and labels.
+
+    Images are decoded once and kept at one storage size; each trial resizes them
+    inside the model, so an exported model takes raw images of any size.
+    """
+
+    name: str
+    source: str
+    class_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    _digest: str = field(default="", repr=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def digest(self) -> str:
+        """Content hash of all splits (detects changed data on resume; MLflow dataset digest)."""
+        if self._digest:
+            return self._digest
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\n".join(self.class_names).encode())
+        self._digest = h.hexdigest()[:16]
+        return self._digest
+
+    def summary(self) -> dict:
+        counts = np.bincount(self.y_train, minlength=self.num_classes)
+        return {
+            "data_name": self.name,
+            "data_source": self.source,
+            "num_classes": self.num_classes,
+            "image_shape": "x".join(map(str, self.image_shape)),
+            "n_train": len(self.y_train),
+            "n_val": len(self.y_val),
+            "n_test": len(self.y_test),
+            "train_class_counts": dict(zip(self.class_names, counts.tolist())),
+            "data_digest": self.digest(),
+        }
+
+
+def to_rgb_uint8(img: np.ndarray) -> np.ndarray:
+    """Any HxW, HxWx1, HxWx3 or HxWx4 array (uint8/uint16/float/bool) as HxWx3 uint8."""
+    a = np.asarray(img)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.max(initial=0) > 255):
+        a = (a.astype(np.float64) / max(float(a.max(initial=1)), 1.0) * 255.0).round()
+    elif a.dtype.kind == "f":
+        hi = float(np.nanmax(a)) if a.size else 1.0
+        a = np.nan_to_num(a) * (255.0 if hi <= 1.0 else 1.0)
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise DataError(f"image of shape {a.shape} is not an image; expected HxW or HxWxC")
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    elif a.shape[-1] == 4:
+        a = a[..., :3]
+    elif a.shape[-1] != 3:
+        raise DataError(f"image with {a.shape[-1]} channels is not supported; use 1, 3 or 4")
+    return a
+
+
+def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 NHWC images to size x size (bilinear) with PIL."""
+    from PIL import Image
+
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    out = np.empty((len(x), size, size, 3), np.uint8)
+    for i, img in enumerate(x):
+        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+    return out
+
+
+def split(
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    *,
+    name: str,
+    source: str,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    skipped: list[str] | None = None,
+) -> DataBundle:
+    """Stratified, seeded train/val/test split with the checks a split needs."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y).astype(np.int64)
+    n_classes = len(class_names)
+    if n_classes < 2:
+        raise DataError(
+            f"data {source!r} has a single class ({class_names[0] if class_names else 'none'}); "
+            "a classifier needs at least 2 classes"
+        )
+    counts = np.bincount(y, minlength=n_classes)
+    need = 3  # one image each for train, val and test
+    if counts.min() < need:
+        worst = int(np.argmin(counts))
+        raise DataError(
+            f"class {class_names[worst]!r} in {source!r} has {counts[worst]} image(s); "
+            f"the train/val/test split needs at least {need} per class: add images or drop the class"
+        )
+    n = len(y)
+    n_test = max(int(round(n * test_fraction)), n_classes)
+    n_val = max(int(round(n * val_fraction)), n_classes)
+    if n - n_test - n_val < n_classes:
+        raise DataError(
+            f"data {source!r} has {n} images for {n_classes} classes: too few to split "
+            "into train/val/test; add images"
+        )
+    idx = np.arange(n)
+    rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed + 1)
+    return DataBundle(
+        name=name,
+        source=source,
+        class_names=list(class_names),
+        x_train=x[train],
+        y_train=y[train],
+        x_val=x[val],
+        y_val=y[val],
+        x_test=x[test],
+        y_test=y[test],
+        skipped=list(skipped or []),
+    )

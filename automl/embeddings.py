@@ -1,0 +1,87 @@
+"""Embedding cache for phase 1: a frozen backbone's pooled features, computed once.
+
+While the backbone is frozen its output for a given (backbone, weights, image size,
+data split) does not change, so phase 1 trains the head on cached features. Trials
+sharing a backbone and image size share the entry. The cache is LRU-bounded, and an
+entry larger than ``disk_threshold_mb`` is kept memory-mapped on disk instead of in RAM.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("automl")
+
+
+class EmbeddingCache:
+    """LRU cache of (train, val) pooled features keyed by backbone, weights, size and data."""
+
+    def __init__(
+        self, max_entries: int = 2, disk_threshold_mb: float = 512.0, batch_size: int = 64
+    ):
+        self.max_entries = max_entries
+        self.disk_threshold_mb = disk_threshold_mb
+        self.batch_size = batch_size
+        self._store: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._disk_dir: Path | None = None
+        self.hits = 0
+        self.misses = 0
+        self.seconds_computing = 0.0
+
+    @staticmethod
+    def key(cfg, data, seed: int = 0) -> tuple:
+        # A random-init backbone differs per seed, so its features do too.
+        weights_key = (
+            (cfg.weights, seed) if cfg.weights in (None, "random", "none") else cfg.weights
+        )
+        return (cfg.backbone, weights_key, int(cfg.image_size), data.digest())
+
+    def get(self, features_model, cfg, data, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Cached features of ``data``'s train and val splits; computed on a miss."""
+        k = self.key(cfg, data, seed)
+        if k in self._store:
+            self.hits += 1
+            self._store.move_to_end(k)
+            return self._store[k]
+        self.misses += 1
+        t0 = time.perf_counter()
+        entry = tuple(
+            self._keep(
+                features_model.predict(x, batch_size=self.batch_size, verbose=0),
+                f"{len(self._store)}_{i}",
+            )
+            for i, x in enumerate((data.x_train, data.x_val))
+        )
+        self.seconds_computing += time.perf_counter() - t0
+        self._store[k] = entry
+        while len(self._store) > self.max_entries:
+            self._store.popitem(last=False)
+        log.debug("embedding cache miss %s (%.1fs)", k[:3], time.perf_counter() - t0)
+        return entry
+
+    def _keep(self, feats: np.ndarray, tag: str) -> np.ndarray:
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.nbytes / 2**20 <= self.disk_threshold_mb:
+            return feats
+        if self._disk_dir is None:
+            self._disk_dir = Path(tempfile.mkdtemp(prefix="automl-emb-"))
+        path = self._disk_dir / f"{tag}_{time.time_ns()}.npy"
+        np.save(path, feats)
+        return np.load(path, mmap_mode="r")
+
+    def clear(self) -> None:
+        """Drop every entry (and the on-disk files)."""
+        self._store.clear()
+        if self._disk_dir is not None:
+            shutil.rmtree(self._disk_dir, ignore_errors=True)
+            self._disk_dir = None
+
+    def __len__(self) -> int:
+        return len(self._store)

@@ -1,0 +1,595 @@
+"""KerasTuner glue: an oracle proposes, :func:`automl.trial.run_trial` trains, MLflow records.
+
+The oracle (random, Bayesian or Hyperband) and its state on disk come from KerasTuner, so
+a search killed at any moment continues when the same command runs again: finished trials
+are kept, the interrupted one runs again. Hyperband's resource is the total number of
+epochs of a trial across both phases (see :meth:`automl.trial.TrialConfig.schedule`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.data import DataBundle, describe_source, load_data
+from automl.embeddings import EmbeddingCache
+from automl.errors import AutoMLError, SearchError
+from automl.space import SearchSpace, load_space
+from automl.tracking import Tracker, check_tracking_uri, resolve_tracking_uri, sqlite_path
+from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
+
+log = logging.getLogger("automl")
+
+TUNERS = ("random", "bayesian", "hyperband")
+DEFAULT_EXPERIMENT = "automl"
+STATE_FILE = "automl_search.json"
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search besides the space and the data."""
+
+    experiment: str = "automl"
+    tracking_uri: str | None = None
+    tuner: str = "bayesian"
+    max_trials: int = 6
+    seed: int = 0
+    time_budget: float | None = None  # minutes
+    keep_top_k: int = 3
+    embedding_cache: bool = True
+    max_retries: int = 1
+    max_consecutive_failures: int = 3
+    overwrite: bool = False
+    workdir: str | None = None
+    mixed_precision: bool = True
+    xla: bool = True
+
+    def validate(self) -> None:
+        if self.tuner not in TUNERS:
+            raise SearchError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
+        if not isinstance(self.max_trials, int) or self.max_trials < 1:
+            raise SearchError(
+                f"max_trials={self.max_trials!r} must be a positive integer; pass --max-trials 1 or more"
+            )
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise SearchError(
+                f"time_budget={self.time_budget!r} minutes must be positive; omit it for no budget"
+            )
+        if self.keep_top_k < 1:
+            raise SearchError(
+                f"keep_top_k={self.keep_top_k!r} must be at least 1 (the best model is always kept)"
+            )
+        if not self.experiment or "/" in self.experiment:
+            raise SearchError(
+                f"experiment name {self.experiment!r} is not valid; use a non-empty name without '/'"
+            )
+
+
+def _project_dir(settings: SearchSettings, uri: str) -> Path:
+    if settings.workdir:
+        base = Path(settings.workdir)
+    else:
+        db = sqlite_path(uri)
+        base = (db.parent if db is not None else Path("mlruns")) / "automl"
+    return base / settings.experiment
+
+
+def _setup_accelerator(settings: SearchSettings) -> dict[str, Any]:
+    """Mixed precision and XLA where a GPU helps; no grabbing all GPU memory up front."""
+    import keras
+
+    gpus = []
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for g in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(g, True)
+            except RuntimeError:  # already initialised
+                pass
+    except ImportError:
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    use_mp = bool(gpus) and settings.mixed_precision
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    return {
+        "gpus": len(gpus),
+        "mixed_precision": use_mp,
+        "jit_compile": "auto" if (gpus and settings.xla) else False,
+    }
+
+
+class _Checkpoints:
+    """Model files of the best ``k`` trials; the others keep metrics and plots but no weights."""
+
+    def __init__(self, folder: Path, k: int, objective: str):
+        self.folder, self.k, self.objective = folder, k, objective
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.index_file = folder / "index.json"
+        self.scores: dict[str, float] = (
+            json.loads(self.index_file.read_text()) if self.index_file.exists() else {}
+        )
+
+    def path(self, trial_id: str) -> Path:
+        return self.folder / f"trial_{trial_id}.keras"
+
+    def _rank(self, score: float) -> float:
+        return -score if self.objective == "val_loss" else score
+
+    def offer(self, trial_id: str, score: float, model) -> bool:
+        """Save ``model`` if it ranks in the top k; delete whatever falls out. True if kept."""
+        ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
+        if len(ranked) >= self.k and self._rank(score) <= self._rank(ranked[self.k - 1][1]):
+            return False
+        tmp = self.folder / f".trial_{trial_id}.tmp.keras"
+        model.save(tmp)
+        tmp.replace(self.path(trial_id))
+        self.scores[trial_id] = score
+        ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
+        for tid, _ in ranked[self.k :]:
+            self.path(tid).unlink(missing_ok=True)
+            del self.scores[tid]
+        self.index_file.write_text(json.dumps(self.scores))
+        return True
+
+
+class _Session:
+    """One search in progress: what the tuner callbacks need, in one place."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: DataBundle,
+        settings: SearchSettings,
+        tracker: Tracker,
+        parent_id: str,
+        search_id: str,
+        project: Path,
+        options: RunOptions,
+    ):
+        self.space, self.data, self.settings = space, data, settings
+        self.tracker, self.parent_id, self.search_id = tracker, parent_id, search_id
+        self.project, self.options = project, options
+        self.embeddings = EmbeddingCache() if settings.embedding_cache else None
+        self.checkpoints = _Checkpoints(
+            project / "checkpoints", settings.keep_top_k, space.objective
+        )
+        self.attempts: dict[str, int] = {}
+        self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
+        self.options.deadline = self.deadline
+        self.trials_done = 0
+
+    def run_one(self, trial) -> dict[str, float]:
+        import keras
+        import keras_tuner as kt
+
+        values = dict(trial.hyperparameters.values)
+        cfg = TrialConfig.from_values(values)
+        tid = trial.trial_id
+        self.attempts[tid] = self.attempts.get(tid, 0) + 1
+        budget = values.get("tuner/epochs")
+        initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
+        init_weights = None
+        if values.get("tuner/trial_id"):
+            ckpt = self.checkpoints.path(values["tuner/trial_id"])
+            if ckpt.exists():
+                init_weights = str(ckpt)
+            else:  # the parent's weights were not kept (outside the top k): start over
+                initial_epoch = 0
+        params = {**cfg.to_dict(), "trial_id": tid, "seed": self.settings.seed + int(tid)}
+        if budget is not None:
+            params.update(
+                {
+                    "hyperband_epochs": budget,
+                    "hyperband_initial_epoch": initial_epoch,
+                    "hyperband_parent": values.get("tuner/trial_id"),
+                }
+            )
+        run_id = self.tracker.start_trial(
+            self.parent_id, self.search_id, tid, params, attempt=self.attempts[tid]
+        )
+        log.info(
+            "trial %s started: %s", tid, ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
+        )
+
+        def on_epoch(entry):
+            self.tracker.log_epoch(run_id, entry)
+            log.info(
+                "trial %s %s epoch %d: %s",
+                tid,
+                entry["phase"],
+                entry["step"] + 1,
+                " ".join(
+                    f"{k}={entry[k]:.4f}"
+                    for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                    if k in entry
+                ),
+            )
+
+        try:
+            outcome = run_trial(
+                cfg,
+                self.data,
+                options=self.options,
+                embeddings=self.embeddings,
+                on_epoch=on_epoch,
+                budget=budget,
+                initial_epoch=initial_epoch,
+                initial_weights=init_weights,
+                seed=params["seed"],
+            )
+        except DivergedError as e:
+            self.tracker.fail_trial(run_id, "diverged")
+            log.warning("trial %s failed: diverged (not retried)", tid)
+            raise kt.errors.FailedTrialError(f"diverged: {e}") from None
+        except Exception as e:
+            tb = traceback.format_exc()
+            oom = (
+                isinstance(e, MemoryError)
+                or "ResourceExhausted" in type(e).__name__
+                or "out of memory" in str(e).lower()
+            )
+            reason = (
+                "out of memory"
+                if oom
+                else f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            )
+            self.tracker.fail_trial(run_id, reason, tb)
+            log.warning("trial %s failed: %s", tid, reason)
+            if oom or isinstance(e, AutoMLError):
+                raise kt.errors.FailedTrialError(reason) from None
+            raise
+        finally:
+            keras.backend.clear_session()
+            gc.collect()
+        m = outcome.metrics
+        kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
+        self.tracker.log_metrics(run_id, m)
+        self.tracker.set_tags(
+            run_id,
+            {
+                "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
+                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+            },
+        )
+        self.tracker.log_dict(
+            run_id,
+            {"hyperparameters": cfg.to_dict(), "data": describe_source(self.data.source)},
+            "config.yaml",
+        )
+        self.tracker.end_run(run_id, "FINISHED")
+        del outcome
+        keras.backend.clear_session()
+        gc.collect()
+        log.info(
+            "trial %s done: val_accuracy=%.4f val_loss=%.4f", tid, m["val_accuracy"], m["val_loss"]
+        )
+        self.trials_done += 1
+        return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
+
+
+def _make_oracle(space: SearchSpace, settings: SearchSettings):
+    import keras_tuner as kt
+
+    objective = kt.Objective(space.objective, "min" if space.objective == "val_loss" else "max")
+    common = dict(
+        objective=objective,
+        hyperparameters=space.to_keras_tuner(),
+        seed=settings.seed,
+        max_retries_per_trial=settings.max_retries,
+        max_consecutive_failed_trials=settings.max_consecutive_failures,
+    )
+    if settings.tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
+    if settings.tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(
+            max_trials=settings.max_trials, num_initial_points=min(3, settings.max_trials), **common
+        )
+    max_epochs = int(space.upper("head_epochs") + space.upper("fine_tune_epochs"))
+    oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
+    oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
+    return oracle
+
+
+def _tuner_class():
+    from keras_tuner.engine import base_tuner
+
+    class AutoMLTuner(base_tuner.BaseTuner):
+        """BaseTuner whose trials are run by an automl session (no hypermodel of its own)."""
+
+        def __init__(self, oracle, session, **kwargs):
+            self.session = session
+            super().__init__(oracle=oracle, hypermodel=None, **kwargs)
+
+        def run_trial(self, trial, *args, **kwargs):
+            return self.session.run_one(trial)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            s = self.session
+            if s.deadline is not None and time.time() > s.deadline:
+                log.info("time budget spent: no new trials")
+                self.oracle.max_trials = len(self.oracle.trials)
+
+        def save_model(self, trial_id, model, step=0):  # checkpoints are the session's job
+            pass
+
+    return AutoMLTuner
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves: its MLflow runs, the leaderboard, and the best model."""
+
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    objective: str = "val_accuracy"
+    class_names: list[str] = field(default_factory=list)
+    data: DataBundle | None = field(default=None, repr=False)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tracker(self) -> Tracker:
+        return Tracker(self.tracking_uri, self.experiment)
+
+    def leaderboard(self):
+        """pandas DataFrame, one row per trial run, best first."""
+        return self.tracker.leaderboard(self.parent_run_id, self.objective)
+
+    @property
+    def best_trial(self) -> dict[str, Any]:
+        """The best finished trial: ``trial_id``, ``run_id``, ``hyperparameters``, ``metrics``."""
+        return best_trial(self.tracker, self.parent_run_id, self.objective)
+
+    def best_model(self):
+        """The best trial's model at its best epoch (``keras.Model``)."""
+        from automl.export import load_best_model
+
+        return load_best_model(self.tracker, self.parent_run_id)
+
+    def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
+        """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`)."""
+        from automl.export import export_model
+
+        return export_model(
+            self.best_model(), path, format=format, class_names=self.class_names, **kwargs
+        )
+
+
+def best_trial(tracker: Tracker, parent_id: str, objective: str = "val_accuracy") -> dict[str, Any]:
+    board = tracker.leaderboard(parent_id, objective)
+    done = board[board["status"].eq("FINISHED")] if not board.empty else board
+    if done.empty:
+        raise SearchError(f"search {parent_id} has no completed trial; run `automl search` first")
+    row = done.iloc[0]
+    from automl.space import HYPERPARAMETERS
+
+    return {
+        "trial_id": row["trial"],
+        "run_id": row["run_id"],
+        "hyperparameters": {k: row[k] for k in HYPERPARAMETERS if k in row},
+        "metrics": {
+            k: row[k] for k in ("val_accuracy", "val_loss", "accuracy", "loss") if k in row
+        },
+    }
+
+
+def search(
+    data: Any = "demo",
+    space: str | Path | dict | SearchSpace | None = None,
+    *,
+    max_trials: int = 6,
+    tuner: str = "bayesian",
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    seed: int = 0,
+    time_budget: float | None = None,
+    embedding_cache: bool = True,
+    keep_top_k: int = 3,
+    overwrite: bool = False,
+    strict_images: bool = False,
+    **settings_kw: Any,
+) -> SearchResult:
+    """Run (or resume) a search and return its result.
+
+    Args:
+        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` or ``(x, y)`` arrays.
+        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
+        max_trials: trials to run in all (a resumed search counts those already done).
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
+        experiment: MLflow experiment name; the same name resumes the search.
+        tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
+        seed: seeds the split, the oracle and every trial.
+        time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
+        embedding_cache: train phase 1 on cached backbone features.
+        keep_top_k: model files kept for the best k trials only.
+        overwrite: start over even if the experiment holds a search with another space or data.
+        strict_images: refuse unreadable files in an image folder instead of skipping them.
+    """
+    settings = SearchSettings(
+        experiment=experiment or DEFAULT_EXPERIMENT,
+        tracking_uri=tracking_uri,
+        tuner=tuner,
+        max_trials=max_trials,
+        seed=seed,
+        time_budget=time_budget,
+        embedding_cache=embedding_cache,
+        keep_top_k=keep_top_k,
+        overwrite=overwrite,
+        **settings_kw,
+    )
+    settings.validate()
+    sp = load_space(space)
+    uri = resolve_tracking_uri(settings.tracking_uri)
+    check_tracking_uri(uri)
+    bundle = load_data(
+        data,
+        seed=seed,
+        store_size=min(int(sp.upper("image_size")), 256),
+        strict_images=strict_images,
+    )
+    return run_search(sp, bundle, settings)
+
+
+def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
+    """Run a search on already-loaded data (``search`` loads and validates first)."""
+    settings.validate()
+    uri = resolve_tracking_uri(settings.tracking_uri)
+    tracker = Tracker(uri, settings.experiment)
+    project = _project_dir(settings, uri)
+    state_file = project / STATE_FILE
+    identity = {
+        "space_digest": space.digest(),
+        "data_digest": data.digest(),
+        "tuner": settings.tuner,
+        "seed": settings.seed,
+    }
+    state = (
+        json.loads(state_file.read_text())
+        if state_file.exists() and not settings.overwrite
+        else None
+    )
+    if state is not None:
+        changed = [k for k, v in identity.items() if state.get(k) != v]
+        if changed:
+            raise SearchError(
+                f"experiment {settings.experiment!r} already holds a search with a different "
+                f"{', '.join(changed)}; use a new --experiment name or --overwrite"
+            )
+    if settings.overwrite and project.exists():
+        shutil.rmtree(project)
+    accel = _setup_accelerator(settings)
+    options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
+    search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
+    params = {
+        "tuner": settings.tuner,
+        "max_trials": settings.max_trials,
+        "seed": settings.seed,
+        "time_budget_minutes": settings.time_budget,
+        "keep_top_k": settings.keep_top_k,
+        "embedding_cache": settings.embedding_cache,
+        "space_name": space.name,
+        "space_source": space.source,
+        "searched": ",".join(space.searched()),
+        "objective": space.objective,
+        **{k: v for k, v in data.summary().items() if k != "train_class_counts"},
+        **{f"accelerator_{k}": v for k, v in accel.items()},
+    }
+    parent_id = tracker.start_search(
+        search_id,
+        params,
+        {"mlflow.runName": f"search-{settings.experiment}"},
+        run_id=state["parent_run_id"] if state else None,
+    )
+    if state:  # a resumed search: runs left RUNNING by a killed process were interrupted
+        for r in tracker.trial_runs(parent_id):
+            if r.info.status == "RUNNING":
+                tracker.fail_trial(
+                    r.info.run_id,
+                    "interrupted (process stopped); the trial runs again",
+                    status="KILLED",
+                )
+    else:
+        project.mkdir(parents=True, exist_ok=True)
+        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
+        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
+        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
+        state = {
+            **identity,
+            "search_id": search_id,
+            "parent_run_id": parent_id,
+            "experiment": settings.experiment,
+            "tracking_uri": uri,
+        }
+        state_file.write_text(json.dumps(state, indent=2))
+    session = _Session(space, data, settings, tracker, parent_id, search_id, project, options)
+    oracle = _make_oracle(space, settings)
+    tuner = _tuner_class()(
+        oracle, session, directory=str(project), project_name="tuner", overwrite=False
+    )
+    log.info(
+        "search %s: %s tuner, up to %d trials; MLflow parent run %s in %s",
+        settings.experiment,
+        settings.tuner,
+        settings.max_trials,
+        parent_id,
+        uri,
+    )
+    try:
+        tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        for r in tracker.trial_runs(parent_id):
+            if r.info.status == "RUNNING":
+                tracker.fail_trial(r.info.run_id, "interrupted by the user", status="KILLED")
+        tracker.end_run(parent_id, "KILLED")
+        raise
+    except RuntimeError as e:
+        if "consecutive failures" in str(e):
+            tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
+            tracker.end_run(parent_id, "FAILED")
+            raise SearchError(
+                f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
+                f"(finished trials are kept); see the failed runs in MLflow: {str(e).splitlines()[-1][:200]}"
+            ) from None
+        raise
+    finally:
+        if session.embeddings is not None:
+            session.embeddings.clear()
+    result = SearchResult(
+        uri, settings.experiment, parent_id, space.objective, data.class_names, data
+    )
+    _finish(result, tracker, session)
+    return result
+
+
+def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
+    """Score the best model on the test split once, and record it on the parent run."""
+    import keras
+    import numpy as np
+
+    try:
+        best = result.best_trial
+    except SearchError:
+        tracker.end_run(result.parent_run_id, "FAILED")
+        raise
+    model = result.best_model()
+    probs = model.predict(session.data.x_test, batch_size=64, verbose=0)
+    y = session.data.y_test
+    acc = float(np.mean(np.argmax(probs, axis=1) == y))
+    loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    result.test_metrics = {"test_accuracy": acc, "test_loss": loss}
+    tracker.log_metrics(
+        result.parent_run_id,
+        {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},
+    )
+    tracker.set_tags(
+        result.parent_run_id,
+        {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
+    )
+    from automl.export import export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_model(
+            model, Path(tmp) / "model.keras", format="keras", class_names=result.class_names
+        )
+        tracker.log_artifact(result.parent_run_id, path, "best_model")
+    tracker.end_run(result.parent_run_id, "FINISHED")
+    del model
+    keras.backend.clear_session()
+    log.info(
+        "best trial %s: val_accuracy=%.4f, test_accuracy=%.4f",
+        best["trial_id"],
+        best["metrics"]["val_accuracy"],
+        acc,
+    )

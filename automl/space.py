@@ -1,0 +1,297 @@
+"""Search space: YAML schema, validation, and conversion to KerasTuner hyperparameters.
+
+A space file looks like::
+
+    name: default
+    hyperparameters:
+      backbone: {choice: [efficientnet_lite0]}
+      image_size: {choice: [64, 96]}
+      learning_rate: {min: 1.0e-4, max: 1.0e-2, sampling: log}
+      dropout: {min: 0.0, max: 0.4}
+      batch_size: 32                     # a bare value is fixed
+
+Every key of ``hyperparameters`` must be one of ``HYPERPARAMETERS``; every value is
+a fixed scalar, ``{choice: [...]}`` or a range ``{min, max[, step][, sampling]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import SpaceError, UnknownBackboneError
+
+# name -> (kind, default, check) ; kind is "int", "float", "str" or "bool".
+_AUGMENT = ("none", "light", "flip")
+_WEIGHTS = ("imagenet", "random")
+
+
+@dataclass(frozen=True)
+class _HP:
+    kind: str
+    default: Any
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
+    allowed: tuple | None = None
+    doc: str = ""
+
+
+HYPERPARAMETERS: dict[str, _HP] = {
+    "backbone": _HP("str", "efficientnet_lite0", doc="a registered backbone name"),
+    "weights": _HP("str", "imagenet", doc="'imagenet', 'random', or a path to a .weights.h5 file"),
+    "image_size": _HP("int", 96, 32, 1024, doc="square input size fed to the backbone"),
+    "learning_rate": _HP("float", 1e-3, 1e-6, 1.0, doc="phase-1 (head) learning rate"),
+    "fine_tune_lr_factor": _HP(
+        "float", 0.1, 1e-4, 1.0, doc="phase-2 learning rate = learning_rate * this"
+    ),
+    "batch_size": _HP("int", 32, 1, 4096),
+    "dropout": _HP("float", 0.2, 0.0, 0.95, doc="dropout before the classifier"),
+    "fine_tune_depth": _HP(
+        "float", 0.0, 0.0, 1.0, doc="fraction of backbone layers unfrozen in phase 2"
+    ),
+    "head_epochs": _HP("int", 5, 1, 1000, doc="phase-1 epochs (frozen backbone)"),
+    "fine_tune_epochs": _HP("int", 2, 0, 1000, doc="phase-2 epochs (fine-tuning)"),
+    "augment": _HP("str", "none", allowed=_AUGMENT, doc="phase-2 augmentation"),
+    "label_smoothing": _HP("float", 0.0, 0.0, 0.5),
+}
+
+_TOP_KEYS = {"name", "description", "objective", "hyperparameters"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched or fixed hyperparameter."""
+
+    name: str
+    kind: str  # "fixed", "choice" or "range"
+    value: Any = None
+    values: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    sampling: str = "linear"
+
+    def to_dict(self) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return {"choice": list(self.values)}
+        d: dict[str, Any] = {"min": self.low, "max": self.high}
+        if self.step is not None:
+            d["step"] = self.step
+        if self.sampling != "linear":
+            d["sampling"] = self.sampling
+        return d
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space."""
+
+    name: str
+    params: dict[str, Param]
+    description: str = ""
+    objective: str = "val_accuracy"
+    source: str = field(default="<dict>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "objective": self.objective,
+            "hyperparameters": {k: p.to_dict() for k, p in self.params.items()},
+        }
+
+    def digest(self) -> str:
+        """Stable hash of the space's content (used to detect a changed space on resume)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def searched(self) -> list[str]:
+        """Names of the hyperparameters that take more than one value."""
+        return [k for k, p in self.params.items() if p.kind != "fixed"]
+
+    def to_keras_tuner(self):
+        """The space as ``keras_tuner.HyperParameters`` (fixed values included)."""
+        import keras_tuner as kt
+
+        hp = kt.HyperParameters()
+        for name, p in self.params.items():
+            if p.kind == "fixed":
+                hp.Fixed(name, p.value)
+            elif p.kind == "choice":
+                hp.Choice(name, list(p.values))
+            elif HYPERPARAMETERS[name].kind == "int":
+                hp.Int(name, int(p.low), int(p.high), step=int(p.step or 1), sampling=p.sampling)
+            else:
+                hp.Float(name, p.low, p.high, step=p.step, sampling=p.sampling)
+        return hp
+
+    def upper(self, name: str) -> Any:
+        """The largest value ``name`` can take in this space."""
+        p = self.params[name]
+        return max(p.values) if p.kind == "choice" else p.high if p.kind == "range" else p.value
+
+    def defaults(self) -> dict[str, Any]:
+        """One concrete configuration: fixed values, first choices, range lows."""
+        out = {}
+        for name, p in self.params.items():
+            out[name] = (
+                p.value if p.kind == "fixed" else p.values[0] if p.kind == "choice" else p.low
+            )
+        return out
+
+
+def _err(key: str, value: Any, allowed: str) -> SpaceError:
+    return SpaceError(f"search space: {key}={value!r} is not allowed; {allowed}")
+
+
+def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
+    key = where
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise _err(key, value, "expected an integer")
+        value = int(value)
+    elif spec.kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _err(key, value, "expected a number")
+        value = float(value)
+    elif spec.kind == "str":
+        if not isinstance(value, str):
+            raise _err(key, value, "expected a string")
+    if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+        raise _err(key, value, f"allowed range is [{spec.low:g}, {spec.high:g}]")
+    if spec.allowed is not None and value not in spec.allowed:
+        raise _err(key, value, f"choose one of: {', '.join(map(str, spec.allowed))}")
+    if name == "backbone":
+        from automl.backbones.registry import get_backbone
+
+        try:
+            get_backbone(value)
+        except UnknownBackboneError as e:
+            raise SpaceError(f"search space: {key}: {e}") from None
+    if name == "weights" and value not in _WEIGHTS and not value.endswith(".h5"):
+        raise _err(key, value, "use 'imagenet', 'random', or a path ending in .weights.h5")
+    return value
+
+
+def _parse_param(name: str, raw: Any) -> Param:
+    spec = HYPERPARAMETERS[name]
+    where = f"hyperparameters.{name}"
+    if not isinstance(raw, dict):
+        return Param(name, "fixed", value=_check_scalar(name, spec, raw, where))
+    keys = set(raw)
+    if "choice" in keys:
+        extra = keys - {"choice"}
+        if extra:
+            raise _err(
+                f"{where}.{sorted(extra)[0]}", raw[sorted(extra)[0]], "a choice takes only 'choice'"
+            )
+        values = raw["choice"]
+        if not isinstance(values, list) or not values:
+            raise _err(f"{where}.choice", values, "expected a non-empty list")
+        checked = tuple(_check_scalar(name, spec, v, f"{where}.choice") for v in values)
+        if len(set(checked)) != len(checked):
+            raise _err(f"{where}.choice", values, "values must be distinct")
+        return Param(name, "choice", values=checked)
+    unknown = keys - {"min", "max", "step", "sampling"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _err(f"{where}.{k}", raw[k], "a range takes min, max, step, sampling (or use choice)")
+    if spec.kind not in ("int", "float"):
+        raise _err(where, raw, "this hyperparameter takes a value or {choice: [...]}, not a range")
+    if "min" not in keys or "max" not in keys:
+        raise _err(where, raw, "a range needs both min and max")
+    low = _check_scalar(name, spec, raw["min"], f"{where}.min")
+    high = _check_scalar(name, spec, raw["max"], f"{where}.max")
+    if low > high:
+        raise SpaceError(
+            f"search space: {where}: `min <= max` must hold, but got (min={low!r}, max={high!r})"
+        )
+    sampling = raw.get("sampling", "linear")
+    if sampling not in ("linear", "log", "reverse_log"):
+        raise _err(f"{where}.sampling", sampling, "choose one of: linear, log, reverse_log")
+    if sampling != "linear" and low <= 0:
+        raise _err(f"{where}.min", low, "log sampling needs min > 0")
+    step = raw.get("step")
+    if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+        raise _err(f"{where}.step", step, "step must be a positive number")
+    return Param(name, "range", low=low, high=high, step=step, sampling=sampling)
+
+
+def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
+    """Validate a space given as a dict (as loaded from YAML)."""
+    if not isinstance(raw, dict):
+        raise SpaceError(
+            f"search space {source}: expected a mapping at the top, got {type(raw).__name__}"
+        )
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _err(k, raw[k], f"top-level keys are: {', '.join(sorted(_TOP_KEYS))}")
+    hps = raw.get("hyperparameters") or {}
+    if not isinstance(hps, dict):
+        raise _err("hyperparameters", hps, "expected a mapping of name: value")
+    unknown = set(hps) - set(HYPERPARAMETERS)
+    if unknown:
+        k = sorted(unknown)[0]
+        raise SpaceError(
+            f"search space: unknown key hyperparameters.{k} (value {hps[k]!r}); "
+            f"known keys are: {', '.join(HYPERPARAMETERS)}"
+        )
+    params = {}
+    for name, spec in HYPERPARAMETERS.items():
+        params[name] = (
+            _parse_param(name, hps[name])
+            if name in hps
+            else Param(name, "fixed", value=spec.default)
+        )
+    objective = raw.get("objective", "val_accuracy")
+    if objective not in ("val_accuracy", "val_loss"):
+        raise _err("objective", objective, "choose one of: val_accuracy, val_loss")
+    return SearchSpace(
+        name=str(raw.get("name") or Path(source).stem),
+        description=str(raw.get("description") or ""),
+        objective=objective,
+        params=params,
+        source=source,
+    )
+
+
+BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSpace:
+    """Load and validate a space: a YAML path, a built-in name, a dict, or a SearchSpace."""
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict):
+        return parse_space(space)
+    if space is None:
+        space = "default"
+    path = Path(space)
+    if not path.exists() and not path.suffix:
+        for base in (BUILTIN_SPACES, Path(__file__).resolve().parent / "spaces"):
+            candidate = base / f"{space}.yaml"
+            if candidate.exists():
+                path = candidate
+                break
+    if not path.exists():
+        raise SpaceError(
+            f"search space file {str(space)!r} does not exist; pass a YAML file or a built-in "
+            "name (default, gpu)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpaceError(
+            f"search space {str(path)!r} is not valid YAML{where}: fix the syntax"
+        ) from None
+    return parse_space(raw, source=str(path))

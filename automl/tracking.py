@@ -1,0 +1,294 @@
+"""Everything MLflow: one parent run per search, one nested run per trial, via ``MlflowClient``.
+
+Library code logs through the client with explicit run ids (never the fluent globals), so
+nested runs and concurrent searches cannot cross wires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from automl.errors import TrackingError
+
+log = logging.getLogger("automl")
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+TAG_SEARCH = "automl.search_id"
+TAG_KIND = "automl.kind"  # "search" or "trial"
+TAG_TRIAL = "automl.trial_id"
+TAG_PARENT = "mlflow.parentRunId"
+
+# Columns of the leaderboard, besides hyperparameters.
+SCORE_COLUMNS = ["val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs_run"]
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store under mlruns/."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative paths resolve against the cwd)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast, before any training, when the store cannot be reached."""
+    parsed = urlparse(uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(
+                f"tracking URI {uri!r}: cannot create {str(db.parent)!r} ({e.strerror}); pass a writable --tracking-uri"
+            ) from None
+        if not os.access(db.parent, os.W_OK):
+            raise TrackingError(
+                f"tracking URI {uri!r}: folder {str(db.parent)!r} is not writable; pass a writable --tracking-uri"
+            )
+        return
+    if parsed.scheme in ("http", "https"):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=5)
+        except requests.RequestException:
+            raise TrackingError(
+                f"tracking URI {uri!r} cannot be reached; start the MLflow server or pass another --tracking-uri"
+            ) from None
+        return
+    if parsed.scheme in ("", "file"):
+        raise TrackingError(
+            f"tracking URI {uri!r} is a file store, which current MLflow refuses; use {DEFAULT_TRACKING_URI!r}"
+        )
+    if parsed.scheme in ("postgresql", "mysql", "mssql", "databricks") or "+" in parsed.scheme:
+        return
+    raise TrackingError(
+        f"tracking URI {uri!r} has an unknown scheme {parsed.scheme!r}; use sqlite:///PATH or http://HOST:PORT"
+    )
+
+
+def _retry(fn, *args, attempts: int = 8, **kwargs):
+    """Call ``fn``, retrying while SQLite reports the database is locked (concurrent searches)."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # MlflowException wraps sqlalchemy OperationalError
+            if "locked" not in str(e).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**i)
+    return None
+
+
+class Tracker:
+    """An MLflow experiment seen through ``MlflowClient``."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = _retry(self.client.get_experiment_by_name, experiment)
+        if exp is None:
+            self.experiment_id = self._create_experiment(experiment)
+        else:
+            if exp.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"experiment {experiment!r} is deleted in {self.uri}; restore it or pick another --experiment"
+                )
+            self.experiment_id = exp.experiment_id
+
+    def _create_experiment(self, name: str) -> str:
+        location = None
+        db = sqlite_path(self.uri)
+        if db is not None:
+            location = (db.resolve().parent / "artifacts" / name).as_uri()
+        try:
+            return _retry(self.client.create_experiment, name, artifact_location=location)
+        except Exception:
+            exp = self.client.get_experiment_by_name(name)  # created concurrently by another search
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # --- runs -------------------------------------------------------------------------
+    def start_search(
+        self,
+        search_id: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        run_id: str | None = None,
+    ) -> str:
+        """Create the parent run, or reopen ``run_id`` when a search is resumed."""
+        if run_id:
+            _retry(self.client.update_run, run_id, status="RUNNING")
+            return run_id
+        run = _retry(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=tags.get("mlflow.runName"),
+            tags={TAG_SEARCH: search_id, TAG_KIND: "search", **tags},
+        )
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def start_trial(
+        self,
+        parent_id: str,
+        search_id: str,
+        trial_id: str,
+        params: dict[str, Any],
+        attempt: int = 1,
+    ) -> str:
+        run = _retry(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
+            tags={
+                TAG_PARENT: parent_id,
+                TAG_SEARCH: search_id,
+                TAG_KIND: "trial",
+                TAG_TRIAL: trial_id,
+                "automl.attempt": str(attempt),
+            },
+        )
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if v is not None]
+        for i in range(0, len(items), 100):
+            _retry(self.client.log_batch, run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None and v == v
+        ]
+        if items:
+            _retry(self.client.log_batch, run_id, metrics=items)
+
+    def log_epoch(self, run_id: str, entry: dict[str, Any]) -> None:
+        """One epoch's train/val loss and accuracy, with the epoch as step and its phase."""
+        metrics = {
+            k: v for k, v in entry.items() if k not in ("step", "phase") and isinstance(v, float)
+        }
+        metrics["phase"] = 1.0 if entry.get("phase") == "phase1" else 2.0
+        self.log_metrics(run_id, metrics, step=int(entry["step"]))
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            _retry(self.client.set_tag, run_id, k, str(v)[:5000])
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        _retry(self.client.log_dict, run_id, obj, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        _retry(self.client.log_text, run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        _retry(self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        _retry(self.client.set_terminated, run_id, status=status)
+
+    def fail_trial(
+        self, run_id: str, reason: str, traceback_text: str | None = None, status: str = "FAILED"
+    ) -> None:
+        """Mark a trial run FAILED (or KILLED) with its reason, and its traceback as an artifact."""
+        self.set_tags(run_id, {"automl.failure_reason": reason[:500]})
+        if traceback_text:
+            self.log_text(run_id, traceback_text, "error/traceback.txt")
+        self.end_run(run_id, status)
+
+    # --- queries ----------------------------------------------------------------------
+    def trial_runs(self, parent_id: str) -> list:
+        """Every nested run of a search (all attempts), oldest first."""
+        from mlflow.entities import ViewType
+
+        runs, token = [], None
+        while True:
+            page = _retry(
+                self.client.search_runs,
+                [self.experiment_id],
+                filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=1000,
+                page_token=token,
+            )
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+        return sorted(runs, key=lambda r: r.info.start_time)
+
+    def latest_search(self):
+        """The most recent parent run of this experiment, or None."""
+        runs = _retry(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_KIND}` = 'search'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def leaderboard(self, parent_id: str, objective: str = "val_accuracy"):
+        """One row per trial run of the search, best first (failed and killed runs last)."""
+        import pandas as pd
+
+        rows = []
+        for r in self.trial_runs(parent_id):
+            row = {
+                "trial": r.data.tags.get(TAG_TRIAL, ""),
+                "status": r.info.status,
+                **{k: r.data.metrics.get(k) for k in SCORE_COLUMNS},
+                **{k: _parse(v) for k, v in r.data.params.items()},
+                "seconds": (r.info.end_time - r.info.start_time) / 1000
+                if r.info.end_time
+                else None,
+                "reason": r.data.tags.get("automl.failure_reason", ""),
+                "run_id": r.info.run_id,
+            }
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        if df.empty:
+            return df
+        ok = df["status"].eq("FINISHED") & df[objective].notna()
+        df["_ok"] = ok
+        df = df.sort_values(
+            ["_ok", objective], ascending=[False, objective == "val_loss"], kind="stable"
+        )
+        return df.drop(columns="_ok").reset_index(drop=True)
+
+    def download(self, run_id: str, artifact_path: str) -> Path:
+        """A run's artifact as a local path (downloaded to a temp folder where needed)."""
+        dst = tempfile.mkdtemp(prefix="automl-dl-")
+        try:
+            return Path(_retry(self.client.download_artifacts, run_id, artifact_path, dst))
+        except Exception as e:
+            raise TrackingError(
+                f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
+            ) from None
+
+
+def _parse(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except (TypeError, ValueError):
+        return v
