@@ -1,0 +1,69 @@
+"""Shared fixtures: every test gets its own MLflow store and cache dir; tiny seeded data."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+TINY_SPACE = {
+    "name": "tiny",
+    "hyperparameters": {
+        "backbone": "mobilenet_v3_small",
+        "weights": "random",
+        "image_size": 32,
+        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+        "batch_size": {"choice": [8, 16]},
+        "dropout": 0.1,
+        "fine_tune_depth": 0.2,
+        "head_epochs": 2,
+        "fine_tune_epochs": 1,
+        "augment": "light",
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path, monkeypatch):
+    """MLflow store, work dir and weight cache inside the test's temp dir."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("AUTOML_CACHE", str(tmp_path / "cache"))
+    yield
+
+
+@pytest.fixture
+def tiny_arrays():
+    """48 seeded 32x32 RGB images in 3 classes that differ in colour (learnable quickly)."""
+    rng = np.random.default_rng(0)
+    n, classes = 48, 3
+    y = np.arange(n) % classes
+    x = rng.integers(0, 60, size=(n, 32, 32, 3)).astype(np.uint8)
+    for c in range(classes):
+        x[y == c, :, :, c] += 150
+    return x, y
+
+
+@pytest.fixture
+def tiny_space():
+    import copy
+
+    return copy.deepcopy(TINY_SPACE)
+
+
+@pytest.fixture
+def image_folder(tmp_path, tiny_arrays):
+    """A folder of class sub-folders with PNG files made from ``tiny_arrays``."""
+    from PIL import Image
+
+    x, y = tiny_arrays
+    root = tmp_path / "images"
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / f"class_{label}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    return root
