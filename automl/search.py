@@ -23,7 +23,7 @@ from automl.data import DataBundle, describe_source, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
 from automl.space import SearchSpace, load_space
-from automl.tracking import Tracker, check_tracking_uri, resolve_tracking_uri, sqlite_path
+from automl.tracking import SCORES, Tracker, check_tracking_uri, resolve_tracking_uri, sqlite_path
 from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
 
 log = logging.getLogger("automl")
@@ -186,7 +186,13 @@ class _Session:
                 init_weights = str(ckpt)
             else:  # the parent's weights were not kept (outside the top k): start over
                 initial_epoch = 0
-        params = {**cfg.to_dict(), "trial_id": tid, "seed": self.settings.seed + int(tid)}
+        # "lr" is the short alias the MLflow UI columns show next to batch_size and dropout.
+        params = {
+            **cfg.to_dict(),
+            "lr": cfg.learning_rate,
+            "trial_id": tid,
+            "seed": self.settings.seed + int(tid),
+        }
         if budget is not None:
             params.update(
                 {
@@ -254,7 +260,10 @@ class _Session:
             gc.collect()
         m = outcome.metrics
         kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
-        self.tracker.log_metrics(run_id, m)
+        # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+        self.tracker.log_metrics(
+            run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()}
+        )
         self.tracker.set_tags(
             run_id,
             {

@@ -25,8 +25,9 @@ TAG_KIND = "automl.kind"  # "search" or "trial"
 TAG_TRIAL = "automl.trial_id"
 TAG_PARENT = "mlflow.parentRunId"
 
-# Columns of the leaderboard, besides hyperparameters.
-SCORE_COLUMNS = ["val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs_run"]
+# A trial's scores at its best epoch are logged as best_<name>; the leaderboard shows them as <name>.
+SCORES = ("val_accuracy", "val_loss", "accuracy", "loss")
+SCORE_COLUMNS = [*SCORES, "best_epoch", "epochs_run"]
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -257,7 +258,7 @@ class Tracker:
             row = {
                 "trial": r.data.tags.get(TAG_TRIAL, ""),
                 "status": r.info.status,
-                **{k: r.data.metrics.get(k) for k in SCORE_COLUMNS},
+                **{k: r.data.metrics.get(f"best_{k}" if k in SCORES else k) for k in SCORE_COLUMNS},
                 **{k: _parse(v) for k, v in r.data.params.items()},
                 "seconds": (r.info.end_time - r.info.start_time) / 1000
                 if r.info.end_time

@@ -36,8 +36,7 @@ def _isolated_store(tmp_path, monkeypatch):
     yield
 
 
-@pytest.fixture
-def tiny_arrays():
+def make_tiny_arrays():
     """48 seeded 32x32 RGB images in 3 classes that differ in colour (learnable quickly)."""
     rng = np.random.default_rng(0)
     n, classes = 48, 3
@@ -46,6 +45,11 @@ def tiny_arrays():
     for c in range(classes):
         x[y == c, :, :, c] += 150
     return x, y
+
+
+@pytest.fixture
+def tiny_arrays():
+    return make_tiny_arrays()
 
 
 @pytest.fixture

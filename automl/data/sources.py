@@ -136,9 +136,9 @@ def load_tfds(name: str, store_size: int = 128, data_dir: str | None = None) -> 
             f"TFDS dataset {name!r} is not available ({type(e).__name__}); check the name with tfds.list_builders()"
         ) from None
     try:
-        ds_all = tfds.load(
-            name, split=list(builder.info.splits), as_supervised=True, data_dir=data_dir
-        )
+        # Pool every split the builder knows (unprepared or mocked builders list none: take train).
+        splits = list(builder.info.splits) or ["train"]
+        ds_all = tfds.load(name, split=splits, as_supervised=True, data_dir=data_dir)
     except Exception as e:
         raise DataError(
             f"TFDS dataset {name!r} could not be loaded: {str(e).splitlines()[0][:200]}"
@@ -172,7 +172,7 @@ def load_arrays(x, y, store_size: int | None = None) -> Loaded:
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             bad = y[~np.isfinite(y) | (y != np.round(y))][0]
             raise DataError(
-                f"y holds {bad!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
+                f"y holds {bad.item()!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
             )
         y = y.astype(np.int64)
     if y.dtype.kind not in "iuUSOb":
