@@ -110,7 +110,7 @@ def test_features_share_cache_and_match_full_model(tmp_path):
     assert feats.output_shape == (None, 1280)
     assert all(layer.name not in ("logits", "predictions") for layer in feats.layers)
     x = np.stack([_photo("china.jpg", 224), _photo("flower.jpg", 224)])
-    pooled = keras.Model(full.inputs, full.get_layer(lite.FEATURES_LAYER).output)
+    pooled = keras.Model(full.input, full.get_layer(lite.FEATURES_LAYER).output)
     np.testing.assert_allclose(_run(feats, x), _run(pooled, x), atol=1e-5)
     logits = _run(lite.logits_model(full), x)
     np.testing.assert_allclose(
@@ -184,15 +184,21 @@ def test_cache_written_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
     x = _photo("china.jpg", 224)[None]
     assert int(np.argmax(_run(model, x))) == 698
 
-    # A flipped byte with the same size, or a broken manifest, too.
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    # A flipped byte with the same size, or a broken manifest, fail the check too.
+    source = lite._torch_checkpoint(lite.VARIANTS["efficientnet_lite0"])
+    assert lite._cache_valid(target, source)
+    good = target.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0xFF
+    target.write_bytes(bytes(flipped))
+    assert not lite._cache_valid(target, source)
+    target.write_bytes(good)
+    assert lite._cache_valid(target, source)
+    manifest.write_text("{not json")
+    assert not lite._cache_valid(target, source)
     lite.imagenet_weights_file("efficientnet_lite0")
     assert calls == [1, 1]
-    manifest.write_text("{not json")
-    lite.imagenet_weights_file("efficientnet_lite0")
-    assert calls == [1, 1, 1]
+    assert lite._cache_valid(target, source)
 
 
 def test_cache_dir_fallbacks(monkeypatch, tmp_path):
