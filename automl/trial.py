@@ -142,6 +142,11 @@ class _EpochWatch:
                 self.diverged = False
                 self.deadline_hit = False
 
+            # The batch hook only reads the loss and sets stop_training: safe to run on Keras's
+            # async dispatch thread, so the accelerator's queue stays full (without this flag,
+            # any batch hook makes Keras sync the device after every batch).
+            async_safe = True
+
             def on_train_batch_end(self, batch, logs=None):
                 loss = (logs or {}).get("loss")
                 if loss is not None and not math.isfinite(float(loss)):
