@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse unreadable image files instead of skipping them",
     )
+    s.add_argument(
+        "--no-mixed-precision",
+        action="store_true",
+        help="float32 on a GPU (mixed precision is on by default there)",
+    )
+    s.add_argument("--no-xla", action="store_true", help="no XLA compilation on a GPU")
     s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
     _common(s)
 
@@ -149,6 +155,8 @@ def cmd_search(a) -> int:
         keep_top_k=a.keep_top_k,
         overwrite=a.overwrite,
         strict_images=a.strict_images,
+        mixed_precision=not a.no_mixed_precision,
+        xla=not a.no_xla,
     )
     _print_board(result.leaderboard())
     best = result.best_trial

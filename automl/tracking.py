@@ -272,8 +272,11 @@ class Tracker:
             return df
         ok = df["status"].eq("FINISHED") & df[objective].notna()
         df["_ok"] = ok
+        other = "val_accuracy" if objective == "val_loss" else "val_loss"  # breaks ties
         df = df.sort_values(
-            ["_ok", objective], ascending=[False, objective == "val_loss"], kind="stable"
+            ["_ok", objective, other],
+            ascending=[False, objective == "val_loss", other == "val_loss"],
+            kind="stable",
         )
         return df.drop(columns="_ok").reset_index(drop=True)
 
