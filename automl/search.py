@@ -112,8 +112,8 @@ def _setup_accelerator(settings: SearchSettings) -> dict[str, Any]:
 class _Checkpoints:
     """Model files of the best ``k`` trials; the others keep metrics and plots but no weights."""
 
-    def __init__(self, folder: Path, k: int, objective: str):
-        self.folder, self.k, self.objective = folder, k, objective
+    def __init__(self, folder: Path, k: int, objective: str, class_names: list[str]):
+        self.folder, self.k, self.objective, self.class_names = folder, k, objective, class_names
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index_file = folder / "index.json"
         self.scores: dict[str, float] = (
@@ -131,8 +131,10 @@ class _Checkpoints:
         ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
         if len(ranked) >= self.k and self._rank(score) <= self._rank(ranked[self.k - 1][1]):
             return False
+        from automl.export import export_model
+
         tmp = self.folder / f".trial_{trial_id}.tmp.keras"
-        model.save(tmp)
+        export_model(model, tmp, class_names=self.class_names, force=True)  # a ready export
         tmp.replace(self.path(trial_id))
         self.scores[trial_id] = score
         ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
@@ -162,8 +164,11 @@ class _Session:
         self.project, self.options = project, options
         self.embeddings = EmbeddingCache() if settings.embedding_cache else None
         self.checkpoints = _Checkpoints(
-            project / "checkpoints", settings.keep_top_k, space.objective
+            project / "checkpoints", settings.keep_top_k, space.objective, data.class_names
         )
+        # The best finished trial's model stays in memory (one model), so the end of the
+        # search neither reloads nor re-saves it.
+        self.best_in_memory: tuple[str, float, Any] | None = None
         self.attempts: dict[str, int] = {}
         self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
@@ -259,7 +264,11 @@ class _Session:
             keras.backend.clear_session()
             gc.collect()
         m = outcome.metrics
-        kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
+        score = m[self.space.objective]
+        kept = self.checkpoints.offer(tid, score, outcome.model)
+        rank = self.checkpoints._rank
+        if self.best_in_memory is None or rank(score) > rank(self.best_in_memory[1]):
+            self.best_in_memory = (tid, score, outcome.model)
         # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
         self.tracker.log_metrics(
             run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()}
@@ -572,7 +581,9 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
     except SearchError:
         tracker.end_run(result.parent_run_id, "FAILED")
         raise
-    model = result.best_model()
+    held = session.best_in_memory
+    model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
+    session.best_in_memory = None
     probs = model.predict(session.data.x_test, batch_size=64, verbose=0)
     y = session.data.y_test
     acc = float(np.mean(np.argmax(probs, axis=1) == y))
@@ -586,12 +597,14 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
         result.parent_run_id,
         {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
     )
-    from automl.export import export_model
-
+    ckpt = session.checkpoints.path(best["trial_id"])  # an export already (class names inside)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(
-            model, Path(tmp) / "model.keras", format="keras", class_names=result.class_names
-        )
+        if ckpt.exists():
+            path = Path(shutil.copy(ckpt, Path(tmp) / "model.keras"))
+        else:
+            from automl.export import export_model
+
+            path = export_model(model, Path(tmp) / "model.keras", class_names=result.class_names)
         tracker.log_artifact(result.parent_run_id, path, "best_model")
     tracker.end_run(result.parent_run_id, "FINISHED")
     del model

@@ -44,8 +44,16 @@ def rate(stamps: list[float], per_epoch: int) -> float:
 
 def via_automl(data, a) -> float:
     cfg = TrialConfig(
-        backbone=a.backbone, weights="random", image_size=a.size, learning_rate=1e-3, batch_size=a.batch,
-        dropout=0.1, fine_tune_depth=a.depth, head_epochs=1, fine_tune_epochs=a.epochs, fine_tune_lr_factor=0.1,
+        backbone=a.backbone,
+        weights="random",
+        image_size=a.size,
+        learning_rate=1e-3,
+        batch_size=a.batch,
+        dropout=0.1,
+        fine_tune_depth=a.depth,
+        head_epochs=1,
+        fine_tune_epochs=a.epochs,
+        fine_tune_lr_factor=0.1,
     )
     stamps: list[float] = []
 
@@ -54,23 +62,42 @@ def via_automl(data, a) -> float:
             stamps.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    run_trial(cfg, data, options=RunOptions(embedding_cache=True, early_stopping_patience=0, jit_compile=a.jit),
-              on_epoch=on_epoch)
+    run_trial(
+        cfg,
+        data,
+        options=RunOptions(embedding_cache=True, early_stopping_patience=0, jit_compile=a.jit),
+        on_epoch=on_epoch,
+    )
     stamps.insert(0, t0)  # crude start; epoch 1 (compile) is dropped by rate()
     keras.backend.clear_session()
     return rate(stamps, len(data.y_train) + len(data.y_val))
 
 
 def plain_keras(data, a) -> float:
-    parts = build_model(a.backbone, num_classes=data.num_classes, image_size=a.size, dropout=0.1, weights=None)
+    parts = build_model(
+        a.backbone, num_classes=data.num_classes, image_size=a.size, dropout=0.1, weights=None
+    )
     unfreeze_top(parts.backbone, a.depth)
     m = parts.model
-    m.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-              jit_compile=a.jit)
+    m.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=a.jit,
+    )
     stamps = [time.perf_counter()]
-    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(time.perf_counter()))
-    m.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), batch_size=a.batch,
-          epochs=a.epochs, verbose=0, callbacks=[cb])
+    cb = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda e, logs: stamps.append(time.perf_counter())
+    )
+    m.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        batch_size=a.batch,
+        epochs=a.epochs,
+        verbose=0,
+        callbacks=[cb],
+    )
     keras.backend.clear_session()
     return rate(stamps, len(data.y_train) + len(data.y_val))
 
@@ -103,12 +130,22 @@ def main() -> None:
 
         device = str(jax.devices()[0].device_kind)
     out = {
-        "backend": keras.backend.backend(), "device": device, "host": platform.node(),
-        "backbone": a.backbone, "size": a.size, "batch": a.batch, "mixed_precision": mixed,
-        "fine_tune_depth": a.depth, "train_images": a.n, "val_images": a.n_val, "epochs": a.epochs,
+        "backend": keras.backend.backend(),
+        "device": device,
+        "host": platform.node(),
+        "backbone": a.backbone,
+        "size": a.size,
+        "batch": a.batch,
+        "mixed_precision": mixed,
+        "fine_tune_depth": a.depth,
+        "train_images": a.n,
+        "val_images": a.n_val,
+        "epochs": a.epochs,
         "images_per_s_automl": [round(v, 1) for v in res["automl"]],
         "images_per_s_plain_keras": [round(v, 1) for v in res["plain_keras"]],
-        "ratio_automl_over_plain": round(float(np.median(res["automl"]) / np.median(res["plain_keras"])), 3),
+        "ratio_automl_over_plain": round(
+            float(np.median(res["automl"]) / np.median(res["plain_keras"])), 3
+        ),
     }
     print(json.dumps(out))
 
