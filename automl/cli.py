@@ -164,6 +164,10 @@ def cmd_search(a) -> int:
         f"\nbest trial {best['trial_id']}: val_accuracy={best['metrics']['val_accuracy']:.4f} "
         f"test_accuracy={result.test_metrics.get('test_accuracy', float('nan')):.4f} (MLflow run {best['run_id']})"
     )
+    ckpt = result.tracker.client.get_run(best["run_id"]).data.tags.get("automl.checkpoint")
+    print(
+        f"best model:  {ckpt} (and MLflow run {result.parent_run_id}, artifact best_model/model.keras)"
+    )
     print(
         f"export it:   automl export --experiment {result.experiment} --format keras --output best.keras"
     )

@@ -210,7 +210,11 @@ class _Session:
             self.parent_id, self.search_id, tid, params, attempt=self.attempts[tid]
         )
         log.info(
-            "trial %s started: %s", tid, ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
+            "trial %s (%d of at most %d) started: %s",
+            tid,
+            int(tid) + 1,
+            self.settings.max_trials,
+            ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
         )
 
         def on_epoch(entry):

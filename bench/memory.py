@@ -17,7 +17,7 @@ import time
 import _common
 
 import automl
-from automl import search as search_mod
+from automl.search import _Session
 
 SPACE = _common.fixed_space(
     image_size={"choice": [64, 96]},
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     a = ap.parse_args()
     rss: list[float] = []
-    real = search_mod._Session.run_one
+    real = _Session.run_one
 
     def run_one(self, trial):
         out = real(self, trial)
@@ -43,7 +43,7 @@ def main() -> None:
         print(f"trial {len(rss):2d}: rss {rss[-1]:7.1f} MiB", flush=True)
         return out
 
-    search_mod._Session.run_one = run_one
+    _Session.run_one = run_one
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         automl.search(
