@@ -23,7 +23,14 @@ from automl.data import DataBundle, describe_source, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
 from automl.space import SearchSpace, load_space
-from automl.tracking import SCORES, Tracker, check_tracking_uri, resolve_tracking_uri, sqlite_path
+from automl.tracking import (
+    SCORES,
+    Tracker,
+    check_tracking_uri,
+    rank_key,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
 
 log = logging.getLogger("automl")
@@ -116,17 +123,17 @@ class _Checkpoints:
         self.folder, self.k, self.objective, self.class_names = folder, k, objective, class_names
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index_file = folder / "index.json"
-        self.scores: dict[str, float] = (
+        self.scores: dict[str, dict[str, float]] = (
             json.loads(self.index_file.read_text()) if self.index_file.exists() else {}
         )
 
     def path(self, trial_id: str) -> Path:
         return self.folder / f"trial_{trial_id}.keras"
 
-    def _rank(self, score: float) -> float:
-        return -score if self.objective == "val_loss" else score
+    def _rank(self, scores: dict[str, float]) -> tuple[float, float]:
+        return rank_key(scores, self.objective)
 
-    def offer(self, trial_id: str, score: float, model) -> bool:
+    def offer(self, trial_id: str, score: dict[str, float], model) -> bool:
         """Save ``model`` if it ranks in the top k; delete whatever falls out. True if kept."""
         ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
         if len(ranked) >= self.k and self._rank(score) <= self._rank(ranked[self.k - 1][1]):
@@ -168,7 +175,7 @@ class _Session:
         )
         # The best finished trial's model stays in memory (one model), so the end of the
         # search neither reloads nor re-saves it.
-        self.best_in_memory: tuple[str, float, Any] | None = None
+        self.best_in_memory: tuple[str, dict[str, float], Any] | None = None
         self.attempts: dict[str, int] = {}
         self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
@@ -268,7 +275,7 @@ class _Session:
             keras.backend.clear_session()
             gc.collect()
         m = outcome.metrics
-        score = m[self.space.objective]
+        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
         kept = self.checkpoints.offer(tid, score, outcome.model)
         rank = self.checkpoints._rank
         if self.best_in_memory is None or rank(score) > rank(self.best_in_memory[1]):

@@ -79,6 +79,15 @@ def check_tracking_uri(uri: str) -> None:
     )
 
 
+def rank_key(scores: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
+    """Higher is better: the objective first, the other validation score breaks ties.
+
+    The leaderboard, the top-k checkpoints and the best trial all rank with this.
+    """
+    acc, loss = scores.get("val_accuracy", float("-inf")), scores.get("val_loss", float("inf"))
+    return (-loss, acc) if objective == "val_loss" else (acc, -loss)
+
+
 def _retry(fn, *args, attempts: int = 8, **kwargs):
     """Call ``fn``, retrying while SQLite reports the database is locked (concurrent searches)."""
     for i in range(attempts):
