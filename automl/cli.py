@@ -248,6 +248,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_ui(a) -> int:
+    import signal
     import subprocess
 
     from automl.tracking import check_tracking_uri, resolve_tracking_uri, sqlite_path
@@ -273,10 +274,16 @@ def cmd_ui(a) -> int:
     db = sqlite_path(uri)
     if db is not None:  # artifacts of experiments created in the UI go next to the others
         cmd += ["--artifacts-destination", str(db.resolve().parent / "artifacts")]
+    proc = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stop the server too
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

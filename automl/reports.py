@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -265,6 +266,9 @@ def _dataset_classes():
         @property
         def profile(self):
             return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
 
     return AutoMLDataSource, ImageDataset
 
@@ -552,7 +556,7 @@ def log_search_reports(
             parent_id,
             model,
             data.x_test[:2],
-            name="best_model",
+            name="model",  # not "best_model": that run folder holds the plain .keras file
             class_names=data.class_names,
             register=register,
         )

@@ -187,7 +187,8 @@ def retrain(
         "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
         "test_loss": float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))),
     }
-    tracker.log_metrics(new_id, {**outcome.metrics, **test})
+    last = max((int(e["step"]) for e in outcome.history), default=0)
+    tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)  # latest = best epoch's
     log_trial_reports(
         tracker,
         new_id,

@@ -259,7 +259,9 @@ class _Session:
             gc.collect()
         m = outcome.metrics
         kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
-        self.tracker.log_metrics(run_id, m)
+        # At the last epoch's step, so MLflow's latest value (the UI's column) is the best epoch's.
+        last = max((int(e["step"]) for e in outcome.history), default=0)
+        self.tracker.log_metrics(run_id, m, step=last)
         self.tracker.set_tags(
             run_id,
             {
