@@ -3,23 +3,27 @@
 import automl
 result = automl.search(data="demo", max_trials=6, tuner="bayesian")
 result.leaderboard(); result.best_model(); result.export("best.keras")
+automl.retrain(result.best_trial["run_id"], full=True)
 """
 
 from automl.backbones.registry import create_backbone, list_backbones
 from automl.data import DataBundle, load_data
 from automl.errors import AutoMLError
+from automl.retrain import RetrainResult, retrain
 from automl.search import SearchResult, search
 from automl.space import SearchSpace, load_space
 
 __all__ = [
     "AutoMLError",
     "DataBundle",
+    "RetrainResult",
     "SearchResult",
     "SearchSpace",
     "create_backbone",
     "list_backbones",
     "load_data",
     "load_space",
+    "retrain",
     "search",
 ]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
 automl export [--run-id ID] --format keras --output PATH
+automl retrain --run-id ID [--full] [--data SRC] [--register NAME]
 automl ui [--port N] [--host HOST]
 """
 
@@ -83,8 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="float32 on a GPU (mixed precision is on by default there)",
     )
     s.add_argument("--no-xla", action="store_true", help="no XLA compilation on a GPU")
+    s.add_argument(
+        "--register",
+        default=None,
+        metavar="NAME",
+        help="register the best model in the MLflow Model Registry under NAME (a new version)",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
     _common(s)
+
+    rt = sub.add_parser("retrain", help="train a logged trial's configuration again (a new run)")
+    rt.add_argument(
+        "--run-id", required=True, help="a trial run id (or a search run id: its best trial)"
+    )
+    rt.add_argument(
+        "--full", action="store_true", help="train on train + validation (test scores the model)"
+    )
+    rt.add_argument(
+        "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
+    )
+    rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    _common(rt)
 
     lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
     lb.add_argument("--run-id", default=None, help="a search's parent run id (default: the latest)")
@@ -101,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default: 127.0.0.1, this machine only)",
+    )
+    ui.add_argument("--workers", type=_positive_int, default=1, help="server worker processes")
     _common(ui)
     return ap
 
@@ -157,6 +182,7 @@ def cmd_search(a) -> int:
         strict_images=a.strict_images,
         mixed_precision=not a.no_mixed_precision,
         xla=not a.no_xla,
+        register=a.register,
     )
     _print_board(result.leaderboard())
     best = result.best_trial
@@ -171,7 +197,32 @@ def cmd_search(a) -> int:
     print(
         f"export it:   automl export --experiment {result.experiment} --format keras --output best.keras"
     )
+    if a.register:
+        tags = result.tracker.client.get_run(result.parent_run_id).data.tags
+        if "automl.registered_model" in tags:
+            print(f"registered:  {tags['automl.registered_model']} (Model Registry)")
+        else:
+            print(f"automl: warning: {tags.get('automl.register_error', 'not registered')}")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
+    return 0
+
+
+def cmd_retrain(a) -> int:
+    from automl.retrain import retrain
+
+    r = retrain(
+        a.run_id,
+        full=a.full,
+        data=a.data,
+        tracking_uri=a.tracking_uri,
+        experiment=a.experiment,
+        register=a.register,
+    )
+    print(
+        f"retrained run {r.retrained_from} as run {r.run_id}: "
+        f"val_accuracy={r.metrics.get('val_accuracy', float('nan')):.4f} "
+        f"test_accuracy={r.test_metrics['test_accuracy']:.4f}; model {r.model_uri}"
+    )
     return 0
 
 
@@ -209,28 +260,42 @@ def cmd_export(a) -> int:
 
 
 def cmd_ui(a) -> int:
+    import signal
     import subprocess
 
-    from automl.tracking import resolve_tracking_uri
+    from automl.tracking import check_tracking_uri, resolve_tracking_uri, sqlite_path
 
     uri = resolve_tracking_uri(a.tracking_uri)
-    print(f"MLflow UI on http://{a.host}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
+    check_tracking_uri(uri)
+    shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
+    print(f"MLflow UI on http://{shown}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
     cmd = [
         sys.executable,
         "-m",
         "mlflow",
-        "ui",
+        "server",  # `mlflow ui` is an alias of `mlflow server` in MLflow 3
         "--backend-store-uri",
         uri,
         "--host",
         a.host,
         "--port",
         str(a.port),
+        "--workers",
+        str(a.workers),
     ]
+    db = sqlite_path(uri)
+    if db is not None:  # artifacts of experiments created in the UI go next to the others
+        cmd += ["--artifacts-destination", str(db.resolve().parent / "artifacts")]
+    proc = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stop the server too
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "search": cmd_search,
         "leaderboard": cmd_leaderboard,
         "export": cmd_export,
+        "retrain": cmd_retrain,
         "ui": cmd_ui,
     }
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automl.data import DataBundle, describe_source, load_data
+from automl.data import DataBundle, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
 from automl.space import SearchSpace, load_space
@@ -58,6 +58,7 @@ class SearchSettings:
     workdir: str | None = None
     mixed_precision: bool = True
     xla: bool = True
+    register: str | None = None  # Model Registry name for the best model
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -74,6 +75,10 @@ class SearchSettings:
             raise SearchError(
                 f"keep_top_k={self.keep_top_k!r} must be at least 1 (the best model is always kept)"
             )
+        if self.register is not None and (
+            not isinstance(self.register, str) or not self.register.strip()
+        ):
+            raise SearchError(f"register={self.register!r} must be a non-empty model name")
         if not self.experiment or "/" in self.experiment:
             raise SearchError(
                 f"experiment name {self.experiment!r} is not valid; use a non-empty name without '/'"
@@ -291,10 +296,18 @@ class _Session:
                 "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
             },
         )
-        self.tracker.log_dict(
+        from automl.reports import log_trial_reports
+
+        log_trial_reports(
+            self.tracker,
             run_id,
-            {"hyperparameters": cfg.to_dict(), "data": describe_source(self.data.source)},
-            "config.yaml",
+            outcome,
+            self.data,
+            cfg,
+            seed=params["seed"],
+            split_seed=self.settings.seed,
+            budget=budget,
+            trial_id=tid,
         )
         self.tracker.end_run(run_id, "FINISHED")
         del outcome
@@ -617,6 +630,18 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
 
             path = export_model(model, Path(tmp) / "model.keras", class_names=result.class_names)
         tracker.log_artifact(result.parent_run_id, path, "best_model")
+    from automl.reports import log_search_reports
+
+    log_search_reports(
+        tracker,
+        result.parent_run_id,
+        board=result.leaderboard(),
+        searched=session.space.searched(),
+        objective=result.objective,
+        model=model,
+        data=session.data,
+        register=session.settings.register,
+    )
     tracker.end_run(result.parent_run_id, "FINISHED")
     del model
     keras.backend.clear_session()

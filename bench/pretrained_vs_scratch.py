@@ -30,8 +30,17 @@ def few_shot(per_class: int = 10, val_per_class: int = 20, seed: int = 0) -> Dat
         tr += list(idx[:per_class])
         va += list(idx[per_class : per_class + val_per_class])
         te += list(idx[per_class + val_per_class :])
-    return DataBundle("demo-10-shot", "sklearn.datasets.load_digits", names,
-                      x[tr], y[tr], x[va], y[va], x[te], y[te])
+    return DataBundle(
+        "demo-10-shot",
+        "sklearn.datasets.load_digits",
+        names,
+        x[tr],
+        y[tr],
+        x[va],
+        y[va],
+        x[te],
+        y[te],
+    )
 
 
 def main() -> None:
@@ -53,14 +62,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for weights in ("imagenet", "random"):
             t0 = time.perf_counter()
-            r = automl.search(data=data, space=space(weights), max_trials=a.trials, tuner="random", seed=0,
-                              experiment=f"fewshot-{weights}", tracking_uri=f"sqlite:///{tmp}/mlflow.db", workdir=tmp)
-            rows.append((weights, r.best_trial["metrics"]["val_accuracy"], r.test_metrics["test_accuracy"],
-                         time.perf_counter() - t0))
-    print(f"efficientnet_lite0 @ 96px, {len(data.y_train)} train ({len(data.y_train) // 10}/class), "
-          f"{len(data.y_val)} val, {len(data.y_test)} test images; {a.trials} random-search trials each")
+            r = automl.search(
+                data=data,
+                space=space(weights),
+                max_trials=a.trials,
+                tuner="random",
+                seed=0,
+                experiment=f"fewshot-{weights}",
+                tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                workdir=tmp,
+            )
+            rows.append(
+                (
+                    weights,
+                    r.best_trial["metrics"]["val_accuracy"],
+                    r.test_metrics["test_accuracy"],
+                    time.perf_counter() - t0,
+                )
+            )
+    print(
+        f"efficientnet_lite0 @ 96px, {len(data.y_train)} train ({len(data.y_train) // 10}/class), "
+        f"{len(data.y_val)} val, {len(data.y_test)} test images; {a.trials} random-search trials each"
+    )
     for w, val, test, sec in rows:
-        print(f"  weights={w:8s} best val_accuracy={val:.3f}  its test_accuracy={test:.3f}  ({sec:.0f}s)")
+        print(
+            f"  weights={w:8s} best val_accuracy={val:.3f}  its test_accuracy={test:.3f}  ({sec:.0f}s)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,23 @@ VARIANTS = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_
 # ImageNet-1k class indices the two scikit-learn sample photos may sensibly get.
 # china.jpg: a Chinese palace/temple roof.
 BUILDING_CLASSES = {
-    698: "palace", 663: "monastery", 442: "bell cote", 483: "castle", 497: "church",
-    832: "stupa", 668: "mosque", 406: "altar",
+    698: "palace",
+    663: "monastery",
+    442: "bell cote",
+    483: "castle",
+    497: "church",
+    832: "stupa",
+    668: "mosque",
+    406: "altar",
 }
 # flower.jpg: a pompon dahlia, which is not an ImageNet class; the models answer with
 # daisy or with the look-alikes of its honeycomb-like petal pattern and its pollinators.
 FLOWER_CLASSES = {
-    985: "daisy", 309: "bee", 599: "honeycomb", 738: "pot, flowerpot", 883: "vase",
+    985: "daisy",
+    309: "bee",
+    599: "honeycomb",
+    738: "pot, flowerpot",
+    883: "vase",
     989: "hip, rose hip",
 }
 
@@ -114,11 +124,13 @@ def test_features_share_cache_and_match_full_model(tmp_path):
     np.testing.assert_allclose(_run(feats, x), _run(pooled, x), atol=1e-5)
     logits = _run(lite.logits_model(full), x)
     np.testing.assert_allclose(
-        np.exp(logits) / np.exp(logits).sum(1, keepdims=True), _run(full, x), atol=1e-5)
+        np.exp(logits) / np.exp(logits).sum(1, keepdims=True), _run(full, x), atol=1e-5
+    )
 
     # Other sizes reuse the same weights; the .keras file loads in safe mode.
-    small = create_backbone("efficientnet_lite0", weights="imagenet", include_top=False,
-                            input_size=97)
+    small = create_backbone(
+        "efficientnet_lite0", weights="imagenet", include_top=False, input_size=97
+    )
     assert small.output_shape == (None, 1280)
     path = tmp_path / "lite0_small.keras"
     small.save(path)
@@ -129,20 +141,24 @@ def test_features_share_cache_and_match_full_model(tmp_path):
 
 @pytest.mark.slow
 def test_weights_file_round_trip_and_misfit(tmp_path):
-    feats = lite.build_efficientnet_lite("efficientnet_lite0", (64, 64, 3), weights=None,
-                                         include_top=False)
+    feats = lite.build_efficientnet_lite(
+        "efficientnet_lite0", (64, 64, 3), weights=None, include_top=False
+    )
     path = tmp_path / "lite0.weights.h5"
     feats.save_weights(path)
-    same = lite.build_efficientnet_lite("efficientnet_lite0", (80, 80, 3), weights=str(path),
-                                        include_top=False)
+    same = lite.build_efficientnet_lite(
+        "efficientnet_lite0", (80, 80, 3), weights=str(path), include_top=False
+    )
     for a, b in zip(feats.weights, same.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(WeightsUnavailableError, match="does not fit efficientnet_lite1"):
-        lite.build_efficientnet_lite("efficientnet_lite1", (64, 64, 3), weights=str(path),
-                                     include_top=False)
+        lite.build_efficientnet_lite(
+            "efficientnet_lite1", (64, 64, 3), weights=str(path), include_top=False
+        )
     with pytest.raises(WeightsUnavailableError, match="without the ImageNet top"):
-        lite.build_efficientnet_lite("efficientnet_lite0", (64, 64, 3), weights=str(path),
-                                     include_top=True)
+        lite.build_efficientnet_lite(
+            "efficientnet_lite0", (64, 64, 3), weights=str(path), include_top=True
+        )
     # Training mode runs (drop-connect, dropout) and keeps the pooled shape.
     x = np.random.default_rng(0).uniform(0, 255, (2, 80, 80, 3)).astype("float32")
     assert same(x, training=True).shape == (2, 1280)
@@ -170,8 +186,9 @@ def test_cache_written_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
 
     calls = []
     real = lite.load_torch_weights_into
-    monkeypatch.setattr(lite, "load_torch_weights_into",
-                        lambda *a, **k: (calls.append(1), real(*a, **k)))
+    monkeypatch.setattr(
+        lite, "load_torch_weights_into", lambda *a, **k: (calls.append(1), real(*a, **k))
+    )
     assert lite.imagenet_weights_file("efficientnet_lite0") == target
     assert calls == []  # second use: loaded from the cache, no conversion
     assert (target.stat().st_mtime_ns, target.read_bytes()) == first
@@ -226,8 +243,9 @@ def test_reader_refuses_forbidden_global(tmp_path):
     evil = tmp_path / "evil.pth"
     # Protocol-0 pickle calling os.system("touch <marker>").
     _legacy_file(evil, f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
-    with pytest.raises(WeightsUnavailableError,
-                       match=r"refusing to load .*evil\.pth.*'os\.system'.*not allowed"):
+    with pytest.raises(
+        WeightsUnavailableError, match=r"refusing to load .*evil\.pth.*'os\.system'.*not allowed"
+    ):
         load_torch_state_dict(evil)
     assert not marker.exists()
 
@@ -316,9 +334,15 @@ def _torch_reference():
     class EfficientNetLite(nn.Module):
         def __init__(self, width, depth):
             super().__init__()
-            stages = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-                      (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
-                      (1, 3, 1, 6, 192, 320)]
+            stages = [
+                (1, 3, 1, 1, 32, 16),
+                (2, 3, 2, 6, 16, 24),
+                (2, 5, 2, 6, 24, 40),
+                (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112),
+                (4, 5, 2, 6, 112, 192),
+                (1, 3, 1, 6, 192, 320),
+            ]
 
             def rf(f):
                 f *= width
@@ -333,8 +357,9 @@ def _torch_reference():
                 if 0 < i < len(stages) - 1:
                     r = int(math.ceil(depth * r))
                 for j in range(r):
-                    self._blocks.append(Block(fin if j == 0 else fout, fout, k,
-                                              s if j == 0 else 1, e))
+                    self._blocks.append(
+                        Block(fin if j == 0 else fout, fout, k, s if j == 0 else 1, e)
+                    )
             self._conv_head = SameConv(fout, 1280, 1, bias=False)
             self._bn1 = bn(1280)
             self._fc = nn.Linear(1280, 1000)

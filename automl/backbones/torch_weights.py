@@ -84,8 +84,9 @@ class _TensorRef:
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored, **_kw):
     if not isinstance(storage, _StorageRef):
         raise WeightsUnavailableError("tensor record does not reference a storage")
-    return _TensorRef(storage, int(storage_offset), tuple(int(s) for s in size),
-                      tuple(int(s) for s in stride))
+    return _TensorRef(
+        storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    )
 
 
 def _rebuild_parameter(data, *_ignored, **_kw):
@@ -135,8 +136,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             root = self._storages[key] = _StorageRef(key, stype, numel)
         if view is not None:  # legacy storage view: (view_key, offset, view_size)
             _view_key, offset, view_size = view
-            return _StorageRef(key, stype, int(view_size), view=(int(offset), int(view_size)),
-                               root=root)
+            return _StorageRef(
+                key, stype, int(view_size), view=(int(offset), int(view_size)), root=root
+            )
         return root
 
 
@@ -159,7 +161,7 @@ def _as_array(t: _TensorRef, path: str) -> np.ndarray:
                 f"{path} is corrupt: a tensor of size {t.size} does not fit its storage"
             )
         arr = np.lib.stride_tricks.as_strided(
-            flat[t.offset:], shape=t.size, strides=tuple(d * itemsize for d in t.stride)
+            flat[t.offset :], shape=t.size, strides=tuple(d * itemsize for d in t.stride)
         ).copy()
     if st.stype.name == "BFloat16Storage":
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
@@ -268,9 +270,20 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         state = _materialise(result, path)
     except WeightsUnavailableError:
         raise
-    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, struct.error,
-            ValueError, TypeError, KeyError, IndexError, AttributeError,
-            UnicodeDecodeError, OverflowError, MemoryError) as exc:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        struct.error,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        UnicodeDecodeError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
         raise WeightsUnavailableError(
             f"{path} is truncated or corrupt and cannot be read as PyTorch weights "
             f"({type(exc).__name__}: {exc})"

@@ -1,0 +1,574 @@
+"""What a run shows in MLflow besides its numbers: plots, per-class scores, configs, datasets, models.
+
+Trial runs get a learning curve, a confusion matrix and per-class precision/recall/F1 on the
+validation split, the model summary, a re-runnable ``config.yaml`` and the data as run inputs.
+Search runs get the leaderboard as CSV, a plot of the search, the data splits as run inputs,
+and the best model as an MLflow model (Keras flavour, with signature and input example) that
+``mlflow.pyfunc.load_model`` can score, optionally registered in the Model Registry.
+
+Everything goes through the :class:`automl.tracking.Tracker` client with explicit run ids;
+the one MLflow call that only exists in fluent form (logging a model) runs inside
+:func:`_tracking_uri`, which points MLflow's globals at the tracker's store and restores them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("automl")
+
+CONFIG_FILE = "config.yaml"
+CONFIG_VERSION = 1
+PLOTS = "plots"
+
+
+# --- figures ----------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve_figure(history: list[dict[str, Any]], title: str = ""):
+    """Loss and accuracy per epoch (train and validation) across both phases.
+
+    The epochs of phase 2 are shaded and the phase boundary is a dashed line.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [int(e["step"]) + 1 for e in history]
+    p2 = [int(e["step"]) + 1 for e in history if e.get("phase") == "phase2"]
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            pts = [(x, e[key]) for x, e in zip(epochs, history) if e.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, label=key, markersize=4)
+        if p2:
+            boundary = min(p2) - 0.5
+            ax.axvline(boundary, color="grey", linestyle=":", linewidth=1.5)
+            ax.axvspan(boundary, max(p2) + 0.5, color="tab:orange", alpha=0.08)
+            ax.text(boundary, 1.01, " phase 2 →", transform=ax.get_xaxis_transform(), fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        if epochs:
+            ax.set_xticks(sorted(set(epochs)))
+    fig.suptitle(title or "learning curve (phase 1: frozen backbone, phase 2: fine-tuning)")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(y_true, y_pred, class_names: list[str], title: str = ""):
+    """Counts per (true, predicted) class, with the numbers written in the cells."""
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    n = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(n)))
+    size = min(3 + 0.45 * n, 16)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        hi = cm.max() if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > hi / 2 else "black",
+                )
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_scores(y_true, y_pred, class_names: list[str]) -> dict[str, Any]:
+    """Precision, recall, F1 and support per class, plus accuracy and macro/weighted averages."""
+    from sklearn.metrics import classification_report
+
+    return classification_report(
+        y_true,
+        y_pred,
+        labels=list(range(len(class_names))),
+        target_names=[str(c) for c in class_names],
+        output_dict=True,
+        zero_division=0,
+    )
+
+
+def search_figure(board, searched: list[str], objective: str = "val_accuracy"):
+    """Best score so far per trial, and the score against each searched hyperparameter."""
+    plt = _plt()
+    done = board[board["status"].eq("FINISHED") & board[objective].notna()].copy()
+    done["_order"] = done["trial"].map(lambda t: int(t) if str(t).isdigit() else 0)
+    done = done.sort_values("_order")
+    hps = [h for h in searched if h in done.columns]
+    n = 1 + len(hps)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    axes = axes.ravel()
+    ax = axes[0]
+    scores = done[objective].to_numpy(dtype=float)
+    x = np.arange(1, len(scores) + 1)
+    if len(scores):
+        best = (
+            np.minimum.accumulate(scores)
+            if objective == "val_loss"
+            else np.maximum.accumulate(scores)
+        )
+        ax.plot(x, scores, "o", alpha=0.5, label="trial")
+        ax.step(x, best, where="post", label="best so far")
+        ax.set_xticks(x)
+    ax.set_xlabel("trial (in order)")
+    ax.set_ylabel(objective)
+    ax.set_title("best score over trials")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    for ax, hp in zip(axes[1:], hps):
+        vals = done[hp]
+        numeric = vals.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
+        if numeric:
+            ax.scatter(vals.astype(float), done[objective], alpha=0.8)
+            if hp in ("learning_rate",) and (vals.astype(float) > 0).all():
+                ax.set_xscale("log")
+        else:
+            cats = sorted({str(v) for v in vals})
+            pos = [cats.index(str(v)) for v in vals]
+            ax.scatter(pos, done[objective], alpha=0.8)
+            ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(hp)
+        ax.set_ylabel(objective)
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(f"search: {len(done)} finished trial(s)")
+    fig.tight_layout()
+    return fig
+
+
+def model_summary(model) -> str:
+    """``model.summary()`` as plain text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, *a, **k: lines.append(str(s)), line_length=110)
+    return "\n".join(lines) + "\n"
+
+
+# --- config and datasets ------------------------------------------------------------------------
+def data_argument(data) -> str | None:
+    """The ``data`` argument of :func:`automl.load_data` that loads ``data`` (a DataBundle) again,
+    or None for in-memory arrays (those must be passed again)."""
+    src = str(data.source)
+    if data.name == "demo" and src.startswith("sklearn."):
+        return "demo"
+    if src.startswith("tfds:"):
+        return src
+    if src.startswith("numpy arrays"):
+        return None
+    return src
+
+
+def trial_config(
+    cfg, data, *, seed: int, split_seed: int, budget: int | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Everything :func:`automl.retrain.retrain` needs to train a trial again."""
+    return {
+        "automl_config": CONFIG_VERSION,
+        "hyperparameters": cfg.to_dict(),
+        "seed": int(seed),
+        "epochs_budget": None if budget is None else int(budget),
+        "data": {
+            "source": data_argument(data),
+            "name": data.name,
+            "description": str(data.source),
+            "digest": data.digest(),
+            "split_seed": int(split_seed),
+            "store_size": int(data.image_shape[0]),
+            "class_names": list(data.class_names),
+        },
+        **extra,
+    }
+
+
+def _split_digest(x, y) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _dataset_classes():
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class AutoMLDataSource(DatasetSource):
+        """Where automl loaded the data from: ``demo``, a folder, ``tfds:NAME`` or arrays."""
+
+        def __init__(self, uri: str, loader: str = "automl.load_data"):
+            self.uri, self.loader = uri, loader
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "automl"
+
+        def load(self, **kwargs):
+            from automl.data import load_data
+
+            return load_data(self.uri, **kwargs)
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any):
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri, "loader": self.loader}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]):
+            return cls(source_dict.get("uri", ""), source_dict.get("loader", "automl.load_data"))
+
+    class ImageDataset(MetaDataset):
+        """Metadata of one split: class counts and image shape as its profile."""
+
+        def __init__(self, source, name, digest, profile):
+            self._profile = profile
+            super().__init__(source=source, name=name, digest=digest)
+
+        @property
+        def profile(self):
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return AutoMLDataSource, ImageDataset
+
+
+def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> list:
+    """One ``mlflow.data`` dataset per split (name, source, digest, class counts)."""
+    source_cls, dataset_cls = _dataset_classes()
+    arrays = {
+        "train": (data.x_train, data.y_train),
+        "validation": (data.x_val, data.y_val),
+        "test": (data.x_test, data.y_test),
+    }
+    source = source_cls(data_argument(data) or str(data.source))
+    out = []
+    for split in splits:
+        x, y = arrays[split]
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=data.num_classes)
+        profile = {
+            "num_rows": int(len(y)),
+            "image_shape": list(map(int, x.shape[1:])),
+            "class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)},
+        }
+        ds = dataset_cls(source, f"{data.name}-{split}", _split_digest(x, y), profile)
+        out.append((split, ds))
+    return out
+
+
+def log_datasets(tracker, run_id: str, data, splits=("train", "validation")) -> None:
+    """Log the data splits as the run's inputs (context tag = split name)."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    from automl.tracking import _retry
+
+    inputs = [
+        DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", split)])
+        for split, ds in split_datasets(data, splits)
+    ]
+    _retry(tracker.client.log_inputs, run_id, datasets=inputs)
+
+
+# --- logging helpers --------------------------------------------------------------------------
+def _log_figure(tracker, run_id: str, fig, artifact_file: str) -> None:
+    plt = _plt()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            fig.savefig(path, dpi=90)
+            parent = str(Path(artifact_file).parent)
+            tracker.log_artifact(run_id, path, None if parent == "." else parent)
+    finally:
+        plt.close(fig)
+
+
+def _guard(what: str, run_id: str, fn: Callable[[], Any]) -> bool:
+    """Run one report step; a failing report is a warning, never a failed trial."""
+    t0 = time.perf_counter()
+    try:
+        fn()
+        log.debug("run %s: logged %s in %.1fs", run_id, what, time.perf_counter() - t0)
+        return True
+    except Exception as e:  # noqa: BLE001 - reports must not fail a search
+        log.warning("run %s: could not log %s (%s: %s)", run_id, what, type(e).__name__, e)
+        return False
+
+
+def evaluation_reports(
+    tracker, run_id: str, model, x, y, class_names: list[str], split: str = "validation"
+) -> dict[str, Any]:
+    """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y)."""
+    probs = np.asarray(model.predict(x, batch_size=64, verbose=0))
+    pred = np.argmax(probs, axis=1)
+    scores = per_class_scores(y, pred, class_names)
+    fig = confusion_matrix_figure(y, pred, class_names, title=f"confusion matrix ({split})")
+    _log_figure(tracker, run_id, fig, f"{PLOTS}/confusion_matrix_{split}.png")
+    tracker.log_dict(run_id, scores, f"per_class_{split}.json")
+    return scores
+
+
+def log_trial_reports(
+    tracker,
+    run_id: str,
+    outcome,
+    data,
+    cfg,
+    *,
+    seed: int,
+    split_seed: int,
+    budget: int | None = None,
+    datasets: bool = True,
+    **config_extra: Any,
+) -> None:
+    """Everything a finished trial run shows besides its metrics (see the module docstring)."""
+    title = f"learning curve ({cfg.backbone}, lr={cfg.learning_rate:.2g})"
+    _guard(
+        "config.yaml",
+        run_id,
+        lambda: tracker.log_dict(
+            run_id,
+            trial_config(
+                cfg, data, seed=seed, split_seed=split_seed, budget=budget, **config_extra
+            ),
+            CONFIG_FILE,
+        ),
+    )
+    _guard(
+        "learning curve",
+        run_id,
+        lambda: _log_figure(
+            tracker,
+            run_id,
+            learning_curve_figure(outcome.history, title),
+            f"{PLOTS}/learning_curve.png",
+        ),
+    )
+    _guard(
+        "validation reports",
+        run_id,
+        lambda: evaluation_reports(
+            tracker, run_id, outcome.model, data.x_val, data.y_val, data.class_names
+        ),
+    )
+    _guard(
+        "model summary",
+        run_id,
+        lambda: tracker.log_text(run_id, model_summary(outcome.model), "model_summary.txt"),
+    )
+    if datasets:
+        _guard("datasets", run_id, lambda: log_datasets(tracker, run_id, data))
+
+
+# --- MLflow models ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _tracking_uri(uri: str):
+    """Point MLflow's fluent globals at ``uri`` for a moment; restore them and the env var after.
+
+    (``mlflow.tracking._tracking_service.utils._use_tracking_uri`` would unset a user's
+    ``MLFLOW_TRACKING_URI`` on exit when no URI had been set programmatically.)
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    old_global, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = old_global
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("mlflow", "keras", "tensorflow", "numpy"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return reqs
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` whose ``save_model`` creates its folder first.
+
+    MLflow 3.17's Keras flavour writes the input example before it creates the model folder,
+    so ``mlflow.keras.log_model(..., input_example=...)`` fails with FileNotFoundError.
+    """
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path, **kwargs):
+        import mlflow.keras
+
+        os.makedirs(path, exist_ok=True)
+        return mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_mlflow_model(
+    tracker,
+    run_id: str,
+    model,
+    example,
+    *,
+    name: str = "model",
+    class_names: list[str] | None = None,
+    register: str | None = None,
+) -> dict[str, Any]:
+    """Log ``model`` as an MLflow model (Keras flavour) of run ``run_id``, optionally registered.
+
+    The signature and input example come from ``example`` (a few raw images); the pip
+    requirements are pinned to what runs now (no slow inference of requirements).
+    Returns ``{"model_id", "model_uri", "registered_version"}``.
+    """
+    from mlflow.models import Model, infer_signature
+
+    from automl.tracking import _retry
+
+    example = np.asarray(example)
+    probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
+    signature = infer_signature(example, probs)
+    params = {k: v[:500] for k, v in tracker.client.get_run(run_id).data.params.items()}
+    logged = _retry(
+        tracker.client.create_logged_model,
+        tracker.experiment_id,
+        name=name,
+        source_run_id=run_id,
+        params=params,
+        tags={"automl.kind": "model"},
+        model_type="keras-image-classifier",
+    )
+    with _tracking_uri(tracker.uri):
+        info = Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=_KerasFlavor,
+            flavor_name="mlflow.keras",
+            model=model,
+            run_id=run_id,
+            model_id=logged.model_id,
+            registered_model_name=register,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            metadata={"class_names": list(class_names or [])},
+        )
+    out = {
+        "model_id": logged.model_id,
+        "model_uri": f"models:/{logged.model_id}",
+        "registered_version": getattr(info, "registered_model_version", None),
+    }
+    return out
+
+
+def log_search_reports(
+    tracker,
+    parent_id: str,
+    *,
+    board,
+    searched: list[str],
+    objective: str,
+    model,
+    data,
+    register: str | None = None,
+) -> dict[str, Any]:
+    """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model."""
+    tags: dict[str, Any] = {}
+
+    def leaderboard():
+        buf = io.StringIO()
+        board.to_csv(buf, index=False)
+        tracker.log_text(parent_id, buf.getvalue(), "leaderboard.csv")
+
+    _guard("leaderboard.csv", parent_id, leaderboard)
+    _guard(
+        "search plot",
+        parent_id,
+        lambda: _log_figure(
+            tracker,
+            parent_id,
+            search_figure(board, searched, objective),
+            f"{PLOTS}/search.png",
+        ),
+    )
+    _guard(
+        "datasets",
+        parent_id,
+        lambda: log_datasets(tracker, parent_id, data, ("train", "validation", "test")),
+    )
+    _guard(
+        "test reports",
+        parent_id,
+        lambda: evaluation_reports(
+            tracker, parent_id, model, data.x_test, data.y_test, data.class_names, split="test"
+        ),
+    )
+
+    def mlflow_model():
+        out = log_mlflow_model(
+            tracker,
+            parent_id,
+            model,
+            data.x_test[:2],
+            name="model",  # not "best_model": that run folder holds the plain .keras file
+            class_names=data.class_names,
+            register=register,
+        )
+        tags["automl.best_model_uri"] = out["model_uri"]
+        if register:
+            tags["automl.registered_model"] = f"{register}/{out['registered_version']}"
+            log.info(
+                "registered the best model as %s version %s", register, out["registered_version"]
+            )
+
+    if not _guard("best model (MLflow model)", parent_id, mlflow_model) and register:
+        tags["automl.register_error"] = f"could not register the best model as {register!r}"
+    if tags:
+        tracker.set_tags(parent_id, tags)
+    return tags

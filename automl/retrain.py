@@ -1,0 +1,230 @@
+"""Train a logged trial again from its ``config.yaml``, as a new MLflow run linked to it.
+
+    result = automl.retrain(run_id)              # the same configuration, the same split
+    result = automl.retrain(run_id, full=True)   # on train + validation, test scores it
+
+The new run is a top-level run of the same experiment (not a trial of the search, so it
+never enters the leaderboard) tagged ``automl.retrained_from`` = the original run id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+
+from automl.errors import TrackingError
+from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, _retry
+
+log = logging.getLogger("automl")
+
+TAG_RETRAINED_FROM = "automl.retrained_from"
+
+
+@dataclass
+class RetrainResult:
+    """The new run and its scores (``test_metrics`` on the untouched test split)."""
+
+    run_id: str
+    retrained_from: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    model: Any = field(default=None, repr=False)
+
+
+def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
+    """The run (a trial, or a search: its best trial) and its parsed ``config.yaml``."""
+    try:
+        run = tracker.client.get_run(run_id)
+    except Exception:
+        raise TrackingError(
+            f"run id {run_id!r} is not in {tracker.uri}; copy a trial's run id from `automl leaderboard`"
+        ) from None
+    if run.data.tags.get(TAG_KIND) == "search":
+        best = run.data.tags.get("automl.best_run_id")
+        if not best:
+            raise TrackingError(f"search run {run_id} has no best trial yet; pass a trial run id")
+        run = tracker.client.get_run(best)
+    from automl.reports import CONFIG_FILE
+
+    path = tracker.download(run.info.run_id, CONFIG_FILE)
+    cfg = yaml.safe_load(path.read_text())
+    if not isinstance(cfg, dict) or "hyperparameters" not in cfg or "data" not in cfg:
+        raise TrackingError(
+            f"run {run.info.run_id}'s {CONFIG_FILE} is not a re-runnable automl configuration "
+            "(logged by an older automl?)"
+        )
+    return run, cfg
+
+
+def retrain(
+    run_id: str,
+    *,
+    full: bool = False,
+    data: Any = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    register: str | None = None,
+) -> RetrainResult:
+    """Train the configuration logged in run ``run_id`` again and log it as a new run.
+
+    Args:
+        run_id: a trial run (or a search run: its best trial).
+        full: train on train + validation; the number of epochs is the original trial's best
+            epoch count (no early stopping), and the test split scores the result.
+        data: the data when the trial ran on in-memory arrays (``(x, y)``), or to override the
+            logged source; must split into the same digest, else the run is tagged.
+        tracking_uri: the store holding ``run_id`` (default as for :func:`automl.search`).
+        experiment: where the new run goes (default: the original run's experiment).
+        register: also register the retrained model under this Model Registry name.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from automl.data import DataBundle, load_data
+    from automl.reports import (
+        evaluation_reports,
+        log_datasets,
+        log_mlflow_model,
+        log_trial_reports,
+    )
+    from automl.tracking import resolve_tracking_uri
+    from automl.trial import RunOptions, TrialConfig, run_trial
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    try:
+        exp_id = client.get_run(run_id).info.experiment_id
+    except Exception:
+        raise TrackingError(
+            f"run id {run_id!r} is not in {uri}; copy a trial's run id from `automl leaderboard`"
+        ) from None
+    tracker = Tracker(uri, experiment or client.get_experiment(exp_id).name)
+    run, config = load_config(tracker, run_id)
+    src = config["data"]
+    source = data if data is not None else src.get("source")
+    if source is None:
+        raise TrackingError(
+            f"run {run.info.run_id} trained on in-memory arrays; pass them again: "
+            "automl.retrain(run_id, data=(x, y))"
+        )
+    bundle = load_data(
+        source, seed=int(src.get("split_seed", 0)), store_size=int(src.get("store_size", 128))
+    )
+    same_data = bundle.digest() == src.get("digest")
+    if not same_data:
+        log.warning(
+            "retrain %s: the data now splits to digest %s, the trial used %s",
+            run.info.run_id,
+            bundle.digest(),
+            src.get("digest"),
+        )
+    cfg = TrialConfig.from_values(config["hyperparameters"])
+    budget = config.get("epochs_budget")
+    options = RunOptions(embedding_cache=False, jit_compile=False)
+    train = bundle
+    if full:
+        best_epoch = run.data.metrics.get("best_epoch")
+        budget = int(best_epoch) + 1 if best_epoch is not None else budget
+        options.early_stopping_patience = 0
+        train = DataBundle(
+            name=bundle.name,
+            source=bundle.source,
+            class_names=bundle.class_names,
+            x_train=np.concatenate([bundle.x_train, bundle.x_val]),
+            y_train=np.concatenate([bundle.y_train, bundle.y_val]),
+            x_val=bundle.x_val,
+            y_val=bundle.y_val,
+            x_test=bundle.x_test,
+            y_test=bundle.y_test,
+        )
+    orig_tags = run.data.tags
+    tid = orig_tags.get(TAG_TRIAL, "?")
+    new = _retry(
+        tracker.client.create_run,
+        tracker.experiment_id,
+        run_name=f"retrain-trial-{tid}" + ("-full" if full else ""),
+        tags={
+            TAG_KIND: "retrain",
+            TAG_RETRAINED_FROM: run.info.run_id,
+            "automl.retrained_from_search": orig_tags.get(TAG_PARENT, ""),
+            TAG_SEARCH: orig_tags.get(TAG_SEARCH, ""),
+            TAG_TRIAL: tid,
+            "automl.full": str(full),
+            "automl.same_data": str(same_data),
+            "automl.val_is_heldout": str(not full),
+        },
+    )
+    new_id = new.info.run_id
+    tracker.log_params(
+        new_id,
+        {
+            **cfg.to_dict(),
+            "seed": config.get("seed", 0),
+            "full": full,
+            "epochs_budget": budget,
+            "retrained_from": run.info.run_id,
+        },
+    )
+    try:
+        outcome = run_trial(
+            cfg,
+            train,
+            options=options,
+            on_epoch=lambda e: tracker.log_epoch(new_id, e),
+            budget=budget,
+            seed=int(config.get("seed", 0)),
+        )
+    except Exception as e:
+        tracker.fail_trial(new_id, f"{type(e).__name__}: {str(e)[:300]}")
+        raise
+    probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))
+    y = bundle.y_test
+    test = {
+        "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
+        "test_loss": float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))),
+    }
+    last = max((int(e["step"]) for e in outcome.history), default=0)
+    tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)  # latest = best epoch's
+    log_trial_reports(
+        tracker,
+        new_id,
+        outcome,
+        bundle,
+        cfg,
+        seed=int(config.get("seed", 0)),
+        split_seed=int(src.get("split_seed", 0)),
+        budget=budget,
+        datasets=False,
+        trial_id=tid,
+        retrained_from=run.info.run_id,
+        full=full,
+    )
+    evaluation_reports(
+        tracker, new_id, outcome.model, bundle.x_test, bundle.y_test, bundle.class_names, "test"
+    )
+    log_datasets(tracker, new_id, train, ("train", "test") if full else ("train", "validation"))
+    info = log_mlflow_model(
+        tracker,
+        new_id,
+        outcome.model,
+        bundle.x_test[:2],
+        name="model",
+        class_names=bundle.class_names,
+        register=register,
+    )
+    tracker.set_tags(new_id, {"automl.model_uri": info["model_uri"]})
+    tracker.end_run(new_id, "FINISHED")
+    log.info(
+        "retrained %s as run %s: val_accuracy=%.4f test_accuracy=%.4f",
+        run.info.run_id,
+        new_id,
+        outcome.metrics["val_accuracy"],
+        test["test_accuracy"],
+    )
+    return RetrainResult(
+        new_id, run.info.run_id, outcome.metrics, test, info["model_uri"], outcome.model
+    )

@@ -1,0 +1,227 @@
+"""End to end in a real headless browser: `automl ui` on a store made by a tiny search.
+
+Needs Debian's chromium (``apt-get install chromium``) and the ``playwright`` package (no
+``playwright install``: the system browser is used). Skipped when either is missing.
+Screenshots go to a temp folder whose path the test prints (``pytest -s`` shows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import automl
+
+CHROMIUM = os.environ.get("AUTOML_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+SPACE = {
+    "name": "tiny",
+    "hyperparameters": {
+        "backbone": "mobilenet_v3_small",
+        "weights": "random",
+        "image_size": 32,
+        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+        "batch_size": {"choice": [8, 16]},
+        "dropout": 0.1,
+        "fine_tune_depth": 0.0,  # phase 1 only: the UI is under test here, not fine-tuning
+        "head_epochs": 2,
+        "fine_tune_epochs": 0,
+    },
+}
+COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "learning_rate")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _need_browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"`automl ui` exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    _need_browser()
+    root = tmp_path_factory.mktemp("ui")
+    uri = f"sqlite:///{root}/mlruns/mlflow.db"
+    rng = np.random.default_rng(0)
+    y = np.arange(48) % 3
+    x = rng.integers(0, 60, size=(48, 32, 32, 3)).astype(np.uint8)
+    for c in range(3):
+        x[y == c, :, :, c] += 150
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("AUTOML_CACHE", str(root / "cache"))
+        result = automl.search(
+            data=(x, y),
+            space=copy.deepcopy(SPACE),
+            max_trials=2,
+            tuner="random",
+            experiment="ui-demo",
+            tracking_uri=uri,
+        )
+    return result, uri, root
+
+
+@pytest.fixture(scope="module")
+def ui(store):
+    """`automl ui` (the CLI) as a subprocess on a free localhost port."""
+    _, uri, root = store
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
+    log = open(root / "ui.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automl", "ui", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the MLflow server children stop with it
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+        log.close()
+    printed = (root / "ui.log").read_text()
+    assert f"MLflow UI on http://127.0.0.1:{port}" in printed
+
+
+def browse(base: str, experiment_id: str, parent, trial, shots: Path) -> dict[str, str]:
+    """Drive the UI like a user; returns the page texts seen. Raises on anything missing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seen = {}
+    profile = tempfile.mkdtemp(prefix="automl-chromium-")
+    try:
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 2200, "height": 1100},
+            )
+            ctx.set_default_timeout(60_000)
+            page = ctx.new_page()
+            # MLflow 3 opens experiments in its GenAI view; the runs table is the ML view.
+            page.goto(
+                f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning",
+                wait_until="domcontentloaded",
+            )
+            parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
+            parent_link.wait_for()
+            close = page.get_by_role("button", name="Close")  # the assistant side panel
+            if close.count():
+                close.first.click()
+            # nested runs are folded under their parent: unfold them
+            trial_link = page.get_by_role("link", name=trial.info.run_name, exact=True)
+            if not trial_link.count():
+                page.locator(".ag-row").filter(has=parent_link).locator("button").first.click()
+            trial_link.wait_for()
+            # metric and parameter columns are picked in the "Columns" menu
+            page.get_by_role("button", name="Columns", exact=True).click()
+            for column in COLUMNS:
+                page.get_by_role("dialog").get_by_text(column, exact=True).first.click()
+            page.keyboard.press("Escape")
+            header = page.locator(".ag-header")
+            for column in COLUMNS:
+                expect(header).to_contain_text(column)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "runs.png"))
+            seen["runs"] = page.inner_text("body")
+            # one trial run: overview, then its artifacts
+            trial_link.click()
+            page.get_by_text("val_accuracy").first.wait_for()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(shots / "trial_overview.png"))
+            seen["trial"] = page.inner_text("body")
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("config.yaml", exact=True).wait_for()
+            page.get_by_text("plots", exact=True).click()
+            page.get_by_text("learning_curve.png", exact=True).click()
+            page.locator("img[src^='blob:'], img[src*='get-artifact']").first.wait_for()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "trial_artifacts.png"))
+            seen["artifacts"] = page.inner_text("body")
+            ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return seen
+
+
+@pytest.mark.slow
+def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
+    result, _, _ = store
+    tracker = result.tracker
+    parent = tracker.client.get_run(result.parent_run_id)
+    trials = tracker.trial_runs(result.parent_run_id)
+    assert len(trials) == 2
+    trial = trials[0]
+    shots = Path(tempfile.mkdtemp(prefix="automl-ui-screenshots-"))
+    seen = browse(ui, tracker.experiment_id, parent, trial, shots)
+    runs = seen["runs"]
+    assert parent.info.run_name in runs
+    for t in trials:
+        assert t.info.run_name in runs
+    assert "val_accuracy" in runs
+    assert "images-train" in runs or "arrays-train" in runs  # the dataset column
+    assert "learning_rate" in seen["trial"] and "val_accuracy" in seen["trial"]
+    for name in ("config.yaml", "model_summary.txt", "per_class_validation.json", "plots"):
+        assert name in seen["artifacts"]
+    assert "learning_curve.png" in seen["artifacts"]
+    for png in ("runs.png", "trial_overview.png", "trial_artifacts.png"):
+        assert (shots / png).stat().st_size > 10_000
+    with capsys.disabled():
+        print(f"\nMLflow UI screenshots: {shots}")
