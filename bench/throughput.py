@@ -1,0 +1,43 @@
+"""Search throughput on the demo data with the default space: trials per minute on this machine.
+
+.venv/bin/python bench/throughput.py [--trials 6] [--tuner bayesian]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import _common  # noqa: F401  (path and quiet logs)
+
+import automl
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--tuner", default="bayesian")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        r = automl.search(
+            data="demo",
+            space="default",
+            max_trials=a.trials,
+            tuner=a.tuner,
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+            workdir=tmp,
+            experiment="throughput",
+        )
+        dt = time.perf_counter() - t0
+        n = int((r.leaderboard()["status"] == "FINISHED").sum())
+    print(
+        f"{n} trials ({a.tuner}, default space) in {dt:.0f}s on {os.cpu_count()} CPU cores: "
+        f"{60 * n / dt:.2f} trials/minute; best test_accuracy {r.test_metrics['test_accuracy']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
