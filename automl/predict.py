@@ -115,7 +115,11 @@ def _load_tflite(path: Path) -> Predictor:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    it = Interpreter(model_path=str(path))
+    import warnings
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (use LiteRT)
+        warnings.simplefilter("ignore", UserWarning)
+        it = Interpreter(model_path=str(path))
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     size = int(inp["shape"][1])
 
