@@ -2,8 +2,9 @@
 
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
-automl export [--run-id ID] --format keras --output PATH
 automl retrain --run-id ID [--full] [--data SRC] [--register NAME]
+automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
+automl predict IMAGE... --model PATH [--top-k K] [--json]
 automl ui [--port N] [--host HOST]
 """
 
@@ -112,12 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export the best model")
     ex.add_argument(
-        "--run-id", default=None, help="a search or trial run id (default: the latest search)"
+        "--run-id",
+        default=None,
+        help="a search or trial run id, or models:/NAME/VERSION (default: the latest search)",
     )
-    ex.add_argument("--format", default="keras", help="keras")
+    ex.add_argument(
+        "--format", default="keras", help="keras | saved_model | tflite | onnx | mlflow"
+    )
     ex.add_argument("--output", required=True)
     ex.add_argument("--force", action="store_true", help="overwrite an existing output")
+    ex.add_argument("--quantize", default=None, help="tflite only: none (float32) | float16 | int8")
+    ex.add_argument(
+        "--calibration-data",
+        default=None,
+        metavar="SRC",
+        help="int8: images to calibrate on (default: the search's own data)",
+    )
     _common(ex)
+
+    pr = sub.add_parser("predict", help="label image files with an exported model")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument(
+        "--model",
+        required=True,
+        help=".keras/.tflite/.onnx file, SavedModel or MLflow model folder, or models:/NAME/VERSION",
+    )
+    pr.add_argument("--top-k", type=_positive_int, default=5)
+    pr.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--port", type=int, default=5000)
@@ -244,18 +266,37 @@ def cmd_leaderboard(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from automl.export import class_names_of, export_model, load_run_model, resolve_search
+    from automl import export as ex
 
+    quantize = ex.check_export_args(a.output, format=a.format, force=a.force, quantize=a.quantize)
     t = _tracker(a)
-    run_id = resolve_search(t, a.run_id)
-    path = export_model(
-        load_run_model(t, run_id),
+    run_id = ex.resolve_search(t, a.run_id)
+    model = ex.load_run_model(t, run_id)
+    calibration = None
+    if quantize == "int8":
+        calibration = ex.calibration_images_for(
+            t, run_id, a.calibration_data, ex.image_size_of(model)
+        )
+    path = ex.export_model(
+        model,
         a.output,
         format=a.format,
-        class_names=class_names_of(t, run_id),
+        class_names=ex.class_names_of(t, run_id),
         force=a.force,
+        quantize=quantize,
+        calibration_images=calibration,
     )
-    print(f"exported {a.format} model of run {run_id} to {path}")
+    print(f"exported {a.format} model of {run_id} to {path}")
+    return 0
+
+
+def cmd_predict(a) -> int:
+    import json
+
+    from automl.predict import format_results, predict
+
+    results = predict(a.images, a.model, top_k=a.top_k)
+    print(json.dumps(results, indent=2) if a.json else format_results(results))
     return 0
 
 
@@ -315,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "leaderboard": cmd_leaderboard,
         "export": cmd_export,
         "retrain": cmd_retrain,
+        "predict": cmd_predict,
         "ui": cmd_ui,
     }
     try:

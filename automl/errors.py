@@ -36,3 +36,7 @@ class ExportError(AutoMLError):
 
 class SearchError(AutoMLError):
     """The search cannot start or continue as asked (budget, resume, failures)."""
+
+
+class NoCompletedSearchError(SearchError, ExportError):
+    """There is no (completed) search to export or rank; run ``automl search`` first."""

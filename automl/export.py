@@ -1,21 +1,56 @@
-"""Load the best model of a search and export it.
+"""Load the best model of a search and export it to the formats people deploy.
 
-A ``.keras`` export carries the class names inside the archive (``automl.json``), so a
-user needs nothing else to go from an image to a label; it loads with plain
-``keras.models.load_model`` in safe mode (only built-in layers are used).
+Every export carries the class names and the preprocessing (resizing and the backbone's
+normalisation are layers of the model), so a user needs nothing else to go from an image
+file to a label. ``automl predict IMAGE --model PATH`` loads any of them.
+
+=============  ==================================  ==================  ==========================
+format         what is written at ``path``          input               class names
+=============  ==================================  ==================  ==========================
+``keras``      ``model.keras`` (safe-mode load,     float/uint8 RGB     ``automl.json`` inside the
+               built-in layers only)                0-255, any HxW      zip
+``saved_model`` TF SavedModel directory; endpoint   uint8 RGB 0-255,    ``assets/automl.json`` and
+               ``serving_default`` (TF Serving)     ``[N, H, W, 3]``    ``assets/labels.txt``
+               returns ``{"probabilities"}``        any N, H, W
+``tflite``     ``model.tflite`` (float32; or        float32 0-255       ``model.tflite.labels.json``
+               ``quantize="float16"``/``"int8"``)   ``[N, S, S, 3]``;   (sidecar)
+                                                    int8: uint8 0-255
+``onnx``       ``model.onnx`` (tf2onnx through      uint8 RGB 0-255,    model metadata
+               Keras' exporter), onnxruntime        ``[N, H, W, 3]``    ``class_names`` and
+                                                                        ``model.onnx.labels.json``
+``mlflow``     MLflow model directory (keras        float32 RGB 0-255   ``metadata.class_names``
+               flavor + pyfunc), signature and      ``[N, H, W, 3]``    in ``MLmodel`` and
+               input example                                            ``automl.json``
+=============  ==================================  ==================  ==========================
+
+``S`` is the image size of the best trial (the model's ``resize`` layer): TFLite takes a
+fixed ``S x S`` input (resize an image to it with bilinear interpolation first, as
+:func:`automl.predict.predict` does); every other format resizes inside the model. The
+int8 TFLite model is fully integer (``TFLITE_BUILTINS_INT8``), takes uint8 pixels
+(scale 1, zero point 0) and returns uint8 probabilities (dequantize with the output's
+scale / zero point); it is calibrated on up to 200 training images.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
-from automl.errors import ExportError, SearchError
+import numpy as np
+
+from automl.errors import ExportError, NoCompletedSearchError, SearchError
 from automl.tracking import Tracker
 
-FORMATS = ("keras",)
+FORMATS = ("keras", "saved_model", "tflite", "onnx", "mlflow")
+QUANTIZE = ("float16", "int8")
 META_NAME = "automl.json"
+LABELS_SUFFIX = ".labels.json"
+INPUT_NOTE = "RGB uint8/float 0-255, any size"
+CALIBRATION_IMAGES = 200
 
 
 def load_best_model(tracker: Tracker, parent_id: str):
@@ -24,7 +59,10 @@ def load_best_model(tracker: Tracker, parent_id: str):
 
     from automl.search import best_trial
 
-    best = best_trial(tracker, parent_id)
+    try:
+        best = best_trial(tracker, parent_id)
+    except SearchError as e:
+        raise NoCompletedSearchError(str(e)) from None
     run = tracker.client.get_run(best["run_id"])
     ckpt = run.data.tags.get("automl.checkpoint")
     if ckpt and Path(ckpt).exists():
@@ -37,6 +75,8 @@ def load_run_model(tracker: Tracker, run_id: str):
     """The model of a run: a search (its best model) or a trial (its checkpoint, if kept)."""
     import keras
 
+    if is_model_uri(run_id):
+        return load_uri_model(run_id, tracker.uri if tracker else None)[0]
     try:
         run = tracker.client.get_run(run_id)
     except Exception:
@@ -59,12 +99,87 @@ def load_run_model(tracker: Tracker, run_id: str):
 
 
 def class_names_of(tracker: Tracker, run_id: str) -> list[str]:
+    if is_model_uri(run_id):
+        return load_uri_model(run_id, tracker.uri if tracker else None)[1]
     run = tracker.client.get_run(run_id)
     parent = run.data.tags.get("mlflow.parentRunId") or run_id
     try:
         return json.loads(tracker.download(parent, "class_names.json").read_text())["class_names"]
     except Exception:
         return []
+
+
+# --- MLflow model URIs (models:/NAME/VERSION, runs:/ID/PATH) ------------------------------
+def is_model_uri(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(("models:/", "runs:/"))
+
+
+_URI_CACHE: dict[str, tuple[object, list[str]]] = {}
+
+
+def _registry_source(uri: str, tracking_uri: str | None) -> str:
+    """Where ``models:/NAME/VERSION`` (or ``/STAGE``, ``@ALIAS``) lives, using the given store."""
+    if not uri.startswith("models:/") or tracking_uri is None:
+        return uri
+    from mlflow import MlflowClient
+
+    ref = uri[len("models:/") :].strip("/")
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_download_uri(
+            name, client.get_model_version_by_alias(name, alias).version
+        )
+    name, _, version = ref.rpartition("/")
+    if not name:  # models:/<logged model id> (MLflow 3): not in the registry
+        return uri
+    if not version.isdigit():
+        latest = client.get_latest_versions(name, [version])
+        if not latest:
+            raise ExportError(f"registered model {name!r} has no version in stage {version!r}")
+        version = latest[0].version
+    return client.get_model_version_download_uri(name, version)
+
+
+def load_uri_model(uri: str, tracking_uri: str | None = None):
+    """``(keras.Model, class_names)`` of an MLflow model URI such as ``models:/NAME/1``.
+
+    The model may be an MLflow keras-flavor model (as ``format="mlflow"`` writes) or any
+    artifact folder holding a ``.keras`` file.
+    """
+    if uri in _URI_CACHE:
+        return _URI_CACHE[uri]
+    import keras
+    import mlflow
+
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=_registry_source(uri, tracking_uri), tracking_uri=tracking_uri
+            )
+        )
+    except Exception as e:
+        raise ExportError(
+            f"cannot fetch model {uri!r} from the MLflow registry/store "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        ) from None
+    files = [local] if local.is_file() else sorted(local.rglob("*.keras"))
+    files = [f for f in files if f.suffix == ".keras"]
+    if not files:
+        raise ExportError(f"model {uri!r} holds no .keras file; register an automl export")
+    model = keras.models.load_model(files[0], safe_mode=True, compile=False)
+    names = read_metadata(files[0]).get("class_names") or []
+    for meta in ([local / META_NAME] if local.is_dir() else []) + [files[0].parent / META_NAME]:
+        if not names and meta.is_file():
+            names = json.loads(meta.read_text()).get("class_names", [])
+    if not names and local.is_dir() and (local / "MLmodel").is_file():
+        import yaml
+
+        names = (yaml.safe_load((local / "MLmodel").read_text()).get("metadata") or {}).get(
+            "class_names", []
+        )
+    _URI_CACHE[uri] = (model, list(names))
+    return _URI_CACHE[uri]
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -76,6 +191,51 @@ def read_metadata(path: str | Path) -> dict:
         return {}
 
 
+def image_size_of(model) -> int | None:
+    """The square size the model resizes its input to (its ``resize`` layer), if any."""
+    try:
+        layer = model.get_layer("resize")
+    except ValueError:
+        return None
+    return int(layer.height)
+
+
+def _metadata(model, class_names, **extra) -> dict:
+    return {
+        "class_names": list(class_names or []),
+        "input": INPUT_NOTE,
+        "image_size": image_size_of(model),
+        **extra,
+    }
+
+
+def check_export_args(
+    path: str | Path, *, format: str, force: bool = False, quantize: str | None = None
+) -> str | None:
+    """Refuse a bad format, quantization or output path before any model is loaded.
+
+    Returns the quantization (``None`` for float32).
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
+    if quantize not in (None, "none", *QUANTIZE):
+        raise ExportError(
+            f"unknown quantization {quantize!r}; choose one of: none, {', '.join(QUANTIZE)}"
+        )
+    quantize = None if quantize == "none" else quantize
+    if quantize and format != "tflite":
+        raise ExportError(f"--quantize {quantize} applies to --format tflite only, not {format}")
+    path = Path(path)
+    suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}.get(format)
+    if suffix and path.suffix != suffix:
+        raise ExportError(f"output {str(path)!r} must end in {suffix} for --format {format}")
+    if path.exists() and not force:
+        raise ExportError(
+            f"output {str(path)!r} already exists; pass --force to overwrite it or choose another path"
+        )
+    return quantize
+
+
 def export_model(
     model,
     path: str | Path,
@@ -83,31 +243,215 @@ def export_model(
     format: str = "keras",
     class_names: list[str] | None = None,
     force: bool = False,
+    quantize: str | None = None,
+    calibration_images: np.ndarray | None = None,
 ) -> Path:
-    """Write ``model`` to ``path`` in ``format``; refuses to overwrite unless ``force``."""
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
+    """Write ``model`` to ``path`` in ``format``; refuses to overwrite unless ``force``.
+
+    Args:
+        format: one of :data:`FORMATS` (see the module docstring for what each writes).
+        quantize: TFLite only: ``None`` (float32), ``"float16"`` or ``"int8"``.
+        calibration_images: uint8 RGB training images (NHWC); required for int8.
+    """
+    quantize = check_export_args(path, format=format, force=force, quantize=quantize)
     path = Path(path)
-    if path.exists() and not force:
+    if quantize == "int8" and (calibration_images is None or len(calibration_images) == 0):
         raise ExportError(
-            f"output {str(path)!r} already exists; pass --force to overwrite it or choose another path"
+            "int8 quantization needs calibration images (the training images); "
+            "pass calibration_images= or --calibration-data SRC"
         )
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = _metadata(model, class_names)
     if format == "keras":
-        if path.suffix != ".keras":
-            raise ExportError(f"output {str(path)!r} must end in .keras for --format keras")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-        with zipfile.ZipFile(path, "a") as z:
-            z.writestr(
-                META_NAME,
-                json.dumps(
-                    {
-                        "class_names": list(class_names or []),
-                        "input": "RGB uint8/float 0-255, any size",
-                    }
-                ),
-            )
+        _export_keras(model, path, meta)
+    elif format == "saved_model":
+        _export_saved_model(model, path, meta)
+    elif format == "tflite":
+        _export_tflite(model, path, meta, quantize, calibration_images)
+    elif format == "onnx":
+        _export_onnx(model, path, meta)
+    elif format == "mlflow":
+        _export_mlflow(model, path, meta)
     return path
+
+
+def _export_keras(model, path: Path, meta: dict) -> None:
+    model.save(path)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr(META_NAME, json.dumps({"class_names": meta["class_names"], "input": INPUT_NOTE}))
+
+
+def _write_sidecar(path: Path, meta: dict) -> None:
+    Path(str(path) + LABELS_SUFFIX).write_text(json.dumps(meta, indent=2))
+
+
+def _uint8_serving_fn(model):
+    import tensorflow as tf
+
+    def serve(images):
+        return {"probabilities": model(tf.cast(images, tf.float32), training=False)}
+
+    return serve
+
+
+def _export_saved_model(model, path: Path, meta: dict) -> None:
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        _uint8_serving_fn(model),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    archive.write_out(str(path), verbose=False)
+    assets = path / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / META_NAME).write_text(
+        json.dumps({**meta, "input": "uint8 RGB 0-255 [N, H, W, 3], any N, H, W"}, indent=2)
+    )
+    (assets / "labels.txt").write_text("".join(f"{n}\n" for n in meta["class_names"]))
+
+
+def _representative(images: np.ndarray, size: int):
+    """Calibration batches for int8: training images resized like the model does."""
+    import tensorflow as tf
+
+    imgs = np.asarray(images)[:CALIBRATION_IMAGES]
+    resized = tf.image.resize(tf.cast(imgs, tf.float32), (size, size), method="bilinear").numpy()
+    resized = np.clip(np.round(resized), 0, 255).astype(np.float32)
+    # One pixel black and one white, so the uint8 input's range is exactly 0..255 (scale 1,
+    # zero point 0): raw pixels then map 1:1 to the quantized input.
+    resized[0, 0, 0, :] = 0.0
+    resized[0, 0, -1, :] = 255.0
+
+    def gen():
+        for img in resized:
+            yield [img[None]]
+
+    return gen
+
+
+def _export_tflite(model, path: Path, meta: dict, quantize, calibration) -> None:
+    import keras
+    import tensorflow as tf
+
+    size = meta["image_size"]
+    if size is None:
+        raise ExportError("the model has no 'resize' layer, so its TFLite input size is unknown")
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serving_default", lambda x: model(x, training=False), input_signature=[spec]
+        )
+        archive.write_out(tmp, verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = _representative(calibration, size)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.uint8
+        try:
+            data = conv.convert()
+        except Exception as e:
+            raise ExportError(
+                f"TFLite conversion failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            ) from None
+    path.write_bytes(data)
+    input_note = (
+        f"uint8 RGB 0-255 [N, {size}, {size}, 3]"
+        if quantize == "int8"
+        else f"float32 RGB 0-255 [N, {size}, {size}, 3]"
+    )
+    _write_sidecar(path, {**meta, "input": input_note, "quantize": quantize or "float32"})
+
+
+def _export_onnx(model, path: Path, meta: dict) -> None:
+    import tensorflow as tf
+
+    try:
+        import onnx
+        import tf2onnx
+    except ImportError as e:
+        raise ExportError(f"--format onnx needs {e.name}; pip install tf2onnx onnx") from None
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    spec = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]
+    fn = tf.function(_uint8_serving_fn(model), input_signature=spec)
+    patch_tf2onnx()  # numpy 2 compatibility, as keras' own ONNX exporter does
+    tf2onnx_log = logging.getLogger("tf2onnx")
+    level = tf2onnx_log.level
+    tf2onnx_log.setLevel(logging.CRITICAL)  # an optimizer pass that fails is skipped, noisily
+    try:
+        tf2onnx.convert.from_function(fn, spec, output_path=str(path))
+    except Exception as e:
+        raise ExportError(
+            f"ONNX conversion failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
+    finally:
+        tf2onnx_log.setLevel(level)
+    proto = onnx.load(str(path))
+    for key, value in (
+        ("class_names", json.dumps(meta["class_names"])),
+        ("automl", json.dumps({**meta, "input": "uint8 RGB 0-255 [N, H, W, 3]"})),
+    ):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    _write_sidecar(path, {**meta, "input": "uint8 RGB 0-255 [N, H, W, 3]"})
+
+
+def _export_mlflow(model, path: Path, meta: dict) -> None:
+    import keras
+    import mlflow
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    size = meta["image_size"] or 224
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["class_names"]) or -1))]),
+    )
+    path.mkdir(parents=True)
+    example = np.random.default_rng(0).integers(0, 256, (1, size, size, 3)).astype(np.float32)
+    mlflow.keras.save_model(
+        model,
+        str(path),
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        metadata={k: v for k, v in meta.items() if v is not None},
+    )
+    (path / META_NAME).write_text(json.dumps(meta, indent=2))
+
+
+def calibration_images_for(
+    tracker: Tracker, run_id: str, source: str | None = None, image_size: int | None = None
+) -> np.ndarray:
+    """Training images to calibrate int8 on: from ``source``, else the search's own data."""
+    from automl.data import load_data
+
+    if source is None and not is_model_uri(run_id):
+        run = tracker.client.get_run(run_id)
+        parent = run.data.tags.get("mlflow.parentRunId") or run_id
+        source = tracker.client.get_run(parent).data.params.get("data_source")
+    if not source or source == "arrays" or source.startswith("numpy arrays"):
+        raise ExportError(
+            "int8 quantization needs calibration images and the search's data cannot be "
+            "reloaded (in-memory arrays or a model URI); pass --calibration-data FOLDER"
+        )
+    return load_data(source, store_size=image_size or 128).x_train
 
 
 def resolve_search(tracker: Tracker, run_id: str | None = None) -> str:
@@ -116,7 +460,7 @@ def resolve_search(tracker: Tracker, run_id: str | None = None) -> str:
         return run_id
     latest = tracker.latest_search()
     if latest is None:
-        raise SearchError(
+        raise NoCompletedSearchError(
             f"experiment {tracker.experiment!r} has no search in {tracker.uri}; run `automl search` first"
         )
     return latest.info.run_id

@@ -401,9 +401,18 @@ class SearchResult:
         return load_best_model(self.tracker, self.parent_run_id)
 
     def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
-        """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`)."""
-        from automl.export import export_model
+        """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`).
 
+        ``quantize="float16"`` / ``"int8"`` apply to ``format="tflite"``; int8 calibrates on
+        this search's training images unless ``calibration_images=`` is given.
+        """
+        from automl.export import check_export_args, export_model
+
+        check_export_args(
+            path, format=format, force=kwargs.get("force", False), quantize=kwargs.get("quantize")
+        )
+        if kwargs.get("quantize") == "int8" and self.data is not None:
+            kwargs.setdefault("calibration_images", self.data.x_train)
         return export_model(
             self.best_model(), path, format=format, class_names=self.class_names, **kwargs
         )

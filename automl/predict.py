@@ -1,0 +1,268 @@
+"""Score image files with an exported model, whatever its format.
+
+>>> from automl.predict import predict
+>>> predict(["cat.jpg"], "best.tflite", top_k=3)
+[{'image': 'cat.jpg', 'predictions': [{'label': 'cat', 'probability': 0.93}, ...]}]
+
+The format is told by the path: ``*.keras``, ``*.tflite``, ``*.onnx``, a directory with
+``MLmodel`` (MLflow model), a directory with ``saved_model.pb`` (TF SavedModel), or an
+MLflow URI (``models:/NAME/VERSION``, ``runs:/RUN_ID/PATH``). Class names come from the
+artifact itself (see :mod:`automl.export`); without them the labels are ``class_0``, ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from automl.errors import ExportError
+from automl.export import LABELS_SUFFIX, META_NAME, is_model_uri, read_metadata
+
+FORMAT_HINT = (
+    "a .keras/.tflite/.onnx file, a SavedModel or MLflow model directory, or models:/NAME/VERSION"
+)
+
+
+@dataclass
+class Predictor:
+    """A loaded model: ``predict_batch(uint8 NHWC images of one size) -> probabilities``."""
+
+    format: str
+    class_names: list[str]
+    predict_batch: Callable[[np.ndarray], np.ndarray]
+    input_size: int | None = None  # fixed square input (TFLite); None: any size
+
+    def label(self, i: int) -> str:
+        return self.class_names[i] if i < len(self.class_names) else f"class_{i}"
+
+
+def detect_format(model_path: str | Path) -> str:
+    """``keras``, ``saved_model``, ``tflite``, ``onnx`` or ``mlflow`` for a model path or URI."""
+    if is_model_uri(str(model_path)):
+        return "mlflow"
+    p = Path(model_path)
+    if not p.exists():
+        raise ExportError(f"model {str(p)!r} does not exist; pass {FORMAT_HINT}")
+    if p.is_dir():
+        if (p / "MLmodel").is_file():
+            return "mlflow"
+        if (p / "saved_model.pb").is_file():
+            return "saved_model"
+        raise ExportError(
+            f"folder {str(p)!r} is neither an MLflow model (no MLmodel) nor a SavedModel "
+            "(no saved_model.pb)"
+        )
+    fmt = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(p.suffix.lower())
+    if fmt is None:
+        raise ExportError(f"cannot tell the format of {str(p)!r}; pass {FORMAT_HINT}")
+    return fmt
+
+
+def _sidecar_names(path: Path) -> list[str]:
+    side = Path(str(path) + LABELS_SUFFIX)
+    if side.is_file():
+        try:
+            return list(json.loads(side.read_text()).get("class_names", []))
+        except (ValueError, AttributeError):
+            return []
+    return []
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize as the model's own ``Resizing`` layer does (float32 out)."""
+    if images.shape[1:3] == (size, size):
+        return images.astype(np.float32)
+    import tensorflow as tf
+
+    return tf.image.resize(images.astype(np.float32), (size, size), method="bilinear").numpy()
+
+
+def _load_keras(path: Path) -> Predictor:
+    import keras
+
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    names = read_metadata(path).get("class_names", [])
+    return Predictor(
+        "keras", names, lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0))
+    )
+
+
+def _load_saved_model(path: Path) -> Predictor:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    fn = loaded.signatures["serving_default"]
+    meta = path / "assets" / META_NAME
+    names = json.loads(meta.read_text()).get("class_names", []) if meta.is_file() else []
+
+    def run(x):
+        out = fn(tf.constant(x.astype(np.uint8)))
+        return out["probabilities"].numpy() if "probabilities" in out else next(iter(out.values()))
+
+    p = Predictor("saved_model", names, run)
+    p._keep = loaded  # the signature needs the loaded object alive
+    return p
+
+
+def _load_tflite(path: Path) -> Predictor:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    import warnings
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (use LiteRT)
+        warnings.simplefilter("ignore", UserWarning)
+        it = Interpreter(model_path=str(path))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    size = int(inp["shape"][1])
+
+    def run(x):
+        x = _resize(x, size)
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / (scale or 1.0) + zero), info.min, info.max)
+        it.resize_tensor_input(inp["index"], [len(x), size, size, 3])
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        it.invoke()
+        y = it.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    return Predictor("tflite", _sidecar_names(path), run, input_size=size)
+
+
+def _load_onnx(path: Path) -> Predictor:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError(
+            "scoring an .onnx model needs onnxruntime; pip install onnxruntime"
+        ) from None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    names = json.loads(meta["class_names"]) if "class_names" in meta else _sidecar_names(path)
+    inp = sess.get_inputs()[0]
+    dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
+    return Predictor("onnx", names, lambda x: sess.run(None, {inp.name: x.astype(dtype)})[0])
+
+
+def _load_mlflow(uri: str) -> Predictor:
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(uri)
+    names = list((model.metadata.metadata or {}).get("class_names", []))
+    if not names and Path(uri).is_dir() and (Path(uri) / META_NAME).is_file():
+        names = json.loads((Path(uri) / META_NAME).read_text()).get("class_names", [])
+    return Predictor(
+        "mlflow", names, lambda x: np.asarray(model.predict(x.astype(np.float32)), np.float32)
+    )
+
+
+_LOADERS = {
+    "keras": _load_keras,
+    "saved_model": _load_saved_model,
+    "tflite": _load_tflite,
+    "onnx": _load_onnx,
+}
+
+
+def load_predictor(model_path: str | Path) -> Predictor:
+    """Load an exported model of any format; one-line :class:`ExportError` if it cannot."""
+    fmt = detect_format(model_path)
+    try:
+        if fmt == "mlflow":
+            return _load_mlflow(str(model_path))
+        return _LOADERS[fmt](Path(model_path))
+    except ExportError:
+        raise
+    except Exception as e:
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ExportError(
+            f"cannot load {str(model_path)!r} as a {fmt} model: the file is corrupt or not a "
+            f"{fmt} export ({type(e).__name__}{': ' + detail if detail else ''})"
+        ) from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB (grayscale, palette, RGBA converted)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"image {str(p)!r} does not exist")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                from automl.data.bundle import to_rgb_uint8
+
+                a = np.asarray(im).astype(np.float64)
+                return to_rgb_uint8(a / max(float(a.max()), 1.0))
+            if im.mode != "RGB":
+                im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im
+                im = im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ExportError(
+            f"{str(p)!r} is not an image PIL can read ({type(e).__name__}); "
+            "pass PNG, JPEG, BMP, GIF, TIFF or WebP files"
+        ) from None
+
+
+def _as_image(item) -> tuple[str, np.ndarray]:
+    if isinstance(item, (str, Path)):
+        return str(item), read_image(item)
+    a = np.asarray(item)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ExportError(f"an image array must be HxWx3 RGB, not shape {a.shape}")
+    return "<array>", a
+
+
+def predict(
+    images: Sequence[str | Path | np.ndarray],
+    model_path: str | Path | Predictor,
+    top_k: int = 5,
+) -> list[dict]:
+    """Top-``top_k`` labels of each image (file paths or HxWx3 uint8 arrays).
+
+    Returns one ``{"image", "predictions": [{"label", "probability"}, ...]}`` per image,
+    most probable first.
+    """
+    if top_k < 1:
+        raise ExportError(f"top_k={top_k} must be 1 or more")
+    predictor = model_path if isinstance(model_path, Predictor) else load_predictor(model_path)
+    results = []
+    for item in images:
+        name, img = _as_image(item)
+        probs = np.asarray(predictor.predict_batch(img[None]))[0]
+        order = np.argsort(-probs)[:top_k]
+        results.append(
+            {
+                "image": name,
+                "predictions": [
+                    {"label": predictor.label(int(i)), "probability": float(probs[i])}
+                    for i in order
+                ],
+            }
+        )
+    return results
+
+
+def format_results(results: list[dict]) -> str:
+    """Human-readable lines: ``IMAGE: label (p), label (p), ...``."""
+    return "\n".join(
+        f"{r['image']}: "
+        + ", ".join(f"{p['label']} ({p['probability']:.4f})" for p in r["predictions"])
+        for r in results
+    )
