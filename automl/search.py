@@ -23,7 +23,13 @@ from automl.data import DataBundle, describe_source, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
 from automl.space import SearchSpace, load_space
-from automl.tracking import Tracker, check_tracking_uri, resolve_tracking_uri, sqlite_path
+from automl.tracking import (
+    TAG_TRIAL,
+    Tracker,
+    check_tracking_uri,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
 
 log = logging.getLogger("automl")
@@ -55,6 +61,15 @@ class SearchSettings:
     def validate(self) -> None:
         if self.tuner not in TUNERS:
             raise SearchError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise SearchError(
+                f"max_retries={self.max_retries!r} must be 0 or more; pass --max-retries 0 to never retry"
+            )
+        if not isinstance(self.max_consecutive_failures, int) or self.max_consecutive_failures < 1:
+            raise SearchError(
+                f"max_consecutive_failures={self.max_consecutive_failures!r} must be 1 or more; "
+                "pass --max-consecutive-failures 1 or more"
+            )
         if not isinstance(self.max_trials, int) or self.max_trials < 1:
             raise SearchError(
                 f"max_trials={self.max_trials!r} must be a positive integer; pass --max-trials 1 or more"
@@ -164,10 +179,16 @@ class _Session:
         self.checkpoints = _Checkpoints(
             project / "checkpoints", settings.keep_top_k, space.objective
         )
-        self.attempts: dict[str, int] = {}
         self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
         self.trials_done = 0
+        self.consecutive_failures = 0  # trials failed for good in a row, in this process
+
+    def _previous_runs(self, tid: str) -> list:
+        """This search's MLflow runs of trial ``tid`` (earlier attempts, earlier processes)."""
+        return [
+            r for r in self.tracker.trial_runs(self.parent_id) if r.data.tags.get(TAG_TRIAL) == tid
+        ]
 
     def run_one(self, trial) -> dict[str, float]:
         import keras
@@ -176,7 +197,17 @@ class _Session:
         values = dict(trial.hyperparameters.values)
         cfg = TrialConfig.from_values(values)
         tid = trial.trial_id
-        self.attempts[tid] = self.attempts.get(tid, 0) + 1
+        previous = self._previous_runs(tid)
+        for r in previous:
+            # Killed after its run finished but before KerasTuner saved its end: never run a
+            # completed trial twice, hand KerasTuner the recorded scores instead.
+            m = r.data.metrics
+            if r.info.status == "FINISHED" and "val_accuracy" in m and "val_loss" in m:
+                log.info(
+                    "trial %s already finished (MLflow run %s): not run again", tid, r.info.run_id
+                )
+                return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
+        attempt = len(previous) + 1
         budget = values.get("tuner/epochs")
         initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
         init_weights = None
@@ -196,7 +227,7 @@ class _Session:
                 }
             )
         run_id = self.tracker.start_trial(
-            self.parent_id, self.search_id, tid, params, attempt=self.attempts[tid]
+            self.parent_id, self.search_id, tid, params, attempt=attempt
         )
         log.info(
             "trial %s started: %s", tid, ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
@@ -228,8 +259,13 @@ class _Session:
                 initial_weights=init_weights,
                 seed=params["seed"],
             )
+        except (
+            KeyboardInterrupt
+        ):  # Ctrl-C or SIGTERM: close the run; the trial runs again on resume
+            self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
+            raise
         except DivergedError as e:
-            self.tracker.fail_trial(run_id, "diverged")
+            self.tracker.fail_trial(run_id, "diverged", traceback.format_exc())
             log.warning("trial %s failed: diverged (not retried)", tid)
             raise kt.errors.FailedTrialError(f"diverged: {e}") from None
         except Exception as e:
@@ -287,7 +323,9 @@ def _make_oracle(space: SearchSpace, settings: SearchSettings):
         hyperparameters=space.to_keras_tuner(),
         seed=settings.seed,
         max_retries_per_trial=settings.max_retries,
-        max_consecutive_failed_trials=settings.max_consecutive_failures,
+        # Counted by AutoMLTuner instead: KerasTuner's own count spans resumed processes (a
+        # resumed search would stop at its first trial end) and raises before saving its state.
+        max_consecutive_failed_trials=None,
     )
     if settings.tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
@@ -299,6 +337,10 @@ def _make_oracle(space: SearchSpace, settings: SearchSettings):
     oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
     oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
     return oracle
+
+
+class _TooManyFailures(Exception):
+    """``max_consecutive_failures`` trials in a row failed for good."""
 
 
 def _tuner_class():
@@ -315,8 +357,17 @@ def _tuner_class():
             return self.session.run_one(trial)
 
         def on_trial_end(self, trial):
-            super().on_trial_end(trial)
+            import keras_tuner as kt
+
+            super().on_trial_end(trial)  # the oracle records the end (and queues a retry)
             s = self.session
+            status = self.oracle.trials[trial.trial_id].status
+            if status == kt.engine.trial.TrialStatus.FAILED:
+                s.consecutive_failures += 1
+                if s.consecutive_failures >= s.settings.max_consecutive_failures:
+                    raise _TooManyFailures(trial.message or "")
+            elif status == kt.engine.trial.TrialStatus.COMPLETED:
+                s.consecutive_failures = 0
             if s.deadline is not None and time.time() > s.deadline:
                 log.info("time budget spent: no new trials")
                 self.oracle.max_trials = len(self.oracle.trials)
@@ -433,6 +484,7 @@ def search(
     sp = load_space(space)
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
+    check_weights_files(sp)
     bundle = load_data(
         data,
         seed=seed,
@@ -440,6 +492,48 @@ def search(
         strict_images=strict_images,
     )
     return run_search(sp, bundle, settings)
+
+
+def _values(space: SearchSpace, name: str) -> list:
+    p = space.params[name]
+    return [p.value] if p.kind == "fixed" else list(p.values) if p.kind == "choice" else [p.low]
+
+
+def check_weights_files(space: SearchSpace) -> None:
+    """Refuse, before the search starts, a local weights file that is missing or does not fit.
+
+    Each backbone of the space is built once (at the smallest image size) and the file loaded
+    into it, exactly as a trial will.
+    """
+    from automl.backbones.registry import create_backbone
+    from automl.errors import WeightsUnavailableError
+
+    files = [w for w in _values(space, "weights") if w not in ("imagenet", "random", "none")]
+    if not files:
+        return
+    for w in files:
+        if not Path(w).is_file():
+            raise WeightsUnavailableError(
+                f"weights file {w!r} in the search space does not exist; pass an existing "
+                ".weights.h5 file, or weights: imagenet / random"
+            )
+    import keras
+
+    size = int(min(_values(space, "image_size")))
+    for w in files:
+        for name in _values(space, "backbone"):
+            try:
+                create_backbone(name, weights=w, include_top=False, input_size=size)
+            except AutoMLError:
+                raise
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                raise WeightsUnavailableError(
+                    f"weights file {w!r} does not fit backbone {name} ({first}); "
+                    "use a file saved from the same backbone"
+                ) from None
+            finally:
+                keras.backend.clear_session()
 
 
 def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
@@ -455,11 +549,15 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         "tuner": settings.tuner,
         "seed": settings.seed,
     }
-    state = (
-        json.loads(state_file.read_text())
-        if state_file.exists() and not settings.overwrite
-        else None
-    )
+    state = None
+    if state_file.exists() and not settings.overwrite:
+        try:
+            state = json.loads(state_file.read_text())
+        except ValueError:
+            raise SearchError(
+                f"search state {str(state_file)!r} is damaged; pass --overwrite to start "
+                f"experiment {settings.experiment!r} over, or use a new --experiment name"
+            ) from None
     if state is not None:
         changed = [k for k, v in identity.items() if state.get(k) != v]
         if changed:
@@ -502,9 +600,6 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
                 )
     else:
         project.mkdir(parents=True, exist_ok=True)
-        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
-        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
-        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
         state = {
             **identity,
             "search_id": search_id,
@@ -512,12 +607,30 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
             "experiment": settings.experiment,
             "tracking_uri": uri,
         }
-        state_file.write_text(json.dumps(state, indent=2))
+        tmp = state_file.with_suffix(".tmp")  # atomic: a kill never leaves half a state file
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_file)
+        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
+        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
+        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
     session = _Session(space, data, settings, tracker, parent_id, search_id, project, options)
     oracle = _make_oracle(space, settings)
-    tuner = _tuner_class()(
-        oracle, session, directory=str(project), project_name="tuner", overwrite=False
-    )
+    try:
+        tuner = _tuner_class()(
+            oracle, session, directory=str(project), project_name="tuner", overwrite=False
+        )
+        if not Path(tuner._get_tuner_fname()).exists():
+            if Path(
+                oracle._get_oracle_fname()
+            ).exists():  # killed before the tuner file was written
+                tuner.reload()
+            tuner.save()  # from now on a resumed process always reloads the oracle
+    except (ValueError, KeyError, RuntimeError) as e:  # JSONDecodeError is a ValueError
+        raise SearchError(
+            f"the KerasTuner state under {str(project / 'tuner')!r} cannot be reloaded "
+            f"({type(e).__name__}); pass --overwrite to start experiment {settings.experiment!r} "
+            "over, or use a new --experiment name"
+        ) from None
     log.info(
         "search %s: %s tuner, up to %d trials; MLflow parent run %s in %s",
         settings.experiment,
@@ -531,18 +644,18 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     except KeyboardInterrupt:
         for r in tracker.trial_runs(parent_id):
             if r.info.status == "RUNNING":
-                tracker.fail_trial(r.info.run_id, "interrupted by the user", status="KILLED")
+                tracker.fail_trial(r.info.run_id, "interrupted (process stopped)", status="KILLED")
         tracker.end_run(parent_id, "KILLED")
         raise
-    except RuntimeError as e:
-        if "consecutive failures" in str(e):
-            tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
-            tracker.end_run(parent_id, "FAILED")
-            raise SearchError(
-                f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
-                f"(finished trials are kept); see the failed runs in MLflow: {str(e).splitlines()[-1][:200]}"
-            ) from None
-        raise
+    except _TooManyFailures as e:
+        last = (str(e).strip().splitlines() or ["?"])[-1][:200]
+        tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
+        tracker.end_run(parent_id, "FAILED")
+        raise SearchError(
+            f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
+            f"(last: {last}); finished trials are kept; fix the cause and run the same command "
+            "to resume, or raise --max-consecutive-failures"
+        ) from None
     finally:
         if session.embeddings is not None:
             session.embeddings.clear()

@@ -6,6 +6,7 @@ nested runs and concurrent searches cannot cross wires.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,6 +79,31 @@ def check_tracking_uri(uri: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def _store_init_lock(uri: str):
+    """Serialise the first touch of a SQLite store across processes.
+
+    MLflow creates and migrates a new database's tables without a lock of its own, so two
+    searches starting at once on a fresh store race ("table ... already exists"). An
+    exclusive ``flock`` on a file next to the database makes the second one wait.
+    """
+    db = sqlite_path(uri)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; rely on _retry
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _retry(fn, *args, attempts: int = 8, **kwargs):
     """Call ``fn``, retrying while SQLite reports the database is locked (concurrent searches)."""
     for i in range(attempts):
@@ -99,10 +125,11 @@ class Tracker:
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=self.uri)
-        exp = _retry(self.client.get_experiment_by_name, experiment)
-        if exp is None:
-            self.experiment_id = self._create_experiment(experiment)
-        else:
+        with _store_init_lock(self.uri):  # the first call creates (and migrates) a new store
+            exp = _retry(self.client.get_experiment_by_name, experiment)
+            if exp is None:
+                self.experiment_id = self._create_experiment(experiment)
+        if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 raise TrackingError(
                     f"experiment {experiment!r} is deleted in {self.uri}; restore it or pick another --experiment"
