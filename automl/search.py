@@ -540,7 +540,6 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     """Run a search on already-loaded data (``search`` loads and validates first)."""
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
-    tracker = Tracker(uri, settings.experiment)
     project = _project_dir(settings, uri)
     state_file = project / STATE_FILE
     identity = {
@@ -559,14 +558,16 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
                 f"experiment {settings.experiment!r} over, or use a new --experiment name"
             ) from None
     if state is not None:
-        changed = [k for k, v in identity.items() if state.get(k) != v]
+        names = {"space_digest": "search space", "data_digest": "data"}
+        changed = [names.get(k, k) for k, v in identity.items() if state.get(k) != v]
         if changed:
             raise SearchError(
                 f"experiment {settings.experiment!r} already holds a search with a different "
-                f"{', '.join(changed)}; use a new --experiment name or --overwrite"
+                f"{' and '.join(changed)}; use a new --experiment name or --overwrite"
             )
     if settings.overwrite and project.exists():
         shutil.rmtree(project)
+    tracker = Tracker(uri, settings.experiment)
     accel = _setup_accelerator(settings)
     options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
     search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
