@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -523,7 +524,9 @@ def check_weights_files(space: SearchSpace) -> None:
     for w in files:
         for name in _values(space, "backbone"):
             try:
-                create_backbone(name, weights=w, include_top=False, input_size=size)
+                with warnings.catch_warnings():  # Keras warns once per layer it cannot match
+                    warnings.simplefilter("ignore")
+                    create_backbone(name, weights=w, include_top=False, input_size=size)
             except AutoMLError:
                 raise
             except Exception as e:

@@ -62,11 +62,16 @@ def check_tracking_uri(uri: str) -> None:
         import requests
 
         try:
-            requests.get(uri.rstrip("/") + "/health", timeout=5)
+            r = requests.get(uri.rstrip("/") + "/health", timeout=(3, 5))
         except requests.RequestException:
             raise TrackingError(
                 f"tracking URI {uri!r} cannot be reached; start the MLflow server or pass another --tracking-uri"
             ) from None
+        if r.status_code == 404 or r.status_code >= 500:  # 401/403: the client may hold credentials
+            raise TrackingError(
+                f"tracking URI {uri!r} answered HTTP {r.status_code} on /health: it is not a "
+                "working MLflow tracking server; check the address or pass another --tracking-uri"
+            )
         return
     if parsed.scheme in ("", "file"):
         raise TrackingError(
@@ -126,7 +131,14 @@ class Tracker:
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=self.uri)
         with _store_init_lock(self.uri):  # the first call creates (and migrates) a new store
-            exp = _retry(self.client.get_experiment_by_name, experiment)
+            try:
+                exp = _retry(self.client.get_experiment_by_name, experiment)
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise TrackingError(
+                    f"tracking URI {self.uri!r} could not be used ({first}); check that it is an "
+                    "MLflow store you can write to, or pass another --tracking-uri"
+                ) from None
             if exp is None:
                 self.experiment_id = self._create_experiment(experiment)
         if exp is not None:

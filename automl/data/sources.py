@@ -172,7 +172,7 @@ def load_arrays(x, y, store_size: int | None = None) -> Loaded:
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             bad = y[~np.isfinite(y) | (y != np.round(y))][0]
             raise DataError(
-                f"y holds {bad!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
+                f"y holds {float(bad)!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
             )
         y = y.astype(np.int64)
     if y.dtype.kind not in "iuUSOb":
