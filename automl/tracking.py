@@ -129,9 +129,9 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
-        with _store_init_lock(self.uri):  # the first call creates (and migrates) a new store
+        with _store_init_lock(self.uri):  # the client creates (and migrates) a new store
             try:
+                self.client = _retry(MlflowClient, tracking_uri=self.uri)
                 exp = _retry(self.client.get_experiment_by_name, experiment)
             except Exception as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

@@ -163,3 +163,25 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "automl", *args]
+
+
+# One process of the store stress test: wait for a common start time (so that several
+# processes create the fresh store at the same instant), then write a search's worth of runs.
+STORE_WORKER = """
+import sys, time
+from automl.tracking import Tracker
+uri, exp, start_at, n = sys.argv[1:]
+while time.time() < float(start_at):
+    time.sleep(0.001)
+t = Tracker(uri, exp)
+parent = t.start_search(exp, {"tuner": "random"}, {"mlflow.runName": exp})
+for i in range(int(n)):
+    run = t.start_trial(parent, exp, str(i), {"learning_rate": 0.001 * (i + 1)})
+    for step in range(3):
+        t.log_epoch(run, {"step": step, "phase": "phase1", "loss": 1.0 / (step + 1)})
+    t.log_metrics(run, {"val_accuracy": 0.5, "val_loss": 1.0})
+    t.set_tags(run, {"automl.checkpoint": ""})
+    t.end_run(run, "FINISHED")
+t.end_run(parent, "FINISHED")
+print("done", exp)
+"""
