@@ -290,20 +290,30 @@ class _Session:
             keras.backend.clear_session()
             gc.collect()
         m = outcome.metrics
-        kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
-        self.tracker.log_metrics(run_id, m)
-        self.tracker.set_tags(
-            run_id,
-            {
-                "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
-                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
-            },
-        )
-        self.tracker.log_dict(
-            run_id,
-            {"hyperparameters": cfg.to_dict(), "data": describe_source(self.data.source)},
-            "config.yaml",
-        )
+        try:
+            kept = self.checkpoints.offer(tid, m[self.space.objective], outcome.model)
+            self.tracker.log_metrics(run_id, m)
+            self.tracker.set_tags(
+                run_id,
+                {
+                    "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
+                    "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+                },
+            )
+            self.tracker.log_dict(
+                run_id,
+                {"hyperparameters": cfg.to_dict(), "data": describe_source(self.data.source)},
+                "config.yaml",
+            )
+        except KeyboardInterrupt:
+            self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
+            raise
+        except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            reason = f"{type(e).__name__} while saving the trial: {first}"
+            self.tracker.fail_trial(run_id, reason, traceback.format_exc())
+            log.warning("trial %s failed: %s", tid, reason)
+            raise
         self.tracker.end_run(run_id, "FINISHED")
         del outcome
         keras.backend.clear_session()
@@ -588,6 +598,15 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         **{k: v for k, v in data.summary().items() if k != "train_class_counts"},
         **{f"accelerator_{k}": v for k, v in accel.items()},
     }
+    if state:
+        try:
+            tracker.client.get_run(state["parent_run_id"])
+        except Exception:
+            raise SearchError(
+                f"the search state in {str(state_file)!r} belongs to MLflow run "
+                f"{state['parent_run_id']}, which is not in {uri}; pass the --tracking-uri it "
+                f"used ({state.get('tracking_uri')}), or --overwrite to start over"
+            ) from None
     parent_id = tracker.start_search(
         search_id,
         params,

@@ -18,7 +18,7 @@ def test_processes_creating_and_writing_one_store_at_once(tmp_path):
     names = ["a", "b", "c"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", STORE_WORKER, uri, name, start_at, "25"],
+            [sys.executable, "-c", STORE_WORKER, uri, name, start_at, "15"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -34,7 +34,7 @@ def test_processes_creating_and_writing_one_store_at_once(tmp_path):
     for name in names:
         parents, runs = runs_by_trial(uri, name)
         assert [p.info.status for p in parents] == ["FINISHED"]
-        assert runs == {str(i): ["FINISHED"] for i in range(25)}
+        assert runs == {str(i): ["FINISHED"] for i in range(15)}
 
 
 def test_two_real_searches_on_one_store_at_once(tmp_path, image_folder):

@@ -170,3 +170,27 @@ def test_cli_passes_retry_settings(monkeypatch):
 def test_bad_failure_settings_are_refused(kw, message):
     with pytest.raises(SearchError, match=message):
         settings(**kw).validate()
+
+
+def test_a_failure_while_saving_a_trained_trial_is_a_crash_too(
+    fast, monkeypatch, tiny_space, data, uri
+):
+    """Not only training: saving the checkpoint can fail (disk full); the run does not stay
+    RUNNING, it is FAILED with its traceback and the trial is retried."""
+    search_mod = fast(FakeTrials())
+    offer = search_mod._Checkpoints.offer
+    failed = []
+
+    def flaky_offer(self, trial_id, score, model):
+        if not failed:
+            failed.append(trial_id)
+            raise OSError(28, "No space left on device")
+        return offer(self, trial_id, score, model)
+
+    monkeypatch.setattr(search_mod._Checkpoints, "offer", flaky_offer)
+    result = run_search(load_space(tiny_space), data, settings(max_trials=1, max_retries=1))
+    assert runs_by_trial(uri, "exp")[1] == {"0": ["FAILED", "FINISHED"]}
+    board = result.leaderboard()
+    assert board[board["status"] == "FAILED"]["reason"].tolist() == [
+        "OSError while saving the trial: [Errno 28] No space left on device"
+    ]

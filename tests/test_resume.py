@@ -5,6 +5,7 @@ and MLflow shows one parent run with the interrupted trial's run KILLED."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -128,6 +129,17 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     assert trials == {"0": "COMPLETED", "1": "COMPLETED"}
     assert oracle["end_order"] == ["0", "1"] and oracle["ongoing_trials"] == {}
     assert sorted(p.name for p in (project / "tuner").glob("trial_*")) == ["trial_0", "trial_1"]
+    # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
+    state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
+    assert {f.name for f in state_files} == {
+        "automl_search.json",
+        "oracle.json",
+        "tuner0.json",
+        "trial.json",
+        "index.json",
+    }
+    for f in state_files:
+        json.loads(f.read_text())
 
 
 def test_sigterm_closes_the_run_as_killed_and_the_cli_resumes(
@@ -231,3 +243,25 @@ def test_changed_space_through_the_cli_is_one_line(tmp_path, image_folder, space
         "automl: error: experiment 'cli' already holds a search with a different search space "
         "and data; use a new --experiment name or --overwrite"
     ]
+
+
+def test_state_of_a_search_missing_from_the_store_is_refused(
+    monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
+):
+    """The same project folder, but another MLflow store (another --tracking-uri)."""
+    import shutil
+
+    search_mod = fast_search(monkeypatch, tmp_path, FakeTrials())
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tmp_path / "mlruns" / "mlflow.db", other / "mlflow.db")  # still empty
+    data, space = load_data(tiny_arrays), load_space(tiny_space)
+    s = settings(max_trials=1, workdir=str(tmp_path / "work"))
+    first = search_mod.run_search(space, data, s)
+    s.tracking_uri = f"sqlite:///{other}/mlflow.db"
+    with pytest.raises(
+        SearchError,
+        match=rf"belongs to MLflow run {first.parent_run_id}, which is not in "
+        rf"{s.tracking_uri}; pass the --tracking-uri it used \({uri}\), or --overwrite",
+    ):
+        search_mod.run_search(space, data, s)
