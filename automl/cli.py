@@ -11,6 +11,7 @@ automl ui [--port N] [--host HOST]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -37,10 +38,27 @@ def _positive_int(s: str) -> int:
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _non_negative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from automl.search import TUNERS
 
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="automl", description="Keras AutoML for image transfer learning, tracked in MLflow."
     )
     sub = ap.add_subparsers(dest="command", required=True)
@@ -77,7 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--strict-images",
         action="store_true",
-        help="refuse unreadable image files instead of skipping them",
+        help="refuse corrupt or non-image files in the data folder (default: skip them "
+        "with a warning that counts and names them)",
+    )
+    s.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=1,
+        help="times a crashed trial is run again (default 1); diverged (NaN/inf loss) and "
+        "out-of-memory trials are never retried",
+    )
+    s.add_argument(
+        "--max-consecutive-failures",
+        type=_positive_int,
+        default=3,
+        help="stop the search after this many failed trials in a row (default 3); "
+        "finished trials are kept",
     )
     s.add_argument(
         "--no-mixed-precision",
@@ -205,6 +238,8 @@ def cmd_search(a) -> int:
         mixed_precision=not a.no_mixed_precision,
         xla=not a.no_xla,
         register=a.register,
+        max_retries=a.max_retries,
+        max_consecutive_failures=a.max_consecutive_failures,
     )
     _print_board(result.leaderboard())
     best = result.best_trial
@@ -339,6 +374,29 @@ def cmd_ui(a) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the current runs close as KILLED, the search can resume."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While a command runs, SIGTERM raises :class:`Terminated` (the previous handler after)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     from automl.errors import AutoMLError
 
@@ -360,16 +418,17 @@ def main(argv: list[str] | None = None) -> int:
         "ui": cmd_ui,
     }
     try:
-        return commands[a.command](a)
+        with _stop_on_sigterm():
+            return commands[a.command](a)
     except AutoMLError as e:
         print(f"automl: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
             "automl: interrupted; finished trials are kept, run the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

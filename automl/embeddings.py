@@ -74,7 +74,7 @@ class EmbeddingCache:
             self._disk_dir = Path(tempfile.mkdtemp(prefix="automl-emb-"))
         path = self._disk_dir / f"{tag}_{time.time_ns()}.npy"
         np.save(path, feats)
-        return np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def clear(self) -> None:
         """Drop every entry (and the on-disk files)."""

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from automl.errors import AutoMLError, SearchError
 from automl.space import SearchSpace, load_space
 from automl.tracking import (
     SCORES,
+    TAG_TRIAL,
     Tracker,
     check_tracking_uri,
     rank_key,
@@ -63,6 +65,15 @@ class SearchSettings:
     def validate(self) -> None:
         if self.tuner not in TUNERS:
             raise SearchError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise SearchError(
+                f"max_retries={self.max_retries!r} must be 0 or more; pass --max-retries 0 to never retry"
+            )
+        if not isinstance(self.max_consecutive_failures, int) or self.max_consecutive_failures < 1:
+            raise SearchError(
+                f"max_consecutive_failures={self.max_consecutive_failures!r} must be 1 or more; "
+                "pass --max-consecutive-failures 1 or more"
+            )
         if not isinstance(self.max_trials, int) or self.max_trials < 1:
             raise SearchError(
                 f"max_trials={self.max_trials!r} must be a positive integer; pass --max-trials 1 or more"
@@ -181,10 +192,16 @@ class _Session:
         # The best finished trial's model stays in memory (one model), so the end of the
         # search neither reloads nor re-saves it.
         self.best_in_memory: tuple[str, dict[str, float], Any] | None = None
-        self.attempts: dict[str, int] = {}
         self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
         self.trials_done = 0
+        self.consecutive_failures = 0  # trials failed for good in a row, in this process
+
+    def _previous_runs(self, tid: str) -> list:
+        """This search's MLflow runs of trial ``tid`` (earlier attempts, earlier processes)."""
+        return [
+            r for r in self.tracker.trial_runs(self.parent_id) if r.data.tags.get(TAG_TRIAL) == tid
+        ]
 
     def run_one(self, trial) -> dict[str, float]:
         import keras
@@ -193,7 +210,17 @@ class _Session:
         values = dict(trial.hyperparameters.values)
         cfg = TrialConfig.from_values(values)
         tid = trial.trial_id
-        self.attempts[tid] = self.attempts.get(tid, 0) + 1
+        previous = self._previous_runs(tid)
+        for r in previous:
+            # Killed after its run finished but before KerasTuner saved its end: never run a
+            # completed trial twice, hand KerasTuner the recorded scores instead.
+            m = r.data.metrics
+            if r.info.status == "FINISHED" and "val_accuracy" in m and "val_loss" in m:
+                log.info(
+                    "trial %s already finished (MLflow run %s): not run again", tid, r.info.run_id
+                )
+                return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
+        attempt = len(previous) + 1
         budget = values.get("tuner/epochs")
         initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
         init_weights = None
@@ -219,7 +246,7 @@ class _Session:
                 }
             )
         run_id = self.tracker.start_trial(
-            self.parent_id, self.search_id, tid, params, attempt=self.attempts[tid]
+            self.parent_id, self.search_id, tid, params, attempt=attempt
         )
         log.info(
             "trial %s (%d of at most %d) started: %s",
@@ -255,8 +282,13 @@ class _Session:
                 initial_weights=init_weights,
                 seed=params["seed"],
             )
+        except (
+            KeyboardInterrupt
+        ):  # Ctrl-C or SIGTERM: close the run; the trial runs again on resume
+            self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
+            raise
         except DivergedError as e:
-            self.tracker.fail_trial(run_id, "diverged")
+            self.tracker.fail_trial(run_id, "diverged", traceback.format_exc())
             log.warning("trial %s failed: diverged (not retried)", tid)
             raise kt.errors.FailedTrialError(f"diverged: {e}") from None
         except Exception as e:
@@ -280,35 +312,45 @@ class _Session:
             keras.backend.clear_session()
             gc.collect()
         m = outcome.metrics
-        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
-        kept = self.checkpoints.offer(tid, score, outcome.model)
+        try:
+            score = {k: m[k] for k in ("val_accuracy", "val_loss")}
+            kept = self.checkpoints.offer(tid, score, outcome.model)
+            # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+            self.tracker.log_metrics(
+                run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()}
+            )
+            self.tracker.set_tags(
+                run_id,
+                {
+                    "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
+                    "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+                },
+            )
+            from automl.reports import log_trial_reports
+
+            log_trial_reports(
+                self.tracker,
+                run_id,
+                outcome,
+                self.data,
+                cfg,
+                seed=params["seed"],
+                split_seed=self.settings.seed,
+                budget=budget,
+                trial_id=tid,
+            )
+        except KeyboardInterrupt:
+            self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
+            raise
+        except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            reason = f"{type(e).__name__} while saving the trial: {first}"
+            self.tracker.fail_trial(run_id, reason, traceback.format_exc())
+            log.warning("trial %s failed: %s", tid, reason)
+            raise
         rank = self.checkpoints._rank
         if self.best_in_memory is None or rank(score) > rank(self.best_in_memory[1]):
             self.best_in_memory = (tid, score, outcome.model)
-        # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
-        self.tracker.log_metrics(
-            run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()}
-        )
-        self.tracker.set_tags(
-            run_id,
-            {
-                "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
-                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
-            },
-        )
-        from automl.reports import log_trial_reports
-
-        log_trial_reports(
-            self.tracker,
-            run_id,
-            outcome,
-            self.data,
-            cfg,
-            seed=params["seed"],
-            split_seed=self.settings.seed,
-            budget=budget,
-            trial_id=tid,
-        )
         self.tracker.end_run(run_id, "FINISHED")
         del outcome
         keras.backend.clear_session()
@@ -329,7 +371,9 @@ def _make_oracle(space: SearchSpace, settings: SearchSettings):
         hyperparameters=space.to_keras_tuner(),
         seed=settings.seed,
         max_retries_per_trial=settings.max_retries,
-        max_consecutive_failed_trials=settings.max_consecutive_failures,
+        # Counted by AutoMLTuner instead: KerasTuner's own count spans resumed processes (a
+        # resumed search would stop at its first trial end) and raises before saving its state.
+        max_consecutive_failed_trials=None,
     )
     if settings.tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
@@ -341,6 +385,10 @@ def _make_oracle(space: SearchSpace, settings: SearchSettings):
     oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
     oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
     return oracle
+
+
+class _TooManyFailures(Exception):
+    """``max_consecutive_failures`` trials in a row failed for good."""
 
 
 def _tuner_class():
@@ -357,8 +405,17 @@ def _tuner_class():
             return self.session.run_one(trial)
 
         def on_trial_end(self, trial):
-            super().on_trial_end(trial)
+            import keras_tuner as kt
+
+            super().on_trial_end(trial)  # the oracle records the end (and queues a retry)
             s = self.session
+            status = self.oracle.trials[trial.trial_id].status
+            if status == kt.engine.trial.TrialStatus.FAILED:
+                s.consecutive_failures += 1
+                if s.consecutive_failures >= s.settings.max_consecutive_failures:
+                    raise _TooManyFailures(trial.message or "")
+            elif status == kt.engine.trial.TrialStatus.COMPLETED:
+                s.consecutive_failures = 0
             if s.deadline is not None and time.time() > s.deadline:
                 log.info("time budget spent: no new trials")
                 self.oracle.max_trials = len(self.oracle.trials)
@@ -484,6 +541,7 @@ def search(
     sp = load_space(space)
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
+    check_weights_files(sp)
     bundle = load_data(
         data,
         seed=seed,
@@ -493,11 +551,54 @@ def search(
     return run_search(sp, bundle, settings)
 
 
+def _values(space: SearchSpace, name: str) -> list:
+    p = space.params[name]
+    return [p.value] if p.kind == "fixed" else list(p.values) if p.kind == "choice" else [p.low]
+
+
+def check_weights_files(space: SearchSpace) -> None:
+    """Refuse, before the search starts, a local weights file that is missing or does not fit.
+
+    Each backbone of the space is built once (at the smallest image size) and the file loaded
+    into it, exactly as a trial will.
+    """
+    from automl.backbones.registry import create_backbone
+    from automl.errors import WeightsUnavailableError
+
+    files = [w for w in _values(space, "weights") if w not in ("imagenet", "random", "none")]
+    if not files:
+        return
+    for w in files:
+        if not Path(w).is_file():
+            raise WeightsUnavailableError(
+                f"weights file {w!r} in the search space does not exist; pass an existing "
+                ".weights.h5 file, or weights: imagenet / random"
+            )
+    import keras
+
+    size = int(min(_values(space, "image_size")))
+    for w in files:
+        for name in _values(space, "backbone"):
+            try:
+                with warnings.catch_warnings():  # Keras warns once per layer it cannot match
+                    warnings.simplefilter("ignore")
+                    create_backbone(name, weights=w, include_top=False, input_size=size)
+            except AutoMLError:
+                raise
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                raise WeightsUnavailableError(
+                    f"weights file {w!r} does not fit backbone {name} ({first}); "
+                    "use a file saved from the same backbone"
+                ) from None
+            finally:
+                keras.backend.clear_session()
+
+
 def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
     """Run a search on already-loaded data (``search`` loads and validates first)."""
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
-    tracker = Tracker(uri, settings.experiment)
     project = _project_dir(settings, uri)
     state_file = project / STATE_FILE
     identity = {
@@ -506,20 +607,26 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         "tuner": settings.tuner,
         "seed": settings.seed,
     }
-    state = (
-        json.loads(state_file.read_text())
-        if state_file.exists() and not settings.overwrite
-        else None
-    )
+    state = None
+    if state_file.exists() and not settings.overwrite:
+        try:
+            state = json.loads(state_file.read_text())
+        except ValueError:
+            raise SearchError(
+                f"search state {str(state_file)!r} is damaged; pass --overwrite to start "
+                f"experiment {settings.experiment!r} over, or use a new --experiment name"
+            ) from None
     if state is not None:
-        changed = [k for k, v in identity.items() if state.get(k) != v]
+        names = {"space_digest": "search space", "data_digest": "data"}
+        changed = [names.get(k, k) for k, v in identity.items() if state.get(k) != v]
         if changed:
             raise SearchError(
                 f"experiment {settings.experiment!r} already holds a search with a different "
-                f"{', '.join(changed)}; use a new --experiment name or --overwrite"
+                f"{' and '.join(changed)}; use a new --experiment name or --overwrite"
             )
     if settings.overwrite and project.exists():
         shutil.rmtree(project)
+    tracker = Tracker(uri, settings.experiment)
     accel = _setup_accelerator(settings)
     options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
     search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
@@ -537,6 +644,15 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         **{k: v for k, v in data.summary().items() if k != "train_class_counts"},
         **{f"accelerator_{k}": v for k, v in accel.items()},
     }
+    if state:
+        try:
+            tracker.client.get_run(state["parent_run_id"])
+        except Exception:
+            raise SearchError(
+                f"the search state in {str(state_file)!r} belongs to MLflow run "
+                f"{state['parent_run_id']}, which is not in {uri}; pass the --tracking-uri it "
+                f"used ({state.get('tracking_uri')}), or --overwrite to start over"
+            ) from None
     parent_id = tracker.start_search(
         search_id,
         params,
@@ -553,9 +669,6 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
                 )
     else:
         project.mkdir(parents=True, exist_ok=True)
-        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
-        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
-        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
         state = {
             **identity,
             "search_id": search_id,
@@ -563,12 +676,30 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
             "experiment": settings.experiment,
             "tracking_uri": uri,
         }
-        state_file.write_text(json.dumps(state, indent=2))
+        tmp = state_file.with_suffix(".tmp")  # atomic: a kill never leaves half a state file
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_file)
+        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
+        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
+        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
     session = _Session(space, data, settings, tracker, parent_id, search_id, project, options)
     oracle = _make_oracle(space, settings)
-    tuner = _tuner_class()(
-        oracle, session, directory=str(project), project_name="tuner", overwrite=False
-    )
+    try:
+        tuner = _tuner_class()(
+            oracle, session, directory=str(project), project_name="tuner", overwrite=False
+        )
+        if not Path(tuner._get_tuner_fname()).exists():
+            if Path(
+                oracle._get_oracle_fname()
+            ).exists():  # killed before the tuner file was written
+                tuner.reload()
+            tuner.save()  # from now on a resumed process always reloads the oracle
+    except (ValueError, KeyError, RuntimeError) as e:  # JSONDecodeError is a ValueError
+        raise SearchError(
+            f"the KerasTuner state under {str(project / 'tuner')!r} cannot be reloaded "
+            f"({type(e).__name__}); pass --overwrite to start experiment {settings.experiment!r} "
+            "over, or use a new --experiment name"
+        ) from None
     log.info(
         "search %s: %s tuner, up to %d trials; MLflow parent run %s in %s",
         settings.experiment,
@@ -582,18 +713,18 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     except KeyboardInterrupt:
         for r in tracker.trial_runs(parent_id):
             if r.info.status == "RUNNING":
-                tracker.fail_trial(r.info.run_id, "interrupted by the user", status="KILLED")
+                tracker.fail_trial(r.info.run_id, "interrupted (process stopped)", status="KILLED")
         tracker.end_run(parent_id, "KILLED")
         raise
-    except RuntimeError as e:
-        if "consecutive failures" in str(e):
-            tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
-            tracker.end_run(parent_id, "FAILED")
-            raise SearchError(
-                f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
-                f"(finished trials are kept); see the failed runs in MLflow: {str(e).splitlines()[-1][:200]}"
-            ) from None
-        raise
+    except _TooManyFailures as e:
+        last = (str(e).strip().splitlines() or ["?"])[-1][:200]
+        tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
+        tracker.end_run(parent_id, "FAILED")
+        raise SearchError(
+            f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
+            f"(last: {last}); finished trials are kept; fix the cause and run the same command "
+            "to resume, or raise --max-consecutive-failures"
+        ) from None
     finally:
         if session.embeddings is not None:
             session.embeddings.clear()

@@ -211,7 +211,7 @@ def _parse_param(name: str, raw: Any) -> Param:
     high = _check_scalar(name, spec, raw["max"], f"{where}.max")
     if low > high:
         raise SpaceError(
-            f"search space: {where}: `min <= max` must hold, but got (min={low!r}, max={high!r})"
+            f"search space: {where}: min={low!r} is above max={high!r}; swap them so that min <= max"
         )
     sampling = raw.get("sampling", "linear")
     if sampling not in ("linear", "log", "reverse_log"):
@@ -291,7 +291,8 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
+        problem = f" ({e.problem})" if getattr(e, "problem", None) else ""
         raise SpaceError(
-            f"search space {str(path)!r} is not valid YAML{where}: fix the syntax"
+            f"search space {str(path)!r} is not valid YAML{where}{problem}: fix the syntax"
         ) from None
     return parse_space(raw, source=str(path))

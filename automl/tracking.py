@@ -6,6 +6,7 @@ nested runs and concurrent searches cannot cross wires.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,11 +63,16 @@ def check_tracking_uri(uri: str) -> None:
         import requests
 
         try:
-            requests.get(uri.rstrip("/") + "/health", timeout=5)
+            r = requests.get(uri.rstrip("/") + "/health", timeout=(3, 5))
         except requests.RequestException:
             raise TrackingError(
                 f"tracking URI {uri!r} cannot be reached; start the MLflow server or pass another --tracking-uri"
             ) from None
+        if r.status_code == 404 or r.status_code >= 500:  # 401/403: the client may hold credentials
+            raise TrackingError(
+                f"tracking URI {uri!r} answered HTTP {r.status_code} on /health: it is not a "
+                "working MLflow tracking server; check the address or pass another --tracking-uri"
+            )
         return
     if parsed.scheme in ("", "file"):
         raise TrackingError(
@@ -86,6 +92,31 @@ def rank_key(scores: dict[str, float], objective: str = "val_accuracy") -> tuple
     """
     acc, loss = scores.get("val_accuracy", float("-inf")), scores.get("val_loss", float("inf"))
     return (-loss, acc) if objective == "val_loss" else (acc, -loss)
+
+
+@contextlib.contextmanager
+def _store_init_lock(uri: str):
+    """Serialise the first touch of a SQLite store across processes.
+
+    MLflow creates and migrates a new database's tables without a lock of its own, so two
+    searches starting at once on a fresh store race ("table ... already exists"). An
+    exclusive ``flock`` on a file next to the database makes the second one wait.
+    """
+    db = sqlite_path(uri)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; rely on _retry
+        fcntl = None
+    if db is None or fcntl is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _retry(fn, *args, attempts: int = 8, **kwargs):
@@ -108,11 +139,19 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
-        exp = _retry(self.client.get_experiment_by_name, experiment)
-        if exp is None:
-            self.experiment_id = self._create_experiment(experiment)
-        else:
+        with _store_init_lock(self.uri):  # the client creates (and migrates) a new store
+            try:
+                self.client = _retry(MlflowClient, tracking_uri=self.uri)
+                exp = _retry(self.client.get_experiment_by_name, experiment)
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise TrackingError(
+                    f"tracking URI {self.uri!r} could not be used ({first}); check that it is an "
+                    "MLflow store you can write to, or pass another --tracking-uri"
+                ) from None
+            if exp is None:
+                self.experiment_id = self._create_experiment(experiment)
+        if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 raise TrackingError(
                     f"experiment {experiment!r} is deleted in {self.uri}; restore it or pick another --experiment"

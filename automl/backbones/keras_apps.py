@@ -59,7 +59,7 @@ def load_weights_file(model, path, name: str) -> None:
     try:
         model.load_weights(str(p))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160].rstrip(": ")
         raise WeightsUnavailableError(
             f"weights file {str(path)!r} does not fit backbone {name} ({first}); "
             "use a file saved from the same backbone"

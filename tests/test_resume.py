@@ -1,0 +1,267 @@
+"""A search stopped at any moment (Ctrl-C, SIGTERM, SIGKILL) goes on when the same command
+runs again: finished trials are kept and not re-run, the interrupted one runs again once,
+and MLflow shows one parent run with the interrupted trial's run KILLED."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from robust_helpers import (
+    FAST_SPACE_YAML,
+    FakeTrials,
+    cli,
+    cli_env,
+    fast_search,
+    runs_by_trial,
+    settings,
+    tuner_state,
+)
+
+from automl import cli as automl_cli
+from automl.data import load_data
+from automl.errors import SearchError
+from automl.search import _project_dir
+from automl.space import load_space
+
+
+@pytest.fixture
+def uri():
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    p = tmp_path / "space.yaml"
+    p.write_text(FAST_SPACE_YAML)
+    return p
+
+
+def _killed_reason(uri, experiment, tid):
+    from automl.tracking import Tracker
+
+    t = Tracker(uri, experiment)
+    parent = t.latest_search().info.run_id
+    board = t.leaderboard(parent)
+    return board[(board["trial"] == tid) & (board["status"] == "KILLED")]["reason"].tolist()
+
+
+def _wait_for(proc, log, text, timeout=240.0):
+    t0 = time.time()
+    while text not in log.read_text():
+        if proc.poll() is not None:
+            pytest.fail(f"search exited ({proc.returncode}) before {text!r}:\n{log.read_text()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            pytest.fail(f"no {text!r} after {timeout}s:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, space_file):
+    """A real `python -m automl search` in a subprocess: Ctrl-C in trial 0, SIGKILL in trial 1."""
+    uri, env = f"sqlite:///{tmp_path}/mlruns/mlflow.db", cli_env(tmp_path)
+    cmd = cli(
+        "search",
+        "--data",
+        str(image_folder),
+        "--space",
+        str(space_file),
+        "--max-trials",
+        "2",
+        "--tuner",
+        "random",
+        "--experiment",
+        "kill",
+    )
+    project = tmp_path / "mlruns" / "automl" / "kill"
+
+    def start(name):
+        log = tmp_path / f"{name}.log"
+        fh = open(log, "w")
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return proc, log, fh
+
+    # 1. Ctrl-C in the middle of trial 0: exit 130, its run and the parent closed as KILLED.
+    proc, log, fh = start("sigint")
+    _wait_for(proc, log, "trial 0 started")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    fh.close()
+    assert "automl: interrupted; finished trials are kept" in log.read_text()
+    assert "Traceback" not in log.read_text()
+    parents, runs = runs_by_trial(uri, "kill")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert runs == {"0": ["KILLED"]}
+    oracle, trials = tuner_state(project)
+    assert trials == {"0": "RUNNING"} and oracle["ongoing_trials"] == {"tuner0": "0"}
+
+    # 2. Resumed; SIGKILL (no chance to clean up) in the middle of trial 1.
+    proc, log, fh = start("sigkill")
+    _wait_for(proc, log, "trial 1 started")
+    proc.kill()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    fh.close()
+    parents, runs = runs_by_trial(uri, "kill")
+    assert len(parents) == 1  # the same parent run continued
+    assert runs == {"0": ["KILLED", "FINISHED"], "1": ["RUNNING"]}
+    oracle, trials = tuner_state(project)
+    assert trials == {"0": "COMPLETED", "1": "RUNNING"}
+    assert oracle["end_order"] == ["0"] and oracle["ongoing_trials"] == {"tuner0": "1"}
+
+    # 3. Resumed to the end: trial 0 is not run again, trial 1 runs again once.
+    proc, log, fh = start("resume")
+    assert proc.wait(timeout=400) == 0, log.read_text()
+    fh.close()
+    text = log.read_text()
+    assert "trial 0 started" not in text and text.count("trial 1 started") == 1
+    parents, runs = runs_by_trial(uri, "kill")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert runs == {"0": ["KILLED", "FINISHED"], "1": ["KILLED", "FINISHED"]}
+    assert _killed_reason(uri, "kill", "1") == [
+        "interrupted (process stopped); the trial runs again"
+    ]
+    oracle, trials = tuner_state(project)
+    assert trials == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert oracle["end_order"] == ["0", "1"] and oracle["ongoing_trials"] == {}
+    assert sorted(p.name for p in (project / "tuner").glob("trial_*")) == ["trial_0", "trial_1"]
+    # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
+    state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
+    assert {f.name for f in state_files} == {
+        "automl_search.json",
+        "oracle.json",
+        "tuner0.json",
+        "trial.json",
+        "index.json",
+    }
+    for f in state_files:
+        json.loads(f.read_text())
+
+
+def test_sigterm_closes_the_run_as_killed_and_the_cli_resumes(
+    monkeypatch, tmp_path, image_folder, space_file, uri, capsys
+):
+    def terminate():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises before this ends
+
+    fake = FakeTrials({("1", 1): terminate})
+    fast_search(monkeypatch, tmp_path, fake)
+    argv = ["search", "--data", str(image_folder), "--space", str(space_file)]
+    argv += ["--max-trials", "2", "--tuner", "random", "--experiment", "term", "-q"]
+    before = signal.getsignal(signal.SIGTERM)
+    assert automl_cli.main(argv) == 143
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handler is removed again
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "automl: interrupted; finished trials are kept, run the same command to resume"
+    )
+    parents, runs = runs_by_trial(uri, "term")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert runs == {"0": ["FINISHED"], "1": ["KILLED"]}
+
+    assert automl_cli.main(argv) == 0
+    assert fake.calls == ["0", "1", "1"]
+    parents, runs = runs_by_trial(uri, "term")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert runs == {"0": ["FINISHED"], "1": ["KILLED", "FINISHED"]}
+    assert _killed_reason(uri, "term", "1") == ["interrupted (process stopped)"]
+
+
+def test_a_trial_finished_in_mlflow_but_not_in_keras_tuner_is_not_run_again(
+    monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
+):
+    """Killed between the trial's run ending and KerasTuner saving that: no second run."""
+    import keras_tuner as kt
+
+    fake = FakeTrials()
+    search_mod = fast_search(monkeypatch, tmp_path, fake)
+    original = kt.oracles.RandomSearchOracle.end_trial
+
+    def end_trial(self, trial):
+        if trial.trial_id == "1":
+            raise KeyboardInterrupt
+        return original(self, trial)
+
+    monkeypatch.setattr(kt.oracles.RandomSearchOracle, "end_trial", end_trial)
+    data, space, s = load_data(tiny_arrays), load_space(tiny_space), settings(max_trials=2)
+    with pytest.raises(KeyboardInterrupt):
+        search_mod.run_search(space, data, s)
+    assert runs_by_trial(uri, "exp")[1] == {"0": ["FINISHED"], "1": ["FINISHED"]}
+    assert tuner_state(_project_dir(s, uri))[1] == {"0": "COMPLETED", "1": "RUNNING"}
+
+    monkeypatch.setattr(kt.oracles.RandomSearchOracle, "end_trial", original)
+    result = search_mod.run_search(space, data, s)
+    assert fake.calls == ["0", "1"]  # trial 1 ran once
+    assert runs_by_trial(uri, "exp")[1] == {"0": ["FINISHED"], "1": ["FINISHED"]}
+    assert tuner_state(_project_dir(s, uri))[1] == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert result.best_trial["trial_id"] == "1"
+
+
+def test_changed_space_or_data_is_refused_unless_overwrite(
+    monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
+):
+    fake = FakeTrials()
+    search_mod = fast_search(monkeypatch, tmp_path, fake)
+    data, s = load_data(tiny_arrays), settings(max_trials=1)
+    first = search_mod.run_search(load_space(tiny_space), data, s)
+
+    changed = copy.deepcopy(tiny_space)
+    changed["hyperparameters"]["dropout"] = 0.3
+    with pytest.raises(
+        SearchError,
+        match=r"experiment 'exp' already holds a search with a different search space; "
+        r"use a new --experiment name or --overwrite",
+    ):
+        search_mod.run_search(load_space(changed), data, s)
+    x, y = tiny_arrays
+    with pytest.raises(
+        SearchError, match=r"a different data; use a new --experiment name or --overwrite"
+    ):
+        search_mod.run_search(load_space(tiny_space), load_data((x[:-3], y[:-3])), s)
+    assert fake.calls == ["0"]  # refused before any trial
+
+    s.overwrite = True
+    second = search_mod.run_search(load_space(tiny_space), data, s)
+    assert second.parent_run_id != first.parent_run_id and fake.calls == ["0", "0"]
+
+
+def test_changed_space_through_the_cli_is_one_line(tmp_path, image_folder, space_file, capsys):
+    """The same refusal from the CLI: exit code 2, one line, before any training."""
+    from automl.search import STATE_FILE
+
+    project = tmp_path / "mlruns" / "automl" / "cli"
+    project.mkdir(parents=True)
+    (project / STATE_FILE).write_text('{"space_digest": "other", "tuner": "random", "seed": 0}')
+    argv = ["search", "--data", str(image_folder), "--space", str(space_file)]
+    assert automl_cli.main([*argv, "--tuner", "random", "--experiment", "cli"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "automl: error: experiment 'cli' already holds a search with a different search space "
+        "and data; use a new --experiment name or --overwrite"
+    ]
+
+
+def test_state_of_a_search_missing_from_the_store_is_refused(
+    monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
+):
+    """The same project folder, but another MLflow store (another --tracking-uri)."""
+    import shutil
+
+    search_mod = fast_search(monkeypatch, tmp_path, FakeTrials())
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tmp_path / "mlruns" / "mlflow.db", other / "mlflow.db")  # still empty
+    data, space = load_data(tiny_arrays), load_space(tiny_space)
+    s = settings(max_trials=1, workdir=str(tmp_path / "work"))
+    first = search_mod.run_search(space, data, s)
+    s.tracking_uri = f"sqlite:///{other}/mlflow.db"
+    with pytest.raises(
+        SearchError,
+        match=rf"belongs to MLflow run {first.parent_run_id}, which is not in "
+        rf"{s.tracking_uri}; pass the --tracking-uri it used \({uri}\), or --overwrite",
+    ):
+        search_mod.run_search(space, data, s)
