@@ -44,7 +44,7 @@ def test_log_range_and_fixed_values():
         ({"backbone": {"choice": ["mobilenet_v3_small", "nope"]}}, r"unknown backbone 'nope'"),
         (
             {"learning_rate": {"min": 0.1, "max": 0.01}},
-            r"hyperparameters.learning_rate: `min <= max` must hold, but got \(min=0.1, max=0.01\)",
+            r"hyperparameters.learning_rate: min=0.1 is above max=0.01; swap them so that min <= max",
         ),
         (
             {"dropout": -0.1},
