@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 import pytest
-from robust_helpers import FAST_SPACE_YAML
 
 import automl
 from automl import cli
 from automl.errors import DataError, SearchError, WeightsUnavailableError
+from tests.robust_helpers import FAST_SPACE_YAML
 
 
 @pytest.fixture

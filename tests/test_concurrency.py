@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from robust_helpers import FAST_SPACE_YAML, STORE_WORKER, cli, cli_env, runs_by_trial
+from tests.robust_helpers import FAST_SPACE_YAML, STORE_WORKER, cli, cli_env, runs_by_trial
 
 
 def test_processes_creating_and_writing_one_store_at_once(tmp_path):

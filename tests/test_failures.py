@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from robust_helpers import FakeTrials, fast_search, runs_by_trial, settings, tuner_state
 
 from automl.data import load_data
 from automl.errors import SearchError
 from automl.search import _project_dir, run_search
 from automl.space import load_space
 from automl.trial import DivergedError
+from tests.robust_helpers import FakeTrials, fast_search, runs_by_trial, settings, tuner_state
 
 
 @pytest.fixture

@@ -12,7 +12,13 @@ import subprocess
 import time
 
 import pytest
-from robust_helpers import (
+
+from automl import cli as automl_cli
+from automl.data import load_data
+from automl.errors import SearchError
+from automl.search import _project_dir
+from automl.space import load_space
+from tests.robust_helpers import (
     FAST_SPACE_YAML,
     FakeTrials,
     cli,
@@ -22,12 +28,6 @@ from robust_helpers import (
     settings,
     tuner_state,
 )
-
-from automl import cli as automl_cli
-from automl.data import load_data
-from automl.errors import SearchError
-from automl.search import _project_dir
-from automl.space import load_space
 
 
 @pytest.fixture

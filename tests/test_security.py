@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from robust_helpers import REPO, prebuilt_store
+
+from tests.robust_helpers import REPO, prebuilt_store
 
 # The restricted .pth reader (it is its whole job to read pickles without unpickling them).
 ALLOWED_TORCH_READER = "automl/backbones/torch_weights.py"
