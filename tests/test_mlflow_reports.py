@@ -12,22 +12,9 @@ import yaml
 
 import automl
 from automl.cli import build_parser, main
+from tests.conftest import TINY_SPACE
 
-SPACE = {
-    "name": "tiny",
-    "hyperparameters": {
-        "backbone": "mobilenet_v3_small",
-        "weights": "random",
-        "image_size": 32,
-        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
-        "batch_size": {"choice": [8, 16]},
-        "dropout": 0.1,
-        "fine_tune_depth": 0.2,
-        "head_epochs": 2,
-        "fine_tune_epochs": 1,
-        "augment": "light",
-    },
-}
+SPACE = TINY_SPACE
 REGISTERED = "tiny-classifier"
 
 

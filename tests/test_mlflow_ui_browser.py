@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import automl
+from tests.conftest import TINY_SPACE
 
 CHROMIUM = os.environ.get("AUTOML_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,17 +37,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+# Phase 1 only: the UI is under test here, not fine-tuning.
 SPACE = {
-    "name": "tiny",
+    **TINY_SPACE,
     "hyperparameters": {
-        "backbone": "mobilenet_v3_small",
-        "weights": "random",
-        "image_size": 32,
-        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
-        "batch_size": {"choice": [8, 16]},
-        "dropout": 0.1,
-        "fine_tune_depth": 0.0,  # phase 1 only: the UI is under test here, not fine-tuning
-        "head_epochs": 2,
+        **TINY_SPACE["hyperparameters"],
+        "fine_tune_depth": 0.0,
         "fine_tune_epochs": 0,
     },
 }
