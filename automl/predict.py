@@ -158,14 +158,32 @@ def _load_onnx(path: Path) -> Predictor:
 
 
 def _load_mlflow(uri: str) -> Predictor:
-    import mlflow
+    """An MLflow model directory or ``models:/`` URI holding a Keras-flavour model.
 
-    model = mlflow.pyfunc.load_model(uri)
-    names = list((model.metadata.metadata or {}).get("class_names", []))
-    if not names and Path(uri).is_dir() and (Path(uri) / META_NAME).is_file():
-        names = json.loads((Path(uri) / META_NAME).read_text()).get("class_names", [])
+    The Keras model inside is opened directly in safe mode; other flavours are refused,
+    since a pickled Python model would run its code when loaded.
+    """
+    import keras
+    import mlflow
+    import yaml
+
+    local = Path(uri) if Path(uri).is_dir() else Path(mlflow.artifacts.download_artifacts(uri))
+    spec = yaml.safe_load((local / "MLmodel").read_text()) or {}
+    flavors = sorted(spec.get("flavors") or {})
+    files = sorted(local.rglob("*.keras"))
+    if "keras" not in flavors or not files:
+        raise ExportError(
+            f"MLflow model {uri!r} has flavors {flavors} and no .keras file; automl only loads "
+            "Keras-flavour models (it opens them in safe mode: a pickled model could run code)"
+        )
+    model = keras.models.load_model(files[0], safe_mode=True, compile=False)
+    names = list((spec.get("metadata") or {}).get("class_names", []))
+    if not names and (local / META_NAME).is_file():
+        names = json.loads((local / META_NAME).read_text()).get("class_names", [])
     return Predictor(
-        "mlflow", names, lambda x: np.asarray(model.predict(x.astype(np.float32)), np.float32)
+        "mlflow",
+        names,
+        lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0), np.float32),
     )
 
 

@@ -40,9 +40,8 @@ def searched(tmp_path_factory):
     """A finished tiny search (one trial, one epoch): the source of API and CLI exports."""
     import copy
 
-    from conftest import TINY_SPACE
-
     import automl
+    from tests.conftest import TINY_SPACE
 
     root = tmp_path_factory.mktemp("search")
     uri = f"sqlite:///{root}/mlruns/mlflow.db"

@@ -90,7 +90,15 @@ def test_ui_binds_to_localhost_unless_told_otherwise(monkeypatch, capsys):
     from automl import cli
 
     seen = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+
+    class FakeServer:  # records the command instead of starting an MLflow server
+        def __init__(self, cmd, *args, **kwargs):
+            seen.append(cmd)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeServer)
     assert cli.main(["ui"]) == 0
     assert seen[0][seen[0].index("--host") + 1] == "127.0.0.1"
     assert "http://127.0.0.1:5000" in capsys.readouterr().out
