@@ -215,11 +215,11 @@ class _Session:
             # Killed after its run finished but before KerasTuner saved its end: never run a
             # completed trial twice, hand KerasTuner the recorded scores instead.
             m = r.data.metrics
-            if r.info.status == "FINISHED" and "val_accuracy" in m and "val_loss" in m:
+            if r.info.status == "FINISHED" and "best_val_accuracy" in m and "best_val_loss" in m:
                 log.info(
                     "trial %s already finished (MLflow run %s): not run again", tid, r.info.run_id
                 )
-                return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
+                return {"val_accuracy": m["best_val_accuracy"], "val_loss": m["best_val_loss"]}
         attempt = len(previous) + 1
         budget = values.get("tuner/epochs")
         initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
@@ -249,7 +249,7 @@ class _Session:
             self.parent_id, self.search_id, tid, params, attempt=attempt
         )
         log.info(
-            "trial %s (%d of at most %d) started: %s",
+            "trial %s started (%d of at most %d): %s",
             tid,
             int(tid) + 1,
             self.settings.max_trials,
