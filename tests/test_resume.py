@@ -83,7 +83,16 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     def start(name):
         log = tmp_path / f"{name}.log"
         fh = open(log, "w")
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        # A shell's background job (a CI runner, say) starts with SIGINT ignored, and Python
+        # then installs no KeyboardInterrupt handler: give the search the default, as a terminal does.
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp_path,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         return proc, log, fh
 
     # 1. Ctrl-C in the middle of trial 0: exit 130, its run and the parent closed as KILLED.
