@@ -194,7 +194,6 @@ class _Session:
         self.best_in_memory: tuple[str, dict[str, float], Any] | None = None
         self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
-        self.trials_done = 0
         self.consecutive_failures = 0  # trials failed for good in a row, in this process
 
     def _previous_runs(self, tid: str) -> list:
@@ -358,7 +357,6 @@ class _Session:
         log.info(
             "trial %s done: val_accuracy=%.4f val_loss=%.4f", tid, m["val_accuracy"], m["val_loss"]
         )
-        self.trials_done += 1
         return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
 
 
