@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "finished trials are kept",
     )
     s.add_argument(
+        "--trials-per-worker",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="run trials in a worker process that is replaced after N trials, so memory "
+        "stays bounded (default 5); 0 runs them in the search's own process",
+    )
+    s.add_argument(
         "--no-mixed-precision",
         action="store_true",
         help="float32 on a GPU (mixed precision is on by default there)",
@@ -240,6 +248,7 @@ def cmd_search(a) -> int:
         register=a.register,
         max_retries=a.max_retries,
         max_consecutive_failures=a.max_consecutive_failures,
+        trials_per_worker=a.trials_per_worker,
     )
     _print_board(result.leaderboard())
     best = result.best_trial

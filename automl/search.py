@@ -11,12 +11,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ class SearchSettings:
     mixed_precision: bool = True
     xla: bool = True
     register: str | None = None  # Model Registry name for the best model
+    # Trials run in a worker process replaced after this many trials (bounded memory);
+    # 0 runs them in the search's own process. A one-trial search always runs in-process.
+    trials_per_worker: int = 5
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -73,6 +77,11 @@ class SearchSettings:
             raise SearchError(
                 f"max_consecutive_failures={self.max_consecutive_failures!r} must be 1 or more; "
                 "pass --max-consecutive-failures 1 or more"
+            )
+        if not isinstance(self.trials_per_worker, int) or self.trials_per_worker < 0:
+            raise SearchError(
+                f"trials_per_worker={self.trials_per_worker!r} must be 0 or more; pass "
+                "--trials-per-worker 0 to run trials in the search's own process"
             )
         if not isinstance(self.max_trials, int) or self.max_trials < 1:
             raise SearchError(
@@ -139,6 +148,10 @@ class _Checkpoints:
         self.folder, self.k, self.objective, self.class_names = folder, k, objective, class_names
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index_file = folder / "index.json"
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the index again (a trial worker of the same search may have changed it)."""
         self.scores: dict[str, dict[str, float]] = (
             json.loads(self.index_file.read_text()) if self.index_file.exists() else {}
         )
@@ -164,7 +177,9 @@ class _Checkpoints:
         for tid, _ in ranked[self.k :]:
             self.path(tid).unlink(missing_ok=True)
             del self.scores[tid]
-        self.index_file.write_text(json.dumps(self.scores))
+        tmp = self.index_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.scores))
+        tmp.replace(self.index_file)
         return True
 
 
@@ -181,11 +196,13 @@ class _Session:
         search_id: str,
         project: Path,
         options: RunOptions,
+        worker=None,
     ):
         self.space, self.data, self.settings = space, data, settings
         self.tracker, self.parent_id, self.search_id = tracker, parent_id, search_id
         self.project, self.options = project, options
-        self.embeddings = EmbeddingCache() if settings.embedding_cache else None
+        self.worker = worker  # a TrialWorker, or None: trials run in this process
+        self.embeddings = EmbeddingCache() if settings.embedding_cache and worker is None else None
         self.checkpoints = _Checkpoints(
             project / "checkpoints", settings.keep_top_k, space.objective, data.class_names
         )
@@ -203,7 +220,6 @@ class _Session:
         ]
 
     def run_one(self, trial) -> dict[str, float]:
-        import keras
         import keras_tuner as kt
 
         values = dict(trial.hyperparameters.values)
@@ -254,110 +270,191 @@ class _Session:
             self.settings.max_trials,
             ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
         )
-
-        def on_epoch(entry):
-            self.tracker.log_epoch(run_id, entry)
-            log.info(
-                "trial %s %s epoch %d: %s",
-                tid,
-                entry["phase"],
-                entry["step"] + 1,
-                " ".join(
-                    f"{k}={entry[k]:.4f}"
-                    for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                    if k in entry
-                ),
-            )
-
+        job = {
+            "trial_id": tid,
+            "run_id": run_id,
+            "config": cfg.to_dict(),
+            "budget": budget,
+            "initial_epoch": initial_epoch,
+            "initial_weights": init_weights,
+            "seed": params["seed"],
+            "split_seed": self.settings.seed,
+            "options": asdict(self.options),
+        }
         try:
-            outcome = run_trial(
-                cfg,
-                self.data,
-                options=self.options,
-                embeddings=self.embeddings,
-                on_epoch=on_epoch,
-                budget=budget,
-                initial_epoch=initial_epoch,
-                initial_weights=init_weights,
-                seed=params["seed"],
-            )
-        except (
-            KeyboardInterrupt
-        ):  # Ctrl-C or SIGTERM: close the run; the trial runs again on resume
+            if self.worker is not None:
+                out = self.worker.run(job)
+            else:
+                out = execute_trial(job, self._context())
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: close the run; it runs again on resume
             self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
             raise
-        except DivergedError as e:
-            self.tracker.fail_trial(run_id, "diverged", traceback.format_exc())
-            log.warning("trial %s failed: diverged (not retried)", tid)
-            raise kt.errors.FailedTrialError(f"diverged: {e}") from None
-        except Exception as e:
-            tb = traceback.format_exc()
-            oom = (
-                isinstance(e, MemoryError)
-                or "ResourceExhausted" in type(e).__name__
-                or "out of memory" in str(e).lower()
-            )
-            reason = (
-                "out of memory"
-                if oom
-                else f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-            )
-            self.tracker.fail_trial(run_id, reason, tb)
-            log.warning("trial %s failed: %s", tid, reason)
-            if oom or isinstance(e, AutoMLError):
-                raise kt.errors.FailedTrialError(reason) from None
+        except TrialFailed as e:
+            self.tracker.fail_trial(run_id, e.reason, e.details)
+            log.warning("trial %s failed: %s%s", tid, e.reason, " (not retried)" if e.final else "")
+            if e.final:
+                raise kt.errors.FailedTrialError(e.reason) from None
             raise
-        finally:
-            keras.backend.clear_session()
-            gc.collect()
-        m = outcome.metrics
-        try:
-            score = {k: m[k] for k in ("val_accuracy", "val_loss")}
-            kept = self.checkpoints.offer(tid, score, outcome.model)
-            # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
-            self.tracker.log_metrics(
-                run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()}
-            )
-            self.tracker.set_tags(
-                run_id,
-                {
-                    "automl.checkpoint": str(self.checkpoints.path(tid)) if kept else "",
-                    "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
-                },
-            )
-            from automl.reports import log_trial_reports
-
-            log_trial_reports(
-                self.tracker,
-                run_id,
-                outcome,
-                self.data,
-                cfg,
-                seed=params["seed"],
-                split_seed=self.settings.seed,
-                budget=budget,
-                trial_id=tid,
-            )
-        except KeyboardInterrupt:
-            self.tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
-            raise
-        except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            reason = f"{type(e).__name__} while saving the trial: {first}"
-            self.tracker.fail_trial(run_id, reason, traceback.format_exc())
-            log.warning("trial %s failed: %s", tid, reason)
-            raise
-        rank = self.checkpoints._rank
-        if self.best_in_memory is None or rank(score) > rank(self.best_in_memory[1]):
-            self.best_in_memory = (tid, score, outcome.model)
+        m = out["metrics"]
+        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
+        if "model" in out:  # run in this process: the best model so far stays in memory
+            rank = self.checkpoints._rank
+            if self.best_in_memory is None or rank(score) > rank(self.best_in_memory[1]):
+                self.best_in_memory = (tid, score, out["model"])
+            del out["model"]
         self.tracker.end_run(run_id, "FINISHED")
-        del outcome
-        keras.backend.clear_session()
-        gc.collect()
         log.info(
             "trial %s done: val_accuracy=%.4f val_loss=%.4f", tid, m["val_accuracy"], m["val_loss"]
         )
-        return {"val_accuracy": m["val_accuracy"], "val_loss": m["val_loss"]}
+        return score
+
+    def _context(self) -> TrialContext:
+        return TrialContext(
+            data=self.data,
+            tracker=self.tracker,
+            checkpoints=self.checkpoints,
+            embeddings=self.embeddings,
+        )
+
+
+@dataclass
+class TrialContext:
+    """What a trial needs besides its job: the data, the store, checkpoints and the cache.
+
+    The search's own process holds one; so does each trial worker (built from files).
+    """
+
+    data: DataBundle
+    tracker: Tracker
+    checkpoints: _Checkpoints
+    embeddings: EmbeddingCache | None = None
+
+
+class TrialFailed(Exception):
+    """A trial failed; ``final`` ones (diverged, out of memory, bad input) are not retried."""
+
+    def __init__(self, reason: str, details: str = "", final: bool = False):
+        super().__init__(reason)
+        self.reason, self.details, self.final = reason, details, final
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _training_failure(e: Exception) -> TrialFailed:
+    tb = traceback.format_exc()
+    if isinstance(e, DivergedError):
+        return TrialFailed("diverged", tb, final=True)
+    oom = (
+        isinstance(e, MemoryError)
+        or "ResourceExhausted" in type(e).__name__
+        or "out of memory" in str(e).lower()
+    )
+    if oom:
+        return TrialFailed("out of memory", tb, final=True)
+    return TrialFailed(f"{type(e).__name__}: {_first_line(e)}", tb, isinstance(e, AutoMLError))
+
+
+def execute_trial(job: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
+    """Train one trial and record it: per-epoch metrics, checkpoint (top k), scores, reports.
+
+    Runs in the search's process or in a trial worker. Returns ``{"metrics", "kept",
+    "stopped", "rss_mb"}`` (plus ``"model"``, which a worker does not send back); raises
+    :class:`TrialFailed`, or KeyboardInterrupt when the process is stopped.
+    """
+    import keras
+    import psutil
+
+    cfg = TrialConfig.from_values(job["config"])
+    tid, run_id, tracker = job["trial_id"], job["run_id"], ctx.tracker
+
+    def on_epoch(entry):
+        tracker.log_epoch(run_id, entry)
+        log.info(
+            "trial %s %s epoch %d: %s",
+            tid,
+            entry["phase"],
+            entry["step"] + 1,
+            " ".join(
+                f"{k}={entry[k]:.4f}"
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                if k in entry
+            ),
+        )
+
+    emb = ctx.embeddings
+    hits, misses = (emb.hits, emb.misses) if emb is not None else (0, 0)
+    try:
+        outcome = run_trial(
+            cfg,
+            ctx.data,
+            options=RunOptions(**job["options"]),
+            embeddings=ctx.embeddings,
+            on_epoch=on_epoch,
+            budget=job["budget"],
+            initial_epoch=job["initial_epoch"],
+            initial_weights=job["initial_weights"],
+            seed=job["seed"],
+        )
+    except Exception as e:
+        raise _training_failure(e) from None
+    finally:
+        keras.backend.clear_session()
+        gc.collect()
+    m = outcome.metrics
+    try:
+        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
+        kept = ctx.checkpoints.offer(tid, score, outcome.model)
+        # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+        tracker.log_metrics(run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()})
+        tracker.set_tags(
+            run_id,
+            {
+                "automl.checkpoint": str(ctx.checkpoints.path(tid)) if kept else "",
+                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+                "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)
+                "automl.embeddings": (
+                    "off"
+                    if emb is None
+                    else "computed"
+                    if emb.misses > misses
+                    else "cached"
+                    if emb.hits > hits
+                    else "unused"
+                ),
+            },
+        )
+        from automl.reports import log_trial_reports
+
+        log_trial_reports(
+            tracker,
+            run_id,
+            outcome,
+            ctx.data,
+            cfg,
+            seed=job["seed"],
+            split_seed=job["split_seed"],
+            budget=job["budget"],
+            trial_id=tid,
+        )
+    except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
+        reason = f"{type(e).__name__} while saving the trial: {_first_line(e)}"
+        raise TrialFailed(reason, traceback.format_exc()) from None
+    model, stopped = outcome.model, outcome.stopped_by_deadline
+    del outcome
+    keras.backend.clear_session()
+    gc.collect()
+    # Resident memory of the process that ran the trial, after it: bounded across trials?
+    rss = psutil.Process().memory_info().rss / 2**20
+    tracker.log_metrics(run_id, {"process_rss_mb": rss})
+    return {
+        "metrics": m,
+        "kept": kept,
+        "stopped": stopped,
+        "rss_mb": rss,
+        "model": model,
+    }
 
 
 def _make_oracle(space: SearchSpace, settings: SearchSettings):
@@ -522,6 +619,9 @@ def search(
         keep_top_k: model files kept for the best k trials only.
         overwrite: start over even if the experiment holds a search with another space or data.
         strict_images: refuse unreadable files in an image folder instead of skipping them.
+        **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
+            run in a worker process replaced after that many, default 5, so memory stays
+            bounded; 0 runs them in this process), ``max_retries``, ``register``.
     """
     settings = SearchSettings(
         experiment=experiment or DEFAULT_EXPERIMENT,
@@ -593,6 +693,33 @@ def check_weights_files(space: SearchSpace) -> None:
                 keras.backend.clear_session()
 
 
+def _start_worker(project: Path, data: DataBundle, settings: SearchSettings, uri: str, space):
+    """A ready trial worker for this search (see :mod:`automl.worker`)."""
+    from automl.worker import TrialWorker, save_bundle
+
+    data_dir = project / "worker_data"
+    meta = data_dir / "meta.json"
+    if not (meta.exists() and json.loads(meta.read_text()).get("digest") == data.digest()):
+        save_bundle(data, data_dir)
+    init = {
+        "data_dir": str(data_dir),
+        "tracking_uri": uri,
+        "experiment": settings.experiment,
+        "checkpoints": {
+            "folder": str(project / "checkpoints"),
+            "k": settings.keep_top_k,
+            "objective": space.objective,
+        },
+        "embedding_dir": str(project / "embeddings") if settings.embedding_cache else None,
+        "mixed_precision": settings.mixed_precision,
+        "xla": settings.xla,
+        "log_level": logging.getLogger("automl").getEffectiveLevel(),
+    }
+    worker = TrialWorker(init, settings.trials_per_worker)
+    worker.start()
+    return worker
+
+
 def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
     """Run a search on already-loaded data (``search`` loads and validates first)."""
     settings.validate()
@@ -625,7 +752,22 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     if settings.overwrite and project.exists():
         shutil.rmtree(project)
     tracker = Tracker(uri, settings.experiment)
-    accel = _setup_accelerator(settings)
+    worker = None
+    if settings.trials_per_worker > 0 and settings.max_trials > 1:
+        worker = _start_worker(project, data, settings, uri, space)
+    try:
+        return _run_search(space, data, settings, uri, project, state, identity, tracker, worker)
+    finally:
+        if worker is not None:
+            worker.close(kill=True)
+
+
+def _run_search(space, data, settings, uri, project, state, identity, tracker, worker):
+    state_file = project / STATE_FILE
+    if worker is not None:
+        accel = worker.info["accelerator"]
+    else:
+        accel = _setup_accelerator(settings)
     options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
     search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
     params = {
@@ -680,7 +822,9 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
         tracker.log_dict(parent_id, data.summary(), "data_summary.json")
         tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
-    session = _Session(space, data, settings, tracker, parent_id, search_id, project, options)
+    session = _Session(
+        space, data, settings, tracker, parent_id, search_id, project, options, worker
+    )
     oracle = _make_oracle(space, settings)
     try:
         tuner = _tuner_class()(
@@ -726,6 +870,11 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     finally:
         if session.embeddings is not None:
             session.embeddings.clear()
+        if worker is not None:
+            worker.close(kill=True)
+    if worker is not None:  # what the workers shared: not needed once the search is over
+        for name in ("worker_data", "embeddings"):
+            shutil.rmtree(project / name, ignore_errors=True)
     result = SearchResult(
         uri, settings.experiment, parent_id, space.objective, data.class_names, data
     )

@@ -123,7 +123,7 @@ def settings(experiment: str = "exp", max_trials: int = 3, **kw):
         embedding_cache=False,
         mixed_precision=False,
         xla=False,
-        **kw,
+        **{"trials_per_worker": 0, **kw},  # in-process: the fakes are patched in here
     )
 
 

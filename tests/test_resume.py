@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from automl import cli as automl_cli
@@ -98,8 +99,10 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     # 1. Ctrl-C in the middle of trial 0: exit 130, its run and the parent closed as KILLED.
     proc, log, fh = start("sigint")
     _wait_for(proc, log, "trial 0 started")
+    workers = psutil.Process(proc.pid).children()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()
+    assert psutil.wait_procs(workers, timeout=30)[1] == []  # the search stopped its worker
     fh.close()
     assert "automl: interrupted; finished trials are kept" in log.read_text()
     assert "Traceback" not in log.read_text()
@@ -112,9 +115,14 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     # 2. Resumed; SIGKILL (no chance to clean up) in the middle of trial 1.
     proc, log, fh = start("sigkill")
     _wait_for(proc, log, "trial 1 started")
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 1 and "automl.worker" in " ".join(workers[0].cmdline())
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     fh.close()
+    # The trial worker dies with the search: nothing goes on writing to the store.
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
     parents, runs = runs_by_trial(uri, "kill")
     assert len(parents) == 1  # the same parent run continued
     assert runs == {"0": ["KILLED", "FINISHED"], "1": ["RUNNING"]}

@@ -1,0 +1,301 @@
+"""Trials in a worker process, recycled every few trials, so the search's memory stays bounded.
+
+TensorFlow keeps some memory per model it has trained (tens of MB for each fine-tuned
+backbone, and ``keras.backend.clear_session()`` does not give it back), so a long search in
+one process grows. :class:`TrialWorker` runs each trial in a child process
+(``python -m automl.worker``) and replaces that process after ``trials_per_worker`` trials
+and after any failed trial. Whatever a trial does to its process, even a crash or the
+system's out-of-memory killer, the search goes on.
+
+The two processes talk in JSON lines over a pair of pipes (nothing is pickled). The data
+travels once per search as ``.npy`` files, memory-mapped by each worker; the embedding cache
+lives on disk next to it, so a new worker reuses the features an earlier one computed. The
+worker logs per-epoch metrics to MLflow itself and saves the checkpoint; the search's process
+creates and closes the runs. A worker dies with its parent (``PR_SET_PDEATHSIG``) and
+ignores Ctrl-C (the parent stops it), so a killed search never leaves a trial writing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.errors import AutoMLError, SearchError
+
+log = logging.getLogger("automl")
+
+_ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def save_bundle(data, folder: Path) -> Path:
+    """Write a :class:`DataBundle` as ``.npy`` files plus ``meta.json`` (for the workers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "name": data.name,
+        "source": data.source,
+        "class_names": list(data.class_names),
+        "digest": data.digest(),
+    }
+    for name in _ARRAYS:
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
+    tmp = folder / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(folder / "meta.json")  # written last: its presence means the folder is complete
+    return folder
+
+
+def load_bundle(folder: Path):
+    """The :class:`DataBundle` saved by :func:`save_bundle`, its arrays memory-mapped."""
+    from automl.data import DataBundle
+
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS}
+    return DataBundle(
+        name=meta["name"],
+        source=meta["source"],
+        class_names=meta["class_names"],
+        _digest=meta["digest"],
+        **arrays,
+    )
+
+
+class WorkerDied(Exception):
+    """The worker process ended without answering; ``final``: do not retry the trial."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.reason, self.final = reason, final
+
+
+class TrialWorker:
+    """The search's side: start a worker, hand it trials, recycle it.
+
+    ``init`` is the JSON-able set-up every worker receives (data folder, tracking URI,
+    experiment, checkpoint settings, embedding cache folder, accelerator settings).
+    """
+
+    def __init__(self, init: dict[str, Any], trials_per_worker: int):
+        self.init = init
+        self.trials_per_worker = max(1, int(trials_per_worker))
+        self.proc: subprocess.Popen | None = None
+        self._to = self._from = None
+        self.trials_done = 0  # by the current process
+        self.info: dict[str, Any] = {}  # what the worker reported when ready (accelerator)
+        self.started = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> dict[str, Any]:
+        """Start a worker and wait until it is ready; returns its report (accelerator)."""
+        self.close()
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)  # importable without installing
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "automl.worker", str(p2c_r), str(c2p_w), str(os.getpid())],
+                pass_fds=(p2c_r, c2p_w),
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(p2c_r)
+            os.close(c2p_w)
+        self._to = os.fdopen(p2c_w, "w", encoding="utf-8")
+        self._from = os.fdopen(c2p_r, "r", encoding="utf-8")
+        self.trials_done = 0
+        self.started += 1
+        try:
+            self._send({"init": self.init})
+            reply = self._receive()
+        except WorkerDied as e:
+            self.close()
+            raise SearchError(f"the trial worker could not start: {e.reason}") from None
+        except BaseException:  # Ctrl-C while it starts
+            self.close(kill=True)
+            raise
+        if not reply.get("ok"):
+            err = reply.get("error", "?")
+            self.close()
+            raise SearchError(f"the trial worker could not start: {err}")
+        self.info = reply.get("info", {})
+        return self.info
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one trial in the worker; raises :class:`automl.search.TrialFailed` on failure."""
+        from automl.search import TrialFailed
+
+        if self.proc is None or self.trials_done >= self.trials_per_worker:
+            try:
+                self.start()
+            except AutoMLError as e:  # the next trial tries a new worker again
+                raise TrialFailed(str(e)) from None
+        try:
+            self._send({"job": job})
+            reply = self._receive()
+        except WorkerDied as e:
+            self.close()
+            raise TrialFailed(e.reason, final=e.final) from None
+        except BaseException:  # Ctrl-C / SIGTERM: stop the trial before its run is closed
+            self.close(kill=True)
+            raise
+        self.trials_done += 1
+        if not reply.get("ok"):
+            self.close()  # a failed trial may leave its process in a bad state: start afresh
+            f = reply["failure"]
+            raise TrialFailed(f["reason"], f.get("details", ""), bool(f.get("final")))
+        return reply["result"]
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            self._to.write(json.dumps(msg) + "\n")
+            self._to.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise self._died() from None
+
+    def _receive(self) -> dict[str, Any]:
+        line = self._from.readline()
+        if not line:
+            raise self._died()
+        return json.loads(line)
+
+    def _died(self) -> WorkerDied:
+        rc = self.proc.wait() if self.proc is not None else None
+        if rc == -signal.SIGKILL:
+            return WorkerDied(
+                "trial worker was killed (SIGKILL; most likely the system ran out of memory)",
+                True,
+            )
+        how = f"signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else f"code {rc}"
+        return WorkerDied(f"trial worker process died (exit {how})", False)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the worker: politely (it exits between trials), or at once with ``kill``."""
+        if self.proc is None:
+            return
+        if not kill and self.proc.poll() is None:
+            try:
+                self._to.write(json.dumps({"exit": True}) + "\n")
+                self._to.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+        for f in (self._to, self._from):
+            try:
+                f.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+        try:
+            if kill:
+                self.proc.kill()
+            self.proc.wait(timeout=None if kill else 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _setup(init: dict[str, Any]):
+    logging.basicConfig(
+        level=init.get("log_level", logging.INFO),
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from automl.embeddings import EmbeddingCache
+    from automl.search import SearchSettings, TrialContext, _Checkpoints, _setup_accelerator
+    from automl.tracking import Tracker
+
+    accel = _setup_accelerator(
+        SearchSettings(mixed_precision=init["mixed_precision"], xla=init["xla"])
+    )
+    data = load_bundle(Path(init["data_dir"]))
+    ck = init["checkpoints"]
+    ctx = TrialContext(
+        data=data,
+        tracker=Tracker(init["tracking_uri"], init["experiment"]),
+        checkpoints=_Checkpoints(Path(ck["folder"]), ck["k"], ck["objective"], data.class_names),
+        embeddings=(
+            EmbeddingCache(directory=Path(init["embedding_dir"]))
+            if init.get("embedding_dir")
+            else None
+        ),
+    )
+    return ctx, accel
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    in_fd, out_fd, parent_pid = (int(a) for a in argv[:3])
+    _die_with_parent(parent_pid)
+    inbox = os.fdopen(in_fd, "r", encoding="utf-8")
+    outbox = os.fdopen(out_fd, "w", encoding="utf-8")
+
+    def reply(msg: dict[str, Any]) -> None:
+        outbox.write(json.dumps(msg) + "\n")
+        outbox.flush()
+
+    ctx = None
+    for line in inbox:
+        msg = json.loads(line)
+        if "init" in msg:
+            try:
+                ctx, accel = _setup(msg["init"])
+            except Exception as e:
+                reply({"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
+                return 1
+            reply({"ok": True, "info": {"accelerator": accel, "pid": os.getpid()}})
+        elif "job" in msg:
+            from automl.search import TrialFailed, _training_failure, execute_trial
+
+            # Re-read the top-k index: another worker may have changed it since.
+            ctx.checkpoints.reload()
+            try:
+                out = execute_trial(msg["job"], ctx)
+                out.pop("model", None)
+                reply({"ok": True, "result": out})
+            except TrialFailed as e:
+                failure = {"reason": e.reason, "details": e.details, "final": e.final}
+                reply({"ok": False, "failure": failure})
+            except Exception as e:  # a bug outside the guarded parts: report, do not hang
+                f = _training_failure(e)
+                f.details = f.details or traceback.format_exc()
+                reply({"ok": False, "failure": {"reason": f.reason, "details": f.details}})
+        elif msg.get("exit"):
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
