@@ -110,6 +110,9 @@ class TrialWorker:
                 pass_fds=(p2c_r, c2p_w),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                # Its own session: a terminal's Ctrl-C reaches the search only, which stops
+                # the worker itself (and PR_SET_PDEATHSIG covers a search that is killed).
+                start_new_session=True,
             )
         finally:
             os.close(p2c_r)
@@ -138,6 +141,8 @@ class TrialWorker:
         """Run one trial in the worker; raises :class:`automl.search.TrialFailed` on failure."""
         from automl.search import TrialFailed
 
+        if self.proc is not None and self.proc.poll() is not None:  # died while idle
+            self.close()
         if self.proc is None or self.trials_done >= self.trials_per_worker:
             try:
                 self.start()
@@ -200,7 +205,7 @@ class TrialWorker:
         try:
             if kill:
                 self.proc.kill()
-            self.proc.wait(timeout=None if kill else 30)
+            self.proc.wait(timeout=None if kill else 10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

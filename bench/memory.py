@@ -41,19 +41,24 @@ def main() -> None:
     ap.add_argument("--trials-per-worker", type=int, default=5)
     a = ap.parse_args()
     rss: list[float] = []
+    pss: list[float] = []
     real = _Session.run_one
 
     def run_one(self, trial):
         import psutil
 
         out = real(self, trial)
-        parent = _common.rss_mb()
         pid = self.worker.pid if self.worker is not None else None
-        child = psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
+        procs = [psutil.Process()] + ([psutil.Process(pid)] if pid else [])
+        # RSS counts the TensorFlow libraries both processes map once per process; PSS
+        # splits shared pages between them, so the PSS sum is the physical memory used.
+        full = [p.memory_full_info() for p in procs]
+        parent, child = full[0].rss / 2**20, (full[1].rss / 2**20 if pid else 0.0)
         rss.append(parent + child)
+        pss.append(sum(f.pss for f in full) / 2**20)
         print(
-            f"trial {len(rss):2d}: search process {parent:7.1f} MiB + worker {child:7.1f} MiB "
-            f"(pid {pid}) = {rss[-1]:7.1f} MiB",
+            f"trial {len(rss):2d}: RSS search process {parent:7.1f} MiB + worker {child:7.1f} MiB "
+            f"(pid {pid}) = {rss[-1]:7.1f} MiB; PSS sum {pss[-1]:7.1f} MiB",
             flush=True,
         )
         return out
@@ -84,6 +89,11 @@ def main() -> None:
             f"{rss[-1]:.1f} MiB; growth {100 * (rss[-1] / rss[2] - 1):+.1f}%; "
             f"max after trial 3..{len(rss)}: {max(rss[2:]):.1f} MiB "
             f"({100 * (max(rss[2:]) / rss[2] - 1):+.1f}%)"
+        )
+        print(
+            f"PSS sum after trial 3: {pss[2]:.1f} MiB; after trial {len(pss)}: {pss[-1]:.1f} MiB; "
+            f"growth {100 * (pss[-1] / pss[2] - 1):+.1f}%; max after trial 3..{len(pss)}: "
+            f"{max(pss[2:]):.1f} MiB"
         )
 
 

@@ -170,6 +170,7 @@ def test_sigterm_closes_the_run_as_killed_and_the_cli_resumes(
     fast_search(monkeypatch, tmp_path, fake)
     argv = ["search", "--data", str(image_folder), "--space", str(space_file)]
     argv += ["--max-trials", "2", "--tuner", "random", "--experiment", "term", "-q"]
+    argv += ["--trials-per-worker", "0"]  # the fake trials are patched into this process
     before = signal.getsignal(signal.SIGTERM)
     assert automl_cli.main(argv) == 143
     assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handler is removed again
