@@ -197,6 +197,7 @@ class _Session:
         project: Path,
         options: RunOptions,
         worker=None,
+        started: float | None = None,
     ):
         self.space, self.data, self.settings = space, data, settings
         self.tracker, self.parent_id, self.search_id = tracker, parent_id, search_id
@@ -209,7 +210,8 @@ class _Session:
         # The best finished trial's model stays in memory (one model), so the end of the
         # search neither reloads nor re-saves it.
         self.best_in_memory: tuple[str, dict[str, float], Any] | None = None
-        self.deadline = time.time() + settings.time_budget * 60 if settings.time_budget else None
+        started = time.time() if started is None else started
+        self.deadline = started + settings.time_budget * 60 if settings.time_budget else None
         self.options.deadline = self.deadline
         self.consecutive_failures = 0  # trials failed for good in a row, in this process
 
@@ -752,17 +754,20 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     if settings.overwrite and project.exists():
         shutil.rmtree(project)
     tracker = Tracker(uri, settings.experiment)
+    started = time.time()  # the time budget counts from here, the worker's start-up included
     worker = None
     if settings.trials_per_worker > 0 and settings.max_trials > 1:
         worker = _start_worker(project, data, settings, uri, space)
     try:
-        return _run_search(space, data, settings, uri, project, state, identity, tracker, worker)
+        return _run_search(
+            space, data, settings, uri, project, state, identity, tracker, worker, started
+        )
     finally:
         if worker is not None:
             worker.close(kill=True)
 
 
-def _run_search(space, data, settings, uri, project, state, identity, tracker, worker):
+def _run_search(space, data, settings, uri, project, state, identity, tracker, worker, started):
     state_file = project / STATE_FILE
     if worker is not None:
         accel = worker.info["accelerator"]
@@ -823,7 +828,7 @@ def _run_search(space, data, settings, uri, project, state, identity, tracker, w
         tracker.log_dict(parent_id, data.summary(), "data_summary.json")
         tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
     session = _Session(
-        space, data, settings, tracker, parent_id, search_id, project, options, worker
+        space, data, settings, tracker, parent_id, search_id, project, options, worker, started
     )
     oracle = _make_oracle(space, settings)
     try:

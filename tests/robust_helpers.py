@@ -117,13 +117,13 @@ def settings(experiment: str = "exp", max_trials: int = 3, **kw):
 
     return SearchSettings(
         experiment=experiment,
-        tuner="random",
         max_trials=max_trials,
         seed=0,
         embedding_cache=False,
         mixed_precision=False,
         xla=False,
-        **{"trials_per_worker": 0, **kw},  # in-process: the fakes are patched in here
+        # in-process: the fakes are patched in here
+        **{"tuner": "random", "trials_per_worker": 0, **kw},
     )
 
 

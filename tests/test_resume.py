@@ -219,6 +219,38 @@ def test_a_trial_finished_in_mlflow_but_not_in_keras_tuner_is_not_run_again(
     assert result.best_trial["trial_id"] == "1"
 
 
+def test_a_hyperband_search_resumes_with_its_brackets(
+    monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
+):
+    """Ctrl-C in the middle of a Hyperband bracket: the resumed search finishes the bracket,
+    continued trials still start from their parent's checkpoint and keep their epochs."""
+    fake = FakeTrials({("2", 1): KeyboardInterrupt})
+    search_mod = fast_search(monkeypatch, tmp_path, fake)
+    data, space = load_data(tiny_arrays), load_space(tiny_space)
+    s = settings(max_trials=6, tuner="hyperband")
+    with pytest.raises(KeyboardInterrupt):
+        search_mod.run_search(space, data, s)
+    assert runs_by_trial(uri, "exp")[1] == {"0": ["FINISHED"], "1": ["FINISHED"], "2": ["KILLED"]}
+
+    result = search_mod.run_search(space, data, s)
+    assert fake.calls[:4] == ["0", "1", "2", "2"]  # finished trials not run again
+    _, runs = runs_by_trial(uri, "exp")
+    assert runs["2"] == ["KILLED", "FINISHED"]
+    assert all(v[-1] == "FINISHED" for v in runs.values()) and len(runs) == 6
+    from automl.tracking import Tracker
+
+    trials = Tracker(uri, "exp").trial_runs(result.parent_run_id)
+    finished = {r.data.tags["automl.trial_id"]: r for r in trials if r.info.status == "FINISHED"}
+    continued = [r for r in finished.values() if r.data.params.get("hyperband_parent")]
+    assert continued, "the brackets never continued a trial"
+    for r in continued:  # a continuation runs the epochs its parent did not
+        p = r.data.params
+        assert p["hyperband_parent"] in finished
+        assert 0 < int(p["hyperband_initial_epoch"]) < int(p["hyperband_epochs"])
+    state = tuner_state(_project_dir(s, uri))[1]
+    assert set(state.values()) == {"COMPLETED"} and len(state) == 6
+
+
 def test_changed_space_or_data_is_refused_unless_overwrite(
     monkeypatch, tmp_path, tiny_arrays, tiny_space, uri
 ):
