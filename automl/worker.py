@@ -90,7 +90,6 @@ class TrialWorker:
         self._to = self._from = None
         self.trials_done = 0  # by the current process
         self.info: dict[str, Any] = {}  # what the worker reported when ready (accelerator)
-        self.started = 0
 
     @property
     def pid(self) -> int | None:
@@ -120,7 +119,6 @@ class TrialWorker:
         self._to = os.fdopen(p2c_w, "w", encoding="utf-8")
         self._from = os.fdopen(c2p_r, "r", encoding="utf-8")
         self.trials_done = 0
-        self.started += 1
         try:
             self._send({"init": self.init})
             reply = self._receive()
@@ -184,7 +182,13 @@ class TrialWorker:
                 "trial worker was killed (SIGKILL; most likely the system ran out of memory)",
                 True,
             )
-        how = f"signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else f"code {rc}"
+        if rc is not None and rc < 0:
+            try:
+                how = f"signal {signal.Signals(-rc).name}"
+            except ValueError:
+                how = f"signal {-rc}"
+        else:
+            how = f"code {rc}"
         return WorkerDied(f"trial worker process died (exit {how})", False)
 
     def close(self, kill: bool = False) -> None:

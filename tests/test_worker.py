@@ -13,18 +13,14 @@ import psutil
 import automl
 from automl.embeddings import EmbeddingCache
 from automl.tracking import Tracker
+from tests.conftest import TINY_SPACE
 
+# The shared tiny space, phase 1 only: trials of a few seconds.
 SPACE = {
     "name": "workers",
     "hyperparameters": {
-        "backbone": "mobilenet_v3_small",
-        "weights": "random",
-        "image_size": 32,
-        "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
-        "batch_size": {"choice": [8, 16]},
-        "dropout": 0.1,
+        **TINY_SPACE["hyperparameters"],
         "fine_tune_depth": 0.0,
-        "head_epochs": 2,
         "fine_tune_epochs": 0,
     },
 }
