@@ -115,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--trials-per-worker",
         type=_non_negative_int,
-        default=5,
+        default=10,
         metavar="N",
-        help="run trials in a worker process that is replaced after N trials, so memory "
-        "stays bounded (default 5); 0 runs them in the search's own process",
+        help="run trials in a worker process that is replaced after N trials (default 10) "
+        "or once its memory grew 10%% over its first trial, so memory stays bounded; "
+        "0 runs them in the search's own process",
     )
     s.add_argument(
         "--no-mixed-precision",

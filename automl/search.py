@@ -62,9 +62,10 @@ class SearchSettings:
     mixed_precision: bool = True
     xla: bool = True
     register: str | None = None  # Model Registry name for the best model
-    # Trials run in a worker process replaced after this many trials (bounded memory);
-    # 0 runs them in the search's own process. A one-trial search always runs in-process.
-    trials_per_worker: int = 5
+    # Trials run in a worker process, replaced after this many trials or once its memory
+    # grew 10 % over its first trial (bounded memory); 0 runs them in the search's own
+    # process. A one-trial search always runs in-process.
+    trials_per_worker: int = 10
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -622,8 +623,9 @@ def search(
         overwrite: start over even if the experiment holds a search with another space or data.
         strict_images: refuse unreadable files in an image folder instead of skipping them.
         **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
-            run in a worker process replaced after that many, default 5, so memory stays
-            bounded; 0 runs them in this process), ``max_retries``, ``register``.
+            run in a worker process replaced after that many, default 10, or once its memory
+            grew 10 %, so memory stays bounded; 0 runs them in this process),
+            ``max_retries``, ``register``.
     """
     settings = SearchSettings(
         experiment=experiment or DEFAULT_EXPERIMENT,

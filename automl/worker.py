@@ -3,8 +3,9 @@
 TensorFlow keeps some memory per model it has trained (tens of MB for each fine-tuned
 backbone, and ``keras.backend.clear_session()`` does not give it back), so a long search in
 one process grows. :class:`TrialWorker` runs each trial in a child process
-(``python -m automl.worker``) and replaces that process after ``trials_per_worker`` trials
-and after any failed trial. Whatever a trial does to its process, even a crash or the
+(``python -m automl.worker``) and replaces that process once its memory has grown 10 % over
+what it held after its first trial, after ``trials_per_worker`` trials, and after any failed
+trial. Trials that leak nothing (phase 1 only) keep one worker for longer. Whatever a trial does to its process, even a crash or the
 system's out-of-memory killer, the search goes on.
 
 The two processes talk in JSON lines over a pair of pipes (nothing is pickled). The data
@@ -34,6 +35,9 @@ from automl.errors import AutoMLError, SearchError
 log = logging.getLogger("automl")
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+# A worker is replaced once its resident memory exceeds what it held after its first trial
+# by this fraction (or after ``trials_per_worker`` trials, whichever comes first).
+MAX_GROWTH = 0.10
 
 
 def save_bundle(data, folder: Path) -> Path:
@@ -83,9 +87,13 @@ class TrialWorker:
     experiment, checkpoint settings, embedding cache folder, accelerator settings).
     """
 
-    def __init__(self, init: dict[str, Any], trials_per_worker: int):
+    def __init__(
+        self, init: dict[str, Any], trials_per_worker: int, max_growth: float | None = None
+    ):
         self.init = init
         self.trials_per_worker = max(1, int(trials_per_worker))
+        self.max_growth = MAX_GROWTH if max_growth is None else max_growth
+        self.first_rss: float | None = None  # the current worker's RSS after its first trial
         self.proc: subprocess.Popen | None = None
         self._to = self._from = None
         self.trials_done = 0  # by the current process
@@ -118,7 +126,7 @@ class TrialWorker:
             os.close(c2p_w)
         self._to = os.fdopen(p2c_w, "w", encoding="utf-8")
         self._from = os.fdopen(c2p_r, "r", encoding="utf-8")
-        self.trials_done = 0
+        self.trials_done, self.first_rss = 0, None
         try:
             self._send({"init": self.init})
             reply = self._receive()
@@ -141,7 +149,7 @@ class TrialWorker:
 
         if self.proc is not None and self.proc.poll() is not None:  # died while idle
             self.close()
-        if self.proc is None or self.trials_done >= self.trials_per_worker:
+        if self.proc is None or self._spent():
             try:
                 self.start()
             except AutoMLError as e:  # the next trial tries a new worker again
@@ -156,11 +164,34 @@ class TrialWorker:
             self.close(kill=True)
             raise
         self.trials_done += 1
+        if reply.get("ok") and self.first_rss is None:
+            self.first_rss = reply["result"].get("rss_mb")
         if not reply.get("ok"):
             self.close()  # a failed trial may leave its process in a bad state: start afresh
             f = reply["failure"]
             raise TrialFailed(f["reason"], f.get("details", ""), bool(f.get("final")))
         return reply["result"]
+
+    def _spent(self) -> bool:
+        """Replace the worker? After ``trials_per_worker`` trials, or once its memory has
+        grown by more than ``max_growth`` over what it held after its first trial."""
+        if self.trials_done >= self.trials_per_worker:
+            return True
+        if self.first_rss and self.proc is not None:
+            try:
+                import psutil
+
+                rss = psutil.Process(self.proc.pid).memory_info().rss / 2**20
+            except Exception:  # gone, or no permission: the next send will tell
+                return False
+            if rss > self.first_rss * (1 + self.max_growth):
+                log.info(
+                    "trial worker grew from %.0f to %.0f MiB: starting a new one",
+                    self.first_rss,
+                    rss,
+                )
+                return True
+        return False
 
     def _send(self, msg: dict[str, Any]) -> None:
         try:

@@ -7,7 +7,7 @@ taken when the trial's result arrives, before any recycling, so it includes ever
 worker accumulated. The space varies learning rate, dropout, batch size, image size and
 fine-tune depth, so trials build different models, shapes and caches, as in a real search.
 
-    .venv/bin/python bench/memory.py [--trials 20] [--trials-per-worker 5]
+    .venv/bin/python bench/memory.py [--trials 20] [--trials-per-worker 10]
 
 ``--trials-per-worker 0`` runs every trial in the search's own process (the old behaviour).
 """
@@ -38,7 +38,7 @@ SPACE = _common.fixed_space(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--trials-per-worker", type=int, default=5)
+    ap.add_argument("--trials-per-worker", type=int, default=10)
     a = ap.parse_args()
     rss: list[float] = []
     pss: list[float] = []

@@ -1,6 +1,6 @@
 """Search throughput on the demo data with the default space: trials per minute on this machine.
 
-.venv/bin/python bench/throughput.py [--trials 6] [--tuner bayesian] [--trials-per-worker 5]
+.venv/bin/python bench/throughput.py [--trials 6] [--tuner bayesian] [--trials-per-worker 10]
 
 ``--trials-per-worker 0`` runs the trials in this process instead of worker processes, to
 see what the isolation costs.
@@ -22,7 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--tuner", default="bayesian")
-    ap.add_argument("--trials-per-worker", type=int, default=5)
+    ap.add_argument("--trials-per-worker", type=int, default=10)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 
 import automl
+import automl.worker as worker_mod
 from automl.embeddings import EmbeddingCache
 from automl.tracking import Tracker
 from tests.conftest import TINY_SPACE
@@ -45,7 +46,10 @@ def _kill_worker_during_first_trial(uri: str, experiment: str, done: threading.E
         time.sleep(0.05)
 
 
-def test_workers_are_recycled_and_a_killed_worker_fails_only_its_trial(tmp_path, tiny_arrays):
+def test_workers_are_recycled_and_a_killed_worker_fails_only_its_trial(
+    tmp_path, tiny_arrays, monkeypatch
+):
+    monkeypatch.setattr(worker_mod, "MAX_GROWTH", 100.0)  # recycle by trial count only here
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     done, killed = threading.Event(), {}
     killer = threading.Thread(
@@ -120,3 +124,20 @@ def test_embedding_cache_on_disk_is_shared_by_new_processes(tmp_path, tiny_array
     other = TrialConfig("mobilenet_v3_small", "imagenet", 64, 1e-3, 8, 0.1, 0.0, 1, 0)
     second.get(feats2, other, data)
     assert feats2.calls == 2 and len(list((tmp_path / "emb").glob("*.npy"))) == 4
+
+
+def test_a_worker_whose_memory_grew_is_replaced():
+    """The memory rule, on a stand-in worker that is this process (its RSS is known)."""
+
+    class Proc:
+        pid = os.getpid()
+
+    rss = psutil.Process().memory_info().rss / 2**20
+    w = worker_mod.TrialWorker({}, trials_per_worker=10)
+    w.proc, w.trials_done = Proc(), 1
+    w.first_rss = rss / 1.2  # it has grown 20 % since its first trial
+    assert w._spent()
+    w.first_rss = rss  # not grown
+    assert not w._spent()
+    w.trials_done = 10  # but it has run its trials
+    assert w._spent()
