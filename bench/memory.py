@@ -1,8 +1,8 @@
 """Resident memory across a 20-trial search on the demo data: does it grow?
 
 Prints, after every trial, the resident memory of the search's process and of its trial
-worker (the child process that runs trials and is replaced every ``--trials-per-worker``
-trials), their sum, and the growth of that sum from trial 3 to trial 20. The figure is
+worker (the child process that runs trials; it is replaced once its RSS grew 10 % over its
+first trial, or after ``--trials-per-worker`` trials), their sum, the PSS sum, and the growth of that sum from trial 3 to trial 20. The figure is
 taken when the trial's result arrives, before any recycling, so it includes everything the
 worker accumulated. The space varies learning rate, dropout, batch size, image size and
 fine-tune depth, so trials build different models, shapes and caches, as in a real search.
