@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         outbox.write(json.dumps(msg) + "\n")
         outbox.flush()
 
+    from automl.search import TrialFailed, _training_failure, execute_trial
+
     ctx = None
     for line in inbox:
         msg = json.loads(line)
@@ -317,21 +318,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             reply({"ok": True, "info": {"accelerator": accel, "pid": os.getpid()}})
         elif "job" in msg:
-            from automl.search import TrialFailed, _training_failure, execute_trial
-
             # Re-read the top-k index: another worker may have changed it since.
             ctx.checkpoints.reload()
             try:
                 out = execute_trial(msg["job"], ctx)
+            except Exception as e:  # TrialFailed, or a bug outside the guarded parts
+                f = e if isinstance(e, TrialFailed) else _training_failure(e)
+                failure = {"reason": f.reason, "details": f.details, "final": f.final}
+                reply({"ok": False, "failure": failure})
+            else:
                 out.pop("model", None)
                 reply({"ok": True, "result": out})
-            except TrialFailed as e:
-                failure = {"reason": e.reason, "details": e.details, "final": e.final}
-                reply({"ok": False, "failure": failure})
-            except Exception as e:  # a bug outside the guarded parts: report, do not hang
-                f = _training_failure(e)
-                f.details = f.details or traceback.format_exc()
-                reply({"ok": False, "failure": {"reason": f.reason, "details": f.details}})
         elif msg.get("exit"):
             break
     return 0

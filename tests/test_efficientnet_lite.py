@@ -334,15 +334,8 @@ def _torch_reference():
     class EfficientNetLite(nn.Module):
         def __init__(self, width, depth):
             super().__init__()
-            stages = [
-                (1, 3, 1, 1, 32, 16),
-                (2, 3, 2, 6, 16, 24),
-                (2, 5, 2, 6, 24, 40),
-                (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112),
-                (4, 5, 2, 6, 112, 192),
-                (1, 3, 1, 6, 192, 320),
-            ]
+            # The table only; the torch checkpoint's own shapes check it (load_state_dict).
+            stages = list(lite._BLOCK_STAGES)
 
             def rf(f):
                 f *= width

@@ -458,10 +458,17 @@ def _h5_layer_shapes(path: Path) -> list[tuple[tuple[int, ...], ...]]:
         if isinstance(obj, h5py.Group) and name.rsplit("/", 1)[-1] == "vars" and len(obj):
             out.append(tuple(tuple(obj[str(i)].shape) for i in range(len(obj))))
 
-    with h5py.File(path, "r") as f:
-        if "layers" not in f:
-            raise WeightsUnavailableError(f"{path} is not a Keras 3 weights file (no 'layers')")
-        f["layers"].visititems(visit)
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" not in f:
+                raise WeightsUnavailableError(f"{path} is not a Keras 3 weights file (no 'layers')")
+            f["layers"].visititems(visit)
+    except WeightsUnavailableError:
+        raise
+    except Exception as exc:  # h5py raises OSError/KeyError/... on garbage
+        raise WeightsUnavailableError(
+            f"{path} is not a readable Keras weights file ({exc})"
+        ) from None
     return sorted(out)
 
 
@@ -478,14 +485,7 @@ def _load_weights_file(model, path: Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist")
-    try:
-        stored = _h5_layer_shapes(path)
-    except WeightsUnavailableError:
-        raise
-    except Exception as exc:  # h5py raises OSError/KeyError/... on garbage
-        raise WeightsUnavailableError(
-            f"{path} is not a readable Keras weights file ({exc})"
-        ) from None
+    stored = _h5_layer_shapes(path)
     wanted = _model_layer_shapes(model)
     if stored != wanted:
         only_file = [s for s in stored if s not in wanted]
@@ -550,14 +550,7 @@ def build_efficientnet_lite(
                 f"weights {str(weights)!r} for {name}: expected 'imagenet', None or an "
                 "existing .weights.h5 file"
             )
-        try:
-            has_top = _TOP_SHAPES in _h5_layer_shapes(path)
-        except WeightsUnavailableError:
-            raise
-        except Exception as exc:  # h5py raises OSError/KeyError/... on garbage
-            raise WeightsUnavailableError(
-                f"{path} is not a readable Keras weights file ({exc})"
-            ) from None
+        has_top = _TOP_SHAPES in _h5_layer_shapes(path)
         if include_top and not has_top:
             raise WeightsUnavailableError(
                 f"{path} holds {name} weights without the ImageNet top; build with "
