@@ -229,11 +229,44 @@ def check_export_args(
     suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}.get(format)
     if suffix and path.suffix != suffix:
         raise ExportError(f"output {str(path)!r} must end in {suffix} for --format {format}")
-    if path.exists() and not force:
-        raise ExportError(
-            f"output {str(path)!r} already exists; pass --force to overwrite it or choose another path"
-        )
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise ExportError(
+                f"output {str(path)!r} already exists; pass --force to overwrite it or choose "
+                "another path"
+            )
+        if not is_own_export(path, format):
+            raise ExportError(
+                f"output {str(path)!r} exists and is not an automl {format} export, so --force "
+                "will not replace it (nothing was deleted); choose another path"
+            )
     return quantize
+
+
+def is_own_export(path: Path, format: str) -> bool:
+    """Whether ``path`` is an earlier automl export in ``format`` (the only thing --force replaces).
+
+    Recognised by what every export writes: ``automl.json`` inside a ``.keras`` zip, in a
+    SavedModel's ``assets/``, in an MLflow model folder, or the ``.labels.json`` sidecar
+    beside a ``.tflite`` / ``.onnx`` file. A symbolic link or the current folder never is.
+    """
+    path = Path(path)
+    if path.is_symlink() or path.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        return False
+    if format == "keras":
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return META_NAME in z.namelist()
+    if format in ("tflite", "onnx"):
+        return path.is_file() and Path(str(path) + LABELS_SUFFIX).is_file()
+    if format == "saved_model":
+        return path.is_dir() and (path / "saved_model.pb").is_file() and (
+            path / "assets" / META_NAME
+        ).is_file()
+    if format == "mlflow":
+        return path.is_dir() and (path / "MLmodel").is_file() and (path / META_NAME).is_file()
+    return False
 
 
 def export_model(

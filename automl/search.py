@@ -24,6 +24,7 @@ from typing import Any
 from automl.data import DataBundle, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
+from automl.paths import check_experiment_name, inside, remove_owned
 from automl.space import SearchSpace, load_space
 from automl.tracking import (
     SCORES,
@@ -41,6 +42,9 @@ log = logging.getLogger("automl")
 TUNERS = ("random", "bayesian", "hyperband")
 DEFAULT_EXPERIMENT = "automl"
 STATE_FILE = "automl_search.json"
+MARKER = ".automl-search"  # marks a folder a search made; --overwrite clears only such folders
+# What a search writes in its folder: all that --overwrite removes (nothing else is touched).
+OWNED = (STATE_FILE, "automl_search.tmp", "tuner", "checkpoints", "worker_data", "embeddings")
 
 
 @dataclass
@@ -100,10 +104,7 @@ class SearchSettings:
             not isinstance(self.register, str) or not self.register.strip()
         ):
             raise SearchError(f"register={self.register!r} must be a non-empty model name")
-        if not self.experiment or "/" in self.experiment:
-            raise SearchError(
-                f"experiment name {self.experiment!r} is not valid; use a non-empty name without '/'"
-            )
+        check_experiment_name(self.experiment, SearchError)
 
 
 def _project_dir(settings: SearchSettings, uri: str) -> Path:
@@ -112,7 +113,8 @@ def _project_dir(settings: SearchSettings, uri: str) -> Path:
     else:
         db = sqlite_path(uri)
         base = (db.parent if db is not None else Path("mlruns")) / "automl"
-    return base / settings.experiment
+    name = check_experiment_name(settings.experiment, SearchError)
+    return inside(base, base / name, SearchError)
 
 
 def _setup_accelerator(settings: SearchSettings) -> dict[str, Any]:
@@ -171,7 +173,8 @@ class _Checkpoints:
         from automl.export import export_model
 
         tmp = self.folder / f".trial_{trial_id}.tmp.keras"
-        export_model(model, tmp, class_names=self.class_names, force=True)  # a ready export
+        tmp.unlink(missing_ok=True)  # ours: left by a process killed while writing it
+        export_model(model, tmp, class_names=self.class_names)  # a ready export
         tmp.replace(self.path(trial_id))
         self.scores[trial_id] = score
         ranked = sorted(self.scores.items(), key=lambda kv: self._rank(kv[1]), reverse=True)
@@ -628,7 +631,7 @@ def search(
             ``max_retries``, ``register``.
     """
     settings = SearchSettings(
-        experiment=experiment or DEFAULT_EXPERIMENT,
+        experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
         tracking_uri=tracking_uri,
         tuner=tuner,
         max_trials=max_trials,
@@ -754,7 +757,10 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
                 f"{' and '.join(changed)}; use a new --experiment name or --overwrite"
             )
     if settings.overwrite and project.exists():
-        shutil.rmtree(project)
+        removed = remove_owned(project, (MARKER, STATE_FILE), OWNED)
+        log.info("--overwrite: removed %s from %s", ", ".join(removed) or "nothing", project)
+    project.mkdir(parents=True, exist_ok=True)
+    (project / MARKER).touch()
     tracker = Tracker(uri, settings.experiment)
     started = time.time()  # the time budget counts from here, the worker's start-up included
     worker = None

@@ -128,7 +128,7 @@ CASES = {
     ),
     "experiment name with a slash": (
         "--data {images} --space {space} --experiment a/b",
-        r"automl: error: experiment name 'a/b' is not valid; use a non-empty name without '/'",
+        r"automl: error: experiment name 'a/b' is not valid; use 1-128 letters, digits, spaces or .*",
     ),
     "tracking server not running": (
         "--data {images} --space {space} --tracking-uri http://127.0.0.1:9",

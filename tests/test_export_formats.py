@@ -389,11 +389,17 @@ def test_bad_export_arguments(searched, tmp_path, capsys):
     assert main(["export", "--format", "pt", "--output", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("automl: error: unknown export format") and "\n" not in err
-    # --force overwrites
-    (tmp_path / "taken.keras").write_bytes(b"x")
+    # --force replaces an earlier export, never a file automl did not write
     out = tmp_path / "taken.keras"
+    out.write_bytes(b"x")
+    assert main(["export", "--output", str(out), "--force", *args]) == 2
+    assert "is not an automl keras export" in capsys.readouterr().err
+    assert out.read_bytes() == b"x"
+    out.unlink()
+    assert main(["export", "--output", str(out), *args]) == 0
+    first = out.stat().st_mtime_ns
     assert main(["export", "--output", str(out), "--force", *args]) == 0
-    assert out.stat().st_size > 1000
+    assert out.stat().st_size > 1000 and out.stat().st_mtime_ns != first
 
 
 @pytest.mark.parametrize("name", ["bad.keras", "bad.tflite", "bad.onnx"])
