@@ -261,9 +261,11 @@ def is_own_export(path: Path, format: str) -> bool:
     if format in ("tflite", "onnx"):
         return path.is_file() and Path(str(path) + LABELS_SUFFIX).is_file()
     if format == "saved_model":
-        return path.is_dir() and (path / "saved_model.pb").is_file() and (
-            path / "assets" / META_NAME
-        ).is_file()
+        return (
+            path.is_dir()
+            and (path / "saved_model.pb").is_file()
+            and (path / "assets" / META_NAME).is_file()
+        )
     if format == "mlflow":
         return path.is_dir() and (path / "MLmodel").is_file() and (path / META_NAME).is_file()
     return False
