@@ -760,7 +760,8 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         removed = remove_owned(project, (MARKER, STATE_FILE), OWNED)
         log.info("--overwrite: removed %s from %s", ", ".join(removed) or "nothing", project)
     project.mkdir(parents=True, exist_ok=True)
-    (project / MARKER).touch()
+    if not (project / MARKER).exists():
+        (project / MARKER).write_text(json.dumps({"made_by": "automl search"}))
     tracker = Tracker(uri, settings.experiment)
     started = time.time()  # the time budget counts from here, the worker's start-up included
     worker = None

@@ -149,6 +149,7 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
     state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
     assert {f.name for f in state_files} == {
+        ".automl-search",
         "automl_search.json",
         "oracle.json",
         "tuner0.json",
