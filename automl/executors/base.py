@@ -75,6 +75,7 @@ class WorkerSetup:
     xla: bool = True
     log_level: int = logging.INFO
     data_dir: str | None = None  # where the process executor saved the data
+    project_dir: str | None = None  # the search's folder (state an executor keeps for resume)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

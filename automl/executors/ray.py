@@ -88,8 +88,10 @@ class RayExecutor(Executor):
                         f"could not join the Ray cluster at {self.address!r} ({first}); start it "
                         "with `ray start --head` or pass the --ray-address it printed"
                     ) from None
-            else:  # a local runtime sized to this machine; its processes die with this one
+            else:  # a local runtime sized to this machine, stopped at the end
+                _kill_leftovers(self._pid_file())
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kw)
+                _record_runtime(self._pid_file())
             self.connected = True
         total = ray.cluster_resources()
         need = self.slots * self.cpus
@@ -158,6 +160,51 @@ class RayExecutor(Executor):
         if self.connected:
             ray.shutdown()
             self.connected = False
+            if not self.address:
+                _kill_leftovers(self._pid_file())
+
+    def _pid_file(self) -> Path | None:
+        return Path(self.setup.project_dir) / "ray_local.json" if self.setup.project_dir else None
+
+
+def _record_runtime(pid_file: Path | None) -> None:
+    """Write the local runtime's processes down: if this process is SIGKILLed, most die with
+    it, and the next run of the search (its resume) ends those that did not."""
+    import json
+
+    import psutil
+
+    if pid_file is None:
+        return
+    procs = psutil.Process().children(recursive=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(json.dumps([[p.pid, p.create_time()] for p in procs]))
+
+
+def _kill_leftovers(pid_file: Path | None) -> None:
+    import json
+
+    import psutil
+
+    if pid_file is None or not pid_file.exists():
+        return
+    try:
+        recorded = json.loads(pid_file.read_text())
+    except ValueError:
+        recorded = []
+    procs = []
+    for pid, created in recorded:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 1e-3:  # the same process, not a reused pid
+                p.kill()
+                procs.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    if procs:
+        log.info("ended %d processes left by an earlier local Ray runtime", len(procs))
+    pid_file.unlink(missing_ok=True)
 
 
 def _lost(e: BaseException) -> JobFailure:

@@ -152,6 +152,7 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         xla=settings.xla,
         log_level=logging.getLogger("automl").getEffectiveLevel(),
         data_dir=str(project / "worker_data"),
+        project_dir=str(project),
     )
     executor = executor_class(kind)(
         setup,

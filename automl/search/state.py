@@ -17,7 +17,15 @@ log = logging.getLogger("automl")
 STATE_FILE = "automl_search.json"
 MARKER = ".automl-search"  # marks a folder a search made; --overwrite clears only such folders
 # What a search writes in its folder: all that --overwrite removes (nothing else is touched).
-OWNED = (STATE_FILE, "automl_search.tmp", "tuner", "checkpoints", "worker_data", "embeddings")
+OWNED = (
+    STATE_FILE,
+    "automl_search.tmp",
+    "tuner",
+    "checkpoints",
+    "worker_data",
+    "embeddings",
+    "ray_local.json",
+)
 
 
 def project_dir(settings: SearchSettings, uri: str) -> Path:
