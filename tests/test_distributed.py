@@ -67,12 +67,12 @@ def test_two_workers_run_trials_at_once(ray_runtime, tmp_path, tiny_arrays, monk
         ray, "put", lambda v, **kw: puts.append(type(v).__name__) or real_put(v, **kw)
     )
     result = automl.search(
-        tiny_arrays, space=SPACE, max_trials=4, tuner="random", experiment="par", workers=2
+        tiny_arrays, space=SPACE, max_trials=3, tuner="random", experiment="par", workers=2
     )
     assert puts == ["DataBundle"]  # the data went into the object store once, not per trial
     parents, runs = trial_runs(uri, "par")
     assert [p.info.status for p in parents] == ["FINISHED"]
-    assert sorted(runs) == ["0", "1", "2", "3"]
+    assert sorted(runs) == ["0", "1", "2"]
     assert_each_trial_once(runs)
     done = [rs[-1] for rs in runs.values()]
     assert all(r.info.status == "FINISHED" for r in done)
@@ -103,7 +103,7 @@ def test_two_workers_log_to_an_mlflow_server_on_postgresql(ray_runtime, tmp_path
         result = automl.search(
             tiny_arrays,
             space=SPACE,
-            max_trials=3,
+            max_trials=2,
             tuner="random",
             experiment="pg",
             tracking_uri=url,
@@ -113,7 +113,7 @@ def test_two_workers_log_to_an_mlflow_server_on_postgresql(ray_runtime, tmp_path
         client = MlflowClient(url)
         parents, runs = trial_runs(url, "pg")
         assert [p.info.status for p in parents] == ["FINISHED"]
-        assert sorted(runs) == ["0", "1", "2"]
+        assert sorted(runs) == ["0", "1"]
         assert_each_trial_once(runs)
         for tid, rs in runs.items():
             r = rs[-1]

@@ -60,7 +60,7 @@ def test_a_dead_node_costs_one_attempt_and_the_search_goes_on(cluster, tmp_path,
         result = automl.search(
             tiny_arrays,
             space=SPACE,
-            max_trials=3,
+            max_trials=2,
             tuner="random",
             experiment="node",
             workers=2,
@@ -76,7 +76,7 @@ def test_a_dead_node_costs_one_attempt_and_the_search_goes_on(cluster, tmp_path,
     )
     parents, runs = trial_runs(uri, "node")
     assert [p.info.status for p in parents] == ["FINISHED"]
-    assert sorted(runs) == ["0", "1", "2"]
+    assert sorted(runs) == ["0", "1"]
     assert_each_trial_once(runs)
     lost = [
         (tid, r)

@@ -33,7 +33,7 @@ def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
     env.pop("RAY_ADDRESS", None)
     space = tmp_path / "space.yaml"
     space.write_text(FAST_SPACE_YAML)
-    cmd = cli("search", "--data", str(image_folder), "--space", str(space), "--max-trials", "4")
+    cmd = cli("search", "--data", str(image_folder), "--space", str(space), "--max-trials", "3")
     cmd += ["--tuner", "random", "--experiment", "rk", "--workers", "2"]
     project = tmp_path / "mlruns" / "automl" / "rk"
 
@@ -86,7 +86,6 @@ def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
         "0": ["KILLED", "FINISHED"],
         "1": ["KILLED", "FINISHED"],
         "2": ["FINISHED"],
-        "3": ["FINISHED"],
     }
     assert_each_trial_once(runs)
     for tid in "01":
@@ -94,7 +93,7 @@ def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
             "interrupted (process stopped); the trial runs again"
         )
     oracle, trials = tuner_state(project)
-    assert set(trials.values()) == {"COMPLETED"} and len(trials) == 4
+    assert set(trials.values()) == {"COMPLETED"} and len(trials) == 3
     assert oracle["ongoing_trials"] == {}
     # Whatever of the first runtime survived the driver was ended by the resume; and the
     # second runtime stopped with its search.
