@@ -166,6 +166,7 @@ def oracle(out: dict, n: int = 1000) -> None:
             objective=obj, hyperparameters=hp, max_trials=n + 100, seed=0
         )
         ro._set_project_dir(tmp, "random")
+        ro.verbose = 0
         t0 = time.perf_counter()
         fill(ro)
         fill_s = time.perf_counter() - t0
@@ -176,6 +177,7 @@ def oracle(out: dict, n: int = 1000) -> None:
         ):  # fmt: skip
             if name == "bayesian":  # the same 1,000 finished trials
                 o._set_project_dir(tmp, "bayesian")
+                o.verbose = 0
                 o.trials, o.start_order, o.end_order = (
                     dict(ro.trials),
                     list(ro.start_order),

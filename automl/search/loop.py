@@ -45,8 +45,9 @@ class SearchLoop:
     ``checkpoints`` is the search's :class:`automl.checkpoints.Checkpoints` (the driver's
     view: Hyperband parents, model files sent back by remote workers). ``to_config`` turns
     the oracle's values into a trial config dict (``automl.trial.TrialConfig``'s fields).
-    ``on_trial_end`` hooks get ``(trial_id, result_or_failure)`` after each trial is
-    recorded; progress reporters belong there.
+    ``on_trial_start`` hooks get ``(trial_id, params)`` once a trial's run exists;
+    ``on_trial_end`` hooks get ``(trial_id, result_or_failure)`` once it is recorded
+    (``None`` for a trial found already finished in MLflow). Progress reporters belong there.
     """
 
     def __init__(
@@ -61,12 +62,14 @@ class SearchLoop:
         options: dict[str, Any],
         to_config,
         deadline: float | None = None,
+        on_trial_start: list | None = None,
         on_trial_end: list | None = None,
     ):
         self.oracle, self.executor, self.tracker = oracle, executor, tracker
         self.parent_id, self.search_id, self.settings = parent_id, search_id, settings
         self.checkpoints, self.options, self.deadline = checkpoints, options, deadline
         self.to_config = to_config
+        self.on_trial_start = list(on_trial_start or [])
         self.on_trial_end = list(on_trial_end or [])
         self.running: list[Running] = []
         self.consecutive_failures = 0  # trials failed for good in a row, in this process
@@ -184,6 +187,8 @@ class SearchLoop:
             initial_epoch=initial_epoch,
             initial_weights=init_weights,
         )
+        for hook in self.on_trial_start:
+            hook(tid, params)
         entry = Running(tuner_id, trial, run_id)
         self.running.append(entry)  # before submit: a synchronous one may be interrupted
         entry.future = self.executor.submit(job)
