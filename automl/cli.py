@@ -55,6 +55,16 @@ def _non_negative_int(s: str) -> int:
     return v
 
 
+def _non_negative_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{s} must be 0 or more")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from automl.search import TUNERS
 
@@ -120,6 +130,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="run trials in a worker process that is replaced after N trials (default 10) "
         "or once its memory grew 10%% over its first trial, so memory stays bounded; "
         "0 runs them in the search's own process",
+    )
+    s.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run up to N trials at once on Ray (default 1: one at a time, no Ray); "
+        'needs pip install -e ".[distributed]"',
+    )
+    s.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join the Ray cluster at ADDR (HEAD:6379; default $RAY_ADDRESS); without it "
+        "--workers N starts a local Ray runtime for the search",
+    )
+    s.add_argument(
+        "--cpus-per-trial",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="N",
+        help="CPUs each trial asks Ray for (default 1)",
+    )
+    s.add_argument(
+        "--gpus-per-trial",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="F",
+        help="GPUs each trial asks Ray for; fractions allowed, e.g. 0.25 (default 0)",
     )
     s.add_argument(
         "--no-mixed-precision",
@@ -250,6 +289,10 @@ def cmd_search(a) -> int:
         max_retries=a.max_retries,
         max_consecutive_failures=a.max_consecutive_failures,
         trials_per_worker=a.trials_per_worker,
+        workers=a.workers,
+        ray_address=a.ray_address,
+        cpus_per_trial=a.cpus_per_trial,
+        gpus_per_trial=a.gpus_per_trial,
     )
     _print_board(result.leaderboard())
     best = result.best_trial

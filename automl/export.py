@@ -57,7 +57,7 @@ def load_best_model(tracker: Tracker, parent_id: str):
     """The best trial's model of search ``parent_id`` at its best epoch."""
     import keras
 
-    from automl.search import best_trial
+    from automl.tracking import best_trial
 
     try:
         best = best_trial(tracker, parent_id)

@@ -300,13 +300,13 @@ def log_datasets(tracker, run_id: str, data, splits=("train", "validation")) -> 
     """Log the data splits as the run's inputs (context tag = split name)."""
     from mlflow.entities import DatasetInput, InputTag
 
-    from automl.tracking import _retry
+    from automl.tracking import with_retries
 
     inputs = [
         DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", split)])
         for split, ds in split_datasets(data, splits)
     ]
-    _retry(tracker.client.log_inputs, run_id, datasets=inputs)
+    with_retries(tracker.client.log_inputs, run_id, datasets=inputs)
 
 
 # --- logging helpers --------------------------------------------------------------------------
@@ -469,13 +469,13 @@ def log_mlflow_model(
     """
     from mlflow.models import Model, infer_signature
 
-    from automl.tracking import _retry
+    from automl.tracking import with_retries
 
     example = np.asarray(example)
     probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
     signature = infer_signature(example, probs)
     params = {k: v[:500] for k, v in tracker.client.get_run(run_id).data.params.items()}
-    logged = _retry(
+    logged = with_retries(
         tracker.client.create_logged_model,
         tracker.experiment_id,
         name=name,

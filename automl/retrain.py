@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from automl.errors import TrackingError
-from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, _retry
+from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, with_retries
 
 log = logging.getLogger("automl")
 
@@ -143,7 +143,7 @@ def retrain(
         )
     orig_tags = run.data.tags
     tid = orig_tags.get(TAG_TRIAL, "?")
-    new = _retry(
+    new = with_retries(
         tracker.client.create_run,
         tracker.experiment_id,
         run_name=f"retrain-trial-{tid}" + ("-full" if full else ""),

@@ -105,7 +105,7 @@ def _store_init_lock(uri: str):
     db = sqlite_path(uri)
     try:
         import fcntl
-    except ImportError:  # Windows: no flock; rely on _retry
+    except ImportError:  # Windows: no flock; rely on with_retries
         fcntl = None
     if db is None or fcntl is None:
         yield
@@ -119,7 +119,7 @@ def _store_init_lock(uri: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _retry(fn, *args, attempts: int = 8, **kwargs):
+def with_retries(fn, *args, attempts: int = 8, **kwargs):
     """Call ``fn``, retrying while SQLite reports the database is locked (concurrent searches)."""
     for i in range(attempts):
         try:
@@ -141,8 +141,8 @@ class Tracker:
         self.experiment = experiment
         with _store_init_lock(self.uri):  # the client creates (and migrates) a new store
             try:
-                self.client = _retry(MlflowClient, tracking_uri=self.uri)
-                exp = _retry(self.client.get_experiment_by_name, experiment)
+                self.client = with_retries(MlflowClient, tracking_uri=self.uri)
+                exp = with_retries(self.client.get_experiment_by_name, experiment)
             except Exception as e:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
                 raise TrackingError(
@@ -164,7 +164,7 @@ class Tracker:
         if db is not None:
             location = (db.resolve().parent / "artifacts" / name).as_uri()
         try:
-            return _retry(self.client.create_experiment, name, artifact_location=location)
+            return with_retries(self.client.create_experiment, name, artifact_location=location)
         except Exception:
             exp = self.client.get_experiment_by_name(name)  # created concurrently by another search
             if exp is None:
@@ -181,9 +181,9 @@ class Tracker:
     ) -> str:
         """Create the parent run, or reopen ``run_id`` when a search is resumed."""
         if run_id:
-            _retry(self.client.update_run, run_id, status="RUNNING")
+            with_retries(self.client.update_run, run_id, status="RUNNING")
             return run_id
-        run = _retry(
+        run = with_retries(
             self.client.create_run,
             self.experiment_id,
             run_name=tags.get("mlflow.runName"),
@@ -200,7 +200,7 @@ class Tracker:
         params: dict[str, Any],
         attempt: int = 1,
     ) -> str:
-        run = _retry(
+        run = with_retries(
             self.client.create_run,
             self.experiment_id,
             run_name=f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
@@ -220,7 +220,7 @@ class Tracker:
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items() if v is not None]
         for i in range(0, len(items), 100):
-            _retry(self.client.log_batch, run_id, params=items[i : i + 100])
+            with_retries(self.client.log_batch, run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -230,7 +230,7 @@ class Tracker:
             Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None and v == v
         ]
         if items:
-            _retry(self.client.log_batch, run_id, metrics=items)
+            with_retries(self.client.log_batch, run_id, metrics=items)
 
     def log_epoch(self, run_id: str, entry: dict[str, Any]) -> None:
         """One epoch's train/val loss and accuracy, with the epoch as step and its phase."""
@@ -242,19 +242,19 @@ class Tracker:
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         for k, v in tags.items():
-            _retry(self.client.set_tag, run_id, k, str(v)[:5000])
+            with_retries(self.client.set_tag, run_id, k, str(v)[:5000])
 
     def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
-        _retry(self.client.log_dict, run_id, obj, artifact_file)
+        with_retries(self.client.log_dict, run_id, obj, artifact_file)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        _retry(self.client.log_text, run_id, text, artifact_file)
+        with_retries(self.client.log_text, run_id, text, artifact_file)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        _retry(self.client.log_artifact, run_id, str(path), artifact_path)
+        with_retries(self.client.log_artifact, run_id, str(path), artifact_path)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        _retry(self.client.set_terminated, run_id, status=status)
+        with_retries(self.client.set_terminated, run_id, status=status)
 
     def fail_trial(
         self, run_id: str, reason: str, traceback_text: str | None = None, status: str = "FAILED"
@@ -272,7 +272,7 @@ class Tracker:
 
         runs, token = [], None
         while True:
-            page = _retry(
+            page = with_retries(
                 self.client.search_runs,
                 [self.experiment_id],
                 filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
@@ -288,7 +288,7 @@ class Tracker:
 
     def latest_search(self):
         """The most recent parent run of this experiment, or None."""
-        runs = _retry(
+        runs = with_retries(
             self.client.search_runs,
             [self.experiment_id],
             filter_string=f"tags.`{TAG_KIND}` = 'search'",
@@ -332,7 +332,7 @@ class Tracker:
         """A run's artifact as a local path (downloaded to a temp folder where needed)."""
         dst = tempfile.mkdtemp(prefix="automl-dl-")
         try:
-            return Path(_retry(self.client.download_artifacts, run_id, artifact_path, dst))
+            return Path(with_retries(self.client.download_artifacts, run_id, artifact_path, dst))
         except Exception as e:
             raise TrackingError(
                 f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
@@ -344,3 +344,24 @@ def _parse(v: str) -> Any:
         return json.loads(v)
     except (TypeError, ValueError):
         return v
+
+
+def best_trial(tracker: Tracker, parent_id: str, objective: str = "val_accuracy") -> dict[str, Any]:
+    """The best finished trial of a search: ``trial_id``, ``run_id``, ``hyperparameters``,
+    ``metrics``."""
+    from automl.errors import SearchError
+    from automl.space import HYPERPARAMETERS
+
+    board = tracker.leaderboard(parent_id, objective)
+    done = board[board["status"].eq("FINISHED")] if not board.empty else board
+    if done.empty:
+        raise SearchError(f"search {parent_id} has no completed trial; run `automl search` first")
+    row = done.iloc[0]
+    return {
+        "trial_id": row["trial"],
+        "run_id": row["run_id"],
+        "hyperparameters": {k: row[k] for k in HYPERPARAMETERS if k in row},
+        "metrics": {
+            k: row[k] for k in ("val_accuracy", "val_loss", "accuracy", "loss") if k in row
+        },
+    }

@@ -22,7 +22,7 @@ import time
 import _common
 
 import automl
-from automl.search import _Session
+from automl.search.loop import SearchLoop
 
 SPACE = _common.fixed_space(
     image_size={"choice": [64, 96]},
@@ -42,13 +42,13 @@ def main() -> None:
     a = ap.parse_args()
     rss: list[float] = []
     pss: list[float] = []
-    real = _Session.run_one
+    real = SearchLoop._collect  # called once each trial has ended
 
-    def run_one(self, trial):
+    def collect(self, running):
         import psutil
 
-        out = real(self, trial)
-        pid = self.worker.pid if self.worker is not None else None
+        out = real(self, running)
+        pid = getattr(getattr(self.executor, "worker", None), "pid", None)
         procs = [psutil.Process()] + ([psutil.Process(pid)] if pid else [])
         # RSS counts the TensorFlow libraries both processes map once per process; PSS
         # splits shared pages between them, so the PSS sum is the physical memory used.
@@ -63,7 +63,7 @@ def main() -> None:
         )
         return out
 
-    _Session.run_one = run_one
+    SearchLoop._collect = collect
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         automl.search(

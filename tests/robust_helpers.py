@@ -57,11 +57,11 @@ def fast_search(monkeypatch, tmp_path: Path, fake=None):
     """In-process searches on :class:`FakeTrials`: prebuilt store, and no gc.collect between
     trials (0.5 s each with TensorFlow loaded; it only frees memory). Returns automl.search."""
     prebuilt_store(tmp_path)
-    search_mod = importlib.import_module("automl.search")  # `automl.search` is also a function
-    monkeypatch.setattr(search_mod, "gc", types.SimpleNamespace(collect=lambda: 0))
+    runner = importlib.import_module("automl.executors.runner")  # where trials are trained
+    monkeypatch.setattr(runner, "gc", types.SimpleNamespace(collect=lambda: 0))
     if fake is not None:
-        monkeypatch.setattr(search_mod, "run_trial", fake)
-    return search_mod
+        monkeypatch.setattr(runner, "run_trial", fake)
+    return importlib.import_module("automl.search")  # `automl.search` is also a function
 
 
 def tiny_model(num_classes: int):
@@ -79,7 +79,7 @@ def tiny_model(num_classes: int):
 
 
 class FakeTrials:
-    """Stands in for ``automl.search.run_trial``: instant, and raises what ``plan`` says.
+    """Stands in for ``automl.executors.runner.run_trial``: instant, and raises what ``plan`` says.
 
     ``plan`` maps a trial id, or ``(trial id, attempt)``, to a callable returning the
     exception to raise. With seed 0 a trial's seed is its id, which is how the id is known.

@@ -7,9 +7,11 @@ import os
 
 import pytest
 
+from automl.checkpoints import Checkpoints
 from automl.data import load_data
 from automl.errors import SearchError
-from automl.search import _project_dir, run_search
+from automl.search import project_dir as _project_dir
+from automl.search import run_search
 from automl.space import load_space
 from automl.trial import DivergedError
 from tests.robust_helpers import FakeTrials, fast_search, runs_by_trial, settings, tuner_state
@@ -177,8 +179,8 @@ def test_a_failure_while_saving_a_trained_trial_is_a_crash_too(
 ):
     """Not only training: saving the checkpoint can fail (disk full); the run does not stay
     RUNNING, it is FAILED with its traceback and the trial is retried."""
-    search_mod = fast(FakeTrials())
-    offer = search_mod._Checkpoints.offer
+    fast(FakeTrials())
+    offer = Checkpoints.offer
     failed = []
 
     def flaky_offer(self, trial_id, score, model):
@@ -187,7 +189,7 @@ def test_a_failure_while_saving_a_trained_trial_is_a_crash_too(
             raise OSError(28, "No space left on device")
         return offer(self, trial_id, score, model)
 
-    monkeypatch.setattr(search_mod._Checkpoints, "offer", flaky_offer)
+    monkeypatch.setattr(Checkpoints, "offer", flaky_offer)
     result = run_search(load_space(tiny_space), data, settings(max_trials=1, max_retries=1))
     assert runs_by_trial(uri, "exp")[1] == {"0": ["FAILED", "FINISHED"]}
     board = result.leaderboard()

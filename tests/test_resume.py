@@ -17,7 +17,7 @@ import pytest
 from automl import cli as automl_cli
 from automl.data import load_data
 from automl.errors import SearchError
-from automl.search import _project_dir
+from automl.search import project_dir as _project_dir
 from automl.space import load_space
 from tests.robust_helpers import (
     FAST_SPACE_YAML,
@@ -116,7 +116,7 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     proc, log, fh = start("sigkill")
     _wait_for(proc, log, "trial 1 started")
     workers = psutil.Process(proc.pid).children()
-    assert len(workers) == 1 and "automl.worker" in " ".join(workers[0].cmdline())
+    assert len(workers) == 1 and "automl.executors.process" in " ".join(workers[0].cmdline())
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     fh.close()
@@ -147,12 +147,15 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     assert oracle["end_order"] == ["0", "1"] and oracle["ongoing_trials"] == {}
     assert sorted(p.name for p in (project / "tuner").glob("trial_*")) == ["trial_0", "trial_1"]
     # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
-    state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
+    state_files = [
+        f
+        for f in project.rglob("*")
+        if f.is_file() and f.suffix != ".keras" and f.name != ".automl-search"  # empty marker
+    ]
     assert {f.name for f in state_files} == {
         ".automl-search",
         "automl_search.json",
         "oracle.json",
-        "tuner0.json",
         "trial.json",
         "index.json",
     }

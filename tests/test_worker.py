@@ -11,7 +11,7 @@ import numpy as np
 import psutil
 
 import automl
-import automl.worker as worker_mod
+import automl.executors.process as worker_mod
 from automl.embeddings import EmbeddingCache
 from automl.tracking import Tracker
 from tests.conftest import TINY_SPACE

@@ -1,9 +1,9 @@
-"""Trials in a worker process, recycled every few trials, so the search's memory stays bounded.
+"""Trials in one worker process, recycled every few trials, so the search's memory stays bounded.
 
 TensorFlow keeps some memory per model it has trained (tens of MB for each fine-tuned
 backbone, and ``keras.backend.clear_session()`` does not give it back), so a long search in
 one process grows. :class:`TrialWorker` runs each trial in a child process
-(``python -m automl.worker``) and replaces that process once its memory has grown 10 % over
+(``python -m automl.executors.process``) and replaces that process once its memory has grown 10 % over
 what it held after its first trial, after ``trials_per_worker`` trials, and after any failed
 trial. Trials that leak nothing (phase 1 only) keep one worker for longer. Whatever a trial does to its process, even a crash or the
 system's out-of-memory killer, the search goes on.
@@ -24,12 +24,21 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from automl.errors import AutoMLError, SearchError
+from automl.executors.base import (
+    Executor,
+    JobFailure,
+    JobResult,
+    TrialJob,
+    WorkerSetup,
+    done_future,
+)
 
 log = logging.getLogger("automl")
 
@@ -112,7 +121,14 @@ class TrialWorker:
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "automl.worker", str(p2c_r), str(c2p_w), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-m",
+                    "automl.executors.process",
+                    str(p2c_r),
+                    str(c2p_w),
+                    str(os.getpid()),
+                ],
                 pass_fds=(p2c_r, c2p_w),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -142,23 +158,21 @@ class TrialWorker:
         self.info = reply.get("info", {})
         return self.info
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Run one trial in the worker; raises :class:`automl.search.TrialFailed` on failure."""
-        from automl.search import TrialFailed
-
+    def run(self, job: dict[str, Any]) -> JobResult | JobFailure:
+        """Run one trial in the worker: its result, or why it failed."""
         if self.proc is not None and self.proc.poll() is not None:  # died while idle
             self.close()
         if self.proc is None or self._spent():
             try:
                 self.start()
             except AutoMLError as e:  # the next trial tries a new worker again
-                raise TrialFailed(str(e)) from None
+                return JobFailure(str(e))
         try:
             self._send({"job": job})
             reply = self._receive()
         except WorkerDied as e:
             self.close()
-            raise TrialFailed(e.reason, final=e.final) from None
+            return JobFailure(e.reason, final=e.final)
         except BaseException:  # Ctrl-C / SIGTERM: stop the trial before its run is closed
             self.close(kill=True)
             raise
@@ -168,8 +182,8 @@ class TrialWorker:
         if not reply.get("ok"):
             self.close()  # a failed trial may leave its process in a bad state: start afresh
             f = reply["failure"]
-            raise TrialFailed(f["reason"], f.get("details", ""), bool(f.get("final")))
-        return reply["result"]
+            return JobFailure(f["reason"], f.get("details", ""), bool(f.get("final")))
+        return JobResult(**reply["result"])
 
     def _spent(self) -> bool:
         """Replace the worker? After ``trials_per_worker`` trials, or once its memory has
@@ -246,6 +260,33 @@ class TrialWorker:
         self.proc = None
 
 
+class ProcessExecutor(Executor):
+    """One trial at a time in a :class:`TrialWorker`; the data travels once, as ``.npy`` files."""
+
+    slots = 1
+
+    def __init__(self, setup: WorkerSetup, data, trials_per_worker: int = 10, **_: Any):
+        self.setup, self.data = setup, data
+        self.worker = TrialWorker({}, trials_per_worker)
+
+    def start(self) -> dict[str, Any]:
+        data_dir = Path(self.setup.data_dir)
+        meta = data_dir / "meta.json"
+        if not (meta.exists() and json.loads(meta.read_text()).get("digest") == self.data.digest()):
+            save_bundle(self.data, data_dir)
+        self.worker.init = self.setup.to_dict()
+        return self.worker.start()["accelerator"]
+
+    def submit(self, job: TrialJob) -> Future:
+        return done_future(self.worker.run(job.to_dict()))
+
+    def close(self, kill: bool = False) -> None:
+        self.worker.close(kill=kill)
+
+
+EXECUTOR = ProcessExecutor
+
+
 # ----------------------------------------------------------------------------- worker side
 
 
@@ -264,34 +305,20 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _setup(init: dict[str, Any]):
+    setup = WorkerSetup(**init)
     logging.basicConfig(
-        level=init.get("log_level", logging.INFO),
+        level=setup.log_level,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
     for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from automl.embeddings import EmbeddingCache
-    from automl.search import SearchSettings, TrialContext, _Checkpoints, _setup_accelerator
-    from automl.tracking import Tracker
+    from automl.accelerator import setup_accelerator
+    from automl.executors.runner import build_context
 
-    accel = _setup_accelerator(
-        SearchSettings(mixed_precision=init["mixed_precision"], xla=init["xla"])
-    )
-    data = load_bundle(Path(init["data_dir"]))
-    ck = init["checkpoints"]
-    ctx = TrialContext(
-        data=data,
-        tracker=Tracker(init["tracking_uri"], init["experiment"]),
-        checkpoints=_Checkpoints(Path(ck["folder"]), ck["k"], ck["objective"], data.class_names),
-        embeddings=(
-            EmbeddingCache(directory=Path(init["embedding_dir"]))
-            if init.get("embedding_dir")
-            else None
-        ),
-    )
-    return ctx, accel
+    accel = setup_accelerator(setup.mixed_precision, setup.xla)
+    return build_context(setup, load_bundle(Path(setup.data_dir))), accel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         outbox.write(json.dumps(msg) + "\n")
         outbox.flush()
 
-    from automl.search import TrialFailed, _training_failure, execute_trial
+    from automl.executors.runner import run_job
 
     ctx = None
     for line in inbox:
@@ -320,15 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         elif "job" in msg:
             # Re-read the top-k index: another worker may have changed it since.
             ctx.checkpoints.reload()
-            try:
-                out = execute_trial(msg["job"], ctx)
-            except Exception as e:  # TrialFailed, or a bug outside the guarded parts
-                f = e if isinstance(e, TrialFailed) else _training_failure(e)
-                failure = {"reason": f.reason, "details": f.details, "final": f.final}
+            out = run_job(TrialJob(**msg["job"]), ctx)
+            if isinstance(out, JobFailure):
+                failure = {"reason": out.reason, "details": out.details, "final": out.final}
                 reply({"ok": False, "failure": failure})
             else:
-                out.pop("model", None)
-                reply({"ok": True, "result": out})
+                result = {k: getattr(out, k) for k in ("metrics", "kept", "stopped", "rss_mb")}
+                reply({"ok": True, "result": {**result, "where": out.where}})
         elif msg.get("exit"):
             break
     return 0

@@ -1,0 +1,281 @@
+"""Up to N trials at once on Ray: a local runtime sized to this machine, or a cluster.
+
+Each trial is one Ray task asking for ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs
+(fractions allowed); Ray places it. The data goes into Ray's object store once per search
+(``ray.put``) and each task maps it from there; the embedding cache lives on each node's
+disk. A task logs its epochs, scores and reports to MLflow over the tracking URI (a
+tracking server: no shared disk) and sends its model file back to the search, which keeps
+the top k. Ray never retries a task itself: a task whose worker process or node dies is one
+failed trial, which the search's failure rules retry (or not), and the search goes on.
+A Ray worker process runs up to ``trials_per_worker`` trials, then a new one takes over.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from automl.errors import SearchError
+from automl.executors.base import Executor, JobFailure, JobResult, TrialJob, WorkerSetup
+
+log = logging.getLogger("automl")
+
+INSTALL_HINT = 'pip install -e ".[distributed]"'
+
+
+def require_ray(what: str) -> None:
+    """Refuse (one line) when Ray is not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise SearchError(f"{what} needs Ray, which is not installed; run: {INSTALL_HINT}")
+
+
+def embedding_dir(setup: WorkerSetup, digest: str) -> Path:
+    """This node's embedding cache folder for the search (local disk, shared by its workers)."""
+    return Path(tempfile.gettempdir()) / "automl-embeddings" / f"{setup.experiment}-{digest[:16]}"
+
+
+class RayExecutor(Executor):
+    """Trials as Ray tasks; :attr:`slots` = ``workers`` in flight at once."""
+
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        data,
+        workers: int = 2,
+        ray_address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        trials_per_worker: int = 10,
+        **_: Any,
+    ):
+        require_ray(f"--workers {workers}" if workers > 1 else f"--ray-address {ray_address}")
+        self.setup, self.data = setup, data
+        self.slots = workers
+        self.address = ray_address
+        self.cpus, self.gpus = cpus_per_trial, gpus_per_trial
+        self.max_calls = max(1, int(trials_per_worker))
+        self.connected = False  # this executor called ray.init (and calls ray.shutdown)
+        self.pending: dict[Future, Any] = {}  # future -> ObjectRef
+        self.data_ref = self.task = None
+
+    def start(self) -> dict[str, Any]:
+        import ray
+
+        if not ray.is_initialized():
+            root = str(Path(__file__).resolve().parents[2])  # automl importable in workers
+            env = {
+                "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+            }
+            kw: dict[str, Any] = dict(
+                runtime_env={"env_vars": env},
+                log_to_driver=False,
+                configure_logging=False,
+                ignore_reinit_error=True,
+            )
+            if self.address:
+                try:
+                    ray.init(address=self.address, **kw)
+                except Exception as e:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    raise SearchError(
+                        f"could not join the Ray cluster at {self.address!r} ({first}); start it "
+                        "with `ray start --head` or pass the --ray-address it printed"
+                    ) from None
+            else:  # a local runtime sized to this machine, stopped at the end
+                _kill_leftovers(self._pid_file())
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kw)
+                _record_runtime(self._pid_file())
+            self.connected = True
+        total = ray.cluster_resources()
+        need = self.slots * self.cpus
+        if need > total.get("CPU", 0):
+            log.warning(
+                "%d workers x %s CPUs per trial > %s CPUs in the Ray cluster: some trials wait",
+                self.slots,
+                self.cpus,
+                total.get("CPU", 0),
+            )
+        if self.gpus > 0 and total.get("GPU", 0) == 0:
+            raise SearchError(
+                f"--gpus-per-trial {self.gpus} but the Ray cluster has no GPU; "
+                "pass --gpus-per-trial 0"
+            )
+        self.data_ref = ray.put(self.data)  # once per search, not once per trial
+        self.task = ray.remote(
+            num_cpus=self.cpus,
+            num_gpus=self.gpus,
+            max_retries=0,  # a lost trial is the search's to retry (its failure rules)
+            max_calls=self.max_calls,
+        )(_ray_trial)
+        gpus = int(total.get("GPU", 0))
+        use_gpu = gpus > 0 and self.gpus > 0
+        return {
+            "gpus": gpus,
+            "mixed_precision": use_gpu and self.setup.mixed_precision,
+            "jit_compile": "auto" if (use_gpu and self.setup.xla) else False,
+            "ray_nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "ray_cpus": total.get("CPU", 0),
+        }
+
+    def submit(self, job: TrialJob) -> Future:
+        weights = None
+        if job.initial_weights:  # the parent's model file, for a worker on another machine
+            weights = Path(job.initial_weights).read_bytes()
+        ref = self.task.remote(
+            self.setup.to_dict(), self.data_ref, job.to_dict(), weights, self.cpus
+        )
+        outer: Future = Future()
+        self.pending[outer] = ref
+
+        def done(inner: Future) -> None:
+            self.pending.pop(outer, None)
+            try:
+                outer.set_result(inner.result())
+            except Exception as e:  # the task's worker process or node died, or was cancelled
+                outer.set_result(_lost(e))
+
+        ref.future().add_done_callback(done)
+        return outer
+
+    def close(self, kill: bool = False) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for ref in list(self.pending.values()):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished meanwhile
+                pass
+        self.pending.clear()
+        if not kill:
+            shutil.rmtree(embedding_dir(self.setup, self.data.digest()), ignore_errors=True)
+        if self.connected:
+            ray.shutdown()
+            self.connected = False
+            if not self.address:
+                _kill_leftovers(self._pid_file())
+
+    def _pid_file(self) -> Path | None:
+        return Path(self.setup.project_dir) / "ray_local.json" if self.setup.project_dir else None
+
+
+def _record_runtime(pid_file: Path | None) -> None:
+    """Write the local runtime's processes down: if this process is SIGKILLed, most die with
+    it, and the next run of the search (its resume) ends those that did not."""
+    import json
+
+    import psutil
+
+    if pid_file is None:
+        return
+    procs = psutil.Process().children(recursive=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(json.dumps([[p.pid, p.create_time()] for p in procs]))
+
+
+def _kill_leftovers(pid_file: Path | None) -> None:
+    import json
+
+    import psutil
+
+    if pid_file is None or not pid_file.exists():
+        return
+    try:
+        recorded = json.loads(pid_file.read_text())
+    except ValueError:
+        recorded = []
+    procs = []
+    for pid, created in recorded:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 1e-3:  # the same process, not a reused pid
+                p.kill()
+                procs.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    if procs:
+        log.info("ended %d processes left by an earlier local Ray runtime", len(procs))
+    pid_file.unlink(missing_ok=True)
+
+
+def _lost(e: BaseException) -> JobFailure:
+    """The failure a Ray error stands for: a lost worker or node is retried like a crash."""
+    import ray.exceptions as rex
+
+    name = type(e).__name__
+    first = (str(e).strip().splitlines() or [name])[0][:200]
+    if isinstance(e, rex.OutOfMemoryError):
+        return JobFailure("out of memory (Ray killed the trial's worker)", str(e), final=True)
+    if isinstance(e, rex.TaskCancelledError):
+        return JobFailure("cancelled (the search stopped)", str(e))
+    if isinstance(e, rex.NodeDiedError | rex.WorkerCrashedError | rex.ObjectLostError):
+        return JobFailure(f"Ray worker or node lost ({name}): {first}", str(e))
+    return JobFailure(f"Ray error ({name}): {first}", str(e))
+
+
+# ------------------------------------------------------------------ inside a Ray worker
+
+_CONTEXT: dict[str, Any] = {}  # per worker process and search: built on its first trial
+
+
+def _ray_trial(setup: dict, data, job: dict, weights: bytes | None, cpus: float):
+    """One trial in a Ray worker process: returns a JobResult or a JobFailure."""
+    import json
+
+    import ray
+
+    setup_ = WorkerSetup(**setup)
+    key = json.dumps(setup, sort_keys=True) + data.digest()
+    if _CONTEXT.get("key") != key:
+        threads = str(max(1, int(cpus)))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
+        logging.basicConfig(level=setup_.log_level, format="%(asctime)s %(message)s")
+        for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        from automl.accelerator import setup_accelerator
+        from automl.executors.runner import build_context
+
+        try:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except (ImportError, RuntimeError):  # another backend, or already initialised
+            pass
+        setup_accelerator(setup_.mixed_precision, setup_.xla)
+        if setup_.embedding_cache:
+            setup_.embedding_dir = str(embedding_dir(setup_, data.digest()))
+        ctx = build_context(setup_, data, checkpoints=False)
+        node = ray.get_runtime_context().get_node_id()
+        ctx.where = {
+            "automl.node": f"{socket.gethostname()} ({node[:12]})",
+            "automl.node_ip": ray.util.get_node_ip_address(),
+        }
+        _CONTEXT.update(key=key, ctx=ctx)
+    from automl.executors.runner import run_job
+
+    ctx = _CONTEXT["ctx"]
+    ctx.data = data
+    ctx.where["automl.gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids()) or "none"
+    trial_job = TrialJob(**job)
+    with tempfile.TemporaryDirectory(prefix="automl-parent-") as tmp:
+        if weights is not None:
+            trial_job.initial_weights = str(Path(tmp) / "parent.keras")
+            Path(trial_job.initial_weights).write_bytes(weights)
+        out = run_job(trial_job, ctx)
+    if isinstance(out, JobResult):
+        out.model = None  # the model file travels instead
+    return out
+
+
+EXECUTOR = RayExecutor

@@ -1,0 +1,225 @@
+"""Run one trial job in this process: train it, record it in MLflow, keep its checkpoint.
+
+Every executor ends up here, in whatever process it runs a trial (the search's own, a
+recycled worker, a Ray worker). :func:`execute_trial` returns a :class:`JobResult` or raises
+:class:`TrialFailed`; :func:`as_failure` turns any exception into the failure to report.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl.data import DataBundle
+from automl.embeddings import EmbeddingCache
+from automl.errors import AutoMLError
+from automl.executors.base import JobFailure, JobResult, TrialJob, WorkerSetup
+from automl.tracking import SCORES, Tracker
+from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
+
+log = logging.getLogger("automl")
+
+
+@dataclass
+class TrialContext:
+    """What a trial needs besides its job: the data, the store, checkpoints and the cache.
+
+    ``checkpoints`` is a :class:`automl.checkpoints.Checkpoints`, or ``None`` when the model
+    file goes back to the search instead (:attr:`JobResult.model_file`).
+    """
+
+    data: DataBundle
+    tracker: Tracker
+    checkpoints: Any
+    embeddings: EmbeddingCache | None = None
+    where: dict[str, str] | None = None  # tags that say where the trial ran
+
+
+class TrialFailed(Exception):
+    """A trial failed; ``final`` ones (diverged, out of memory, bad input) are not retried."""
+
+    def __init__(self, reason: str, details: str = "", final: bool = False):
+        super().__init__(reason)
+        self.reason, self.details, self.final = reason, details, final
+
+    def as_failure(self) -> JobFailure:
+        return JobFailure(self.reason, self.details, self.final)
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def training_failure(e: Exception) -> TrialFailed:
+    """The failure a training exception stands for: diverged and OOM are final."""
+    tb = traceback.format_exc()
+    if isinstance(e, TrialFailed):
+        return e
+    if isinstance(e, DivergedError):
+        return TrialFailed("diverged", tb, final=True)
+    oom = (
+        isinstance(e, MemoryError)
+        or "ResourceExhausted" in type(e).__name__
+        or "out of memory" in str(e).lower()
+    )
+    if oom:
+        return TrialFailed("out of memory", tb, final=True)
+    return TrialFailed(f"{type(e).__name__}: {first_line(e)}", tb, isinstance(e, AutoMLError))
+
+
+def build_context(
+    setup: WorkerSetup, data: DataBundle, checkpoints: bool = True, where=None
+) -> TrialContext:
+    """The context of a process that runs trials, from the search's :class:`WorkerSetup`."""
+    from automl.checkpoints import Checkpoints
+
+    ck = None
+    if checkpoints:
+        ck = Checkpoints(
+            Path(setup.checkpoint_folder), setup.keep_top_k, setup.objective, data.class_names
+        )
+    emb = None
+    if setup.embedding_cache:
+        emb = EmbeddingCache(directory=Path(setup.embedding_dir) if setup.embedding_dir else None)
+    return TrialContext(
+        data=data,
+        tracker=Tracker(setup.tracking_uri, setup.experiment),
+        checkpoints=ck,
+        embeddings=emb,
+        where=where,
+    )
+
+
+def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
+    """Train one trial and record it: per-epoch metrics, checkpoint (top k), scores, reports.
+
+    Raises :class:`TrialFailed`, or KeyboardInterrupt when the process is stopped.
+    """
+    import keras
+    import psutil
+
+    cfg = TrialConfig.from_values(job.config)
+    tid, run_id, tracker = job.trial_id, job.run_id, ctx.tracker
+
+    def on_epoch(entry):
+        tracker.log_epoch(run_id, entry)
+        log.info(
+            "trial %s %s epoch %d: %s",
+            tid,
+            entry["phase"],
+            entry["step"] + 1,
+            " ".join(
+                f"{k}={entry[k]:.4f}"
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                if k in entry
+            ),
+        )
+
+    emb = ctx.embeddings
+    hits, misses = (emb.hits, emb.misses) if emb is not None else (0, 0)
+    try:
+        outcome = run_trial(
+            cfg,
+            ctx.data,
+            options=RunOptions(**job.options),
+            embeddings=ctx.embeddings,
+            on_epoch=on_epoch,
+            budget=job.budget,
+            initial_epoch=job.initial_epoch,
+            initial_weights=job.initial_weights,
+            seed=job.seed,
+        )
+    except Exception as e:
+        raise training_failure(e) from None
+    finally:
+        keras.backend.clear_session()
+        gc.collect()
+    m = outcome.metrics
+    model_file = None
+    try:
+        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
+        if ctx.checkpoints is not None:
+            kept = ctx.checkpoints.offer(tid, score, outcome.model)
+            checkpoint = str(ctx.checkpoints.path(tid)) if kept else ""
+        else:  # the search keeps the top k: send it the model file
+            model_file, kept, checkpoint = (
+                _model_file(outcome.model, ctx.data.class_names),
+                False,
+                "",
+            )
+        # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+        tracker.log_metrics(run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()})
+        tracker.set_tags(
+            run_id,
+            {
+                "automl.checkpoint": checkpoint,
+                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+                "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)
+                **(ctx.where or {}),
+                "automl.embeddings": (
+                    "off"
+                    if emb is None
+                    else "computed"
+                    if emb.misses > misses
+                    else "cached"
+                    if emb.hits > hits
+                    else "unused"
+                ),
+            },
+        )
+        from automl.reports import log_trial_reports
+
+        log_trial_reports(
+            tracker,
+            run_id,
+            outcome,
+            ctx.data,
+            cfg,
+            seed=job.seed,
+            split_seed=job.split_seed,
+            budget=job.budget,
+            trial_id=tid,
+        )
+    except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
+        reason = f"{type(e).__name__} while saving the trial: {first_line(e)}"
+        raise TrialFailed(reason, traceback.format_exc()) from None
+    model, stopped = outcome.model, outcome.stopped_by_deadline
+    del outcome
+    keras.backend.clear_session()
+    gc.collect()
+    # Resident memory of the process that ran the trial, after it: bounded across trials?
+    rss = psutil.Process().memory_info().rss / 2**20
+    tracker.log_metrics(run_id, {"process_rss_mb": rss})
+    return JobResult(
+        metrics=m,
+        kept=kept,
+        stopped=stopped,
+        rss_mb=rss,
+        where=dict(ctx.where or {}),
+        model=model,
+        model_file=model_file,
+    )
+
+
+def _model_file(model, class_names: list[str]) -> bytes:
+    import tempfile
+
+    from automl.export import export_model
+
+    with tempfile.TemporaryDirectory(prefix="automl-model-") as d:
+        path = Path(d) / "model.keras"
+        export_model(model, path, class_names=class_names)
+        return path.read_bytes()
+
+
+def run_job(job: TrialJob, ctx: TrialContext) -> JobResult | JobFailure:
+    """:func:`execute_trial`, with any failure returned as a :class:`JobFailure`."""
+    try:
+        return execute_trial(job, ctx)
+    except Exception as e:  # TrialFailed, or a bug outside the guarded parts
+        return training_failure(e).as_failure()

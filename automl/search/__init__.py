@@ -1,0 +1,308 @@
+"""A search: an oracle proposes, an executor trains, MLflow records; killed, it resumes.
+
+The oracle (random, Bayesian or Hyperband) and its state on disk come from KerasTuner, so
+a search killed at any moment continues when the same command runs again: finished trials
+are kept, the interrupted ones run again. Hyperband's resource is the total number of epochs
+of a trial across both phases (see :meth:`automl.trial.TrialConfig.schedule`).
+
+- :mod:`.settings`: what defines a search; :mod:`.state`: what a resume reads from disk;
+- :mod:`.oracle`: the KerasTuner controller; :mod:`.loop`: oracle <-> executor <-> tracker;
+- :mod:`.result`: the result and the closing step; :mod:`.weights`: weights-file checks.
+
+Trials run through :mod:`automl.executors` (in this process, in a recycled worker process,
+or up to ``workers`` at once on Ray).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from automl.checkpoints import Checkpoints
+from automl.data import DataBundle, load_data
+from automl.errors import SearchError
+from automl.executors import WorkerSetup, executor_class
+from automl.search.loop import SearchLoop, TooManyFailures
+from automl.search.oracle import open_oracle
+from automl.search.result import SearchResult, finish
+from automl.search.settings import DEFAULT_EXPERIMENT, TUNERS, SearchSettings
+from automl.search.state import (
+    STATE_FILE,
+    identity,
+    open_project,
+    project_dir,
+    save_state,
+)
+from automl.search.weights import check_weights_files
+from automl.space import SearchSpace, load_space
+from automl.tracking import Tracker, best_trial, check_tracking_uri, resolve_tracking_uri
+
+log = logging.getLogger("automl")
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "STATE_FILE",
+    "TUNERS",
+    "SearchResult",
+    "SearchSettings",
+    "best_trial",
+    "check_weights_files",
+    "project_dir",
+    "run_search",
+    "search",
+]
+
+
+def search(
+    data: Any = "demo",
+    space: str | Path | dict | SearchSpace | None = None,
+    *,
+    max_trials: int = 6,
+    tuner: str = "bayesian",
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    seed: int = 0,
+    time_budget: float | None = None,
+    embedding_cache: bool = True,
+    keep_top_k: int = 3,
+    overwrite: bool = False,
+    strict_images: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    **settings_kw: Any,
+) -> SearchResult:
+    """Run (or resume) a search and return its result.
+
+    Args:
+        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` or ``(x, y)`` arrays.
+        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
+        max_trials: trials to run in all (a resumed search counts those already done).
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
+        experiment: MLflow experiment name; the same name resumes the search.
+        tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
+            Several workers on several machines need a tracking server (``http://HOST:5000``).
+        seed: seeds the split, the oracle and every trial.
+        time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
+        embedding_cache: train phase 1 on cached backbone features.
+        keep_top_k: model files kept for the best k trials only.
+        overwrite: start over even if the experiment holds a search with another space or data.
+        strict_images: refuse unreadable files in an image folder instead of skipping them.
+        workers: up to this many trials at once, on Ray (needs ``pip install -e
+            ".[distributed]"``); 1, the default, runs one at a time without Ray.
+        ray_address: the Ray cluster to join (``HEAD:6379``, or ``$RAY_ADDRESS``); without it
+            a search with ``workers > 1`` starts a local Ray runtime and stops it at the end.
+        cpus_per_trial: CPUs each trial asks Ray for.
+        gpus_per_trial: GPUs each trial asks Ray for (fractions allowed, e.g. 0.25).
+        **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
+            run in a worker process replaced after that many, default 10, or once its memory
+            grew 10 %, so memory stays bounded; 0 runs them in this process),
+            ``max_retries``, ``register``.
+    """
+    settings = SearchSettings(
+        experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
+        tracking_uri=tracking_uri,
+        tuner=tuner,
+        max_trials=max_trials,
+        seed=seed,
+        time_budget=time_budget,
+        embedding_cache=embedding_cache,
+        keep_top_k=keep_top_k,
+        overwrite=overwrite,
+        workers=workers,
+        ray_address=ray_address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        **settings_kw,
+    )
+    settings.validate()
+    sp = load_space(space)
+    uri = resolve_tracking_uri(settings.tracking_uri)
+    check_tracking_uri(uri)
+    check_weights_files(sp)
+    bundle = load_data(
+        data,
+        seed=seed,
+        store_size=min(int(sp.upper("image_size")), 256),
+        strict_images=strict_images,
+    )
+    return run_search(sp, bundle, settings)
+
+
+def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
+    """Run a search on already-loaded data (``search`` loads and validates first)."""
+    settings.validate()
+    uri = resolve_tracking_uri(settings.tracking_uri)
+    project = project_dir(settings, uri)
+    kind = settings.executor
+    setup = WorkerSetup(
+        tracking_uri=uri,
+        experiment=settings.experiment,
+        checkpoint_folder=str(project / "checkpoints"),
+        keep_top_k=settings.keep_top_k,
+        objective=space.objective,
+        embedding_dir=str(project / "embeddings") if settings.embedding_cache else None,
+        embedding_cache=settings.embedding_cache,
+        mixed_precision=settings.mixed_precision,
+        xla=settings.xla,
+        log_level=logging.getLogger("automl").getEffectiveLevel(),
+        data_dir=str(project / "worker_data"),
+        project_dir=str(project),
+    )
+    executor = executor_class(kind)(
+        setup,
+        data,
+        trials_per_worker=settings.trials_per_worker,
+        workers=settings.workers,
+        ray_address=settings.cluster_address,
+        cpus_per_trial=settings.cpus_per_trial,
+        gpus_per_trial=settings.gpus_per_trial,
+    )  # refuses here (one line) what it cannot do, e.g. workers > 1 without Ray
+    ident = identity(space.digest(), data.digest(), settings)
+    state = open_project(project, ident, settings)
+    tracker = Tracker(uri, settings.experiment)
+    started = time.time()  # the time budget counts from here, the workers' start-up included
+    try:
+        accel = executor.start()
+        return _run(
+            space, data, settings, uri, project, state, ident, tracker, executor, accel, started
+        )
+    finally:
+        executor.close(kill=True)
+
+
+def _parent_run(space, data, settings, uri, project, state, ident, tracker, accel) -> tuple:
+    """Create the parent run (or reopen it on resume); returns (parent id, search id)."""
+    search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
+    params = {
+        "tuner": settings.tuner,
+        "max_trials": settings.max_trials,
+        "seed": settings.seed,
+        "time_budget_minutes": settings.time_budget,
+        "keep_top_k": settings.keep_top_k,
+        "embedding_cache": settings.embedding_cache,
+        "space_name": space.name,
+        "space_source": space.source,
+        "searched": ",".join(space.searched()),
+        "objective": space.objective,
+        **({"workers": settings.workers} if settings.workers > 1 else {}),
+        **{k: v for k, v in data.summary().items() if k != "train_class_counts"},
+        **{f"accelerator_{k}": v for k, v in accel.items()},
+    }
+    if state:
+        try:
+            tracker.client.get_run(state["parent_run_id"])
+        except Exception:
+            raise SearchError(
+                f"the search state in {str(project / STATE_FILE)!r} belongs to MLflow run "
+                f"{state['parent_run_id']}, which is not in {uri}; pass the --tracking-uri it "
+                f"used ({state.get('tracking_uri')}), or --overwrite to start over"
+            ) from None
+    parent_id = tracker.start_search(
+        search_id,
+        params,
+        {"mlflow.runName": f"search-{settings.experiment}"},
+        run_id=state["parent_run_id"] if state else None,
+    )
+    if state:  # a resumed search: runs left RUNNING by a killed process were interrupted
+        for r in tracker.trial_runs(parent_id):
+            if r.info.status == "RUNNING":
+                tracker.fail_trial(
+                    r.info.run_id,
+                    "interrupted (process stopped); the trial runs again",
+                    status="KILLED",
+                )
+    else:
+        save_state(
+            project,
+            {
+                **ident,
+                "search_id": search_id,
+                "parent_run_id": parent_id,
+                "experiment": settings.experiment,
+                "tracking_uri": uri,
+            },
+        )
+        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
+        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
+        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
+    return parent_id, search_id
+
+
+def _run(space, data, settings, uri, project, state, ident, tracker, executor, accel, started):
+    from automl.trial import RunOptions, TrialConfig
+
+    parent_id, search_id = _parent_run(
+        space, data, settings, uri, project, state, ident, tracker, accel
+    )
+    deadline = started + settings.time_budget * 60 if settings.time_budget else None
+    options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
+    options.deadline = deadline
+    checkpoints = Checkpoints(
+        project / "checkpoints", settings.keep_top_k, space.objective, data.class_names
+    )
+    oracle = open_oracle(space, settings, project)
+    loop = SearchLoop(
+        oracle,
+        executor,
+        tracker,
+        parent_id,
+        search_id,
+        settings,
+        checkpoints,
+        options=asdict(options),
+        to_config=lambda values: TrialConfig.from_values(values).to_dict(),
+        deadline=deadline,
+    )
+    log.info(
+        "search %s: %s tuner, up to %d trials%s; MLflow parent run %s in %s",
+        settings.experiment,
+        settings.tuner,
+        settings.max_trials,
+        f", {executor.slots} at once" if executor.slots > 1 else "",
+        parent_id,
+        uri,
+    )
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        executor.close(kill=True)
+        _close_running(tracker, parent_id, "interrupted (process stopped)")
+        tracker.end_run(parent_id, "KILLED")
+        raise
+    except TooManyFailures as e:
+        executor.close(kill=True)
+        loop.abandon("stopped: too many consecutive failed trials; the trial runs again")
+        last = (str(e).strip().splitlines() or ["?"])[-1][:200]
+        tracker.set_tags(parent_id, {"automl.stopped": "too many consecutive failed trials"})
+        tracker.end_run(parent_id, "FAILED")
+        raise SearchError(
+            f"search stopped after {settings.max_consecutive_failures} consecutive failed trials "
+            f"(last: {last}); finished trials are kept; fix the cause and run the same command "
+            "to resume, or raise --max-consecutive-failures"
+        ) from None
+    except BaseException:
+        executor.close(kill=True)
+        loop.abandon("the search stopped with an error; the trial runs again")
+        raise
+    executor.close()
+    if settings.executor != "inprocess":  # what the workers shared: not needed any more
+        for name in ("worker_data", "embeddings"):
+            shutil.rmtree(project / name, ignore_errors=True)
+    result = SearchResult(
+        uri, settings.experiment, parent_id, space.objective, data.class_names, data
+    )
+    held, loop.best_in_memory = loop.best_in_memory, None
+    finish(result, tracker, data, space, settings, checkpoints, held)
+    return result
+
+
+def _close_running(tracker: Tracker, parent_id: str, reason: str) -> None:
+    for r in tracker.trial_runs(parent_id):
+        if r.info.status == "RUNNING":
+            tracker.fail_trial(r.info.run_id, reason, status="KILLED")

@@ -1,0 +1,58 @@
+"""The controller: a KerasTuner oracle (random, Bayesian, Hyperband) and its state on disk.
+
+The oracle only proposes values and records results; it serves several tuner ids at once
+(one per trial in flight). Its files (``tuner/oracle.json``, ``tuner/trial_*/trial.json``)
+are what a resumed search continues from: trials that were running go back to its retry
+queue when it reloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automl.errors import SearchError
+from automl.search.settings import SearchSettings
+from automl.space import SearchSpace
+
+
+def make_oracle(space: SearchSpace, settings: SearchSettings):
+    import keras_tuner as kt
+
+    objective = kt.Objective(space.objective, "min" if space.objective == "val_loss" else "max")
+    common = dict(
+        objective=objective,
+        hyperparameters=space.to_keras_tuner(),
+        seed=settings.seed,
+        max_retries_per_trial=settings.max_retries,
+        # Counted by the search loop instead: KerasTuner's own count spans resumed processes
+        # (a resumed search would stop at its first trial end) and raises before saving.
+        max_consecutive_failed_trials=None,
+    )
+    if settings.tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
+    if settings.tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(
+            max_trials=settings.max_trials, num_initial_points=min(3, settings.max_trials), **common
+        )
+    max_epochs = int(space.upper("head_epochs") + space.upper("fine_tune_epochs"))
+    oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
+    oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
+    return oracle
+
+
+def open_oracle(space: SearchSpace, settings: SearchSettings, project: Path):
+    """The search's oracle, reloaded from ``project/tuner`` when a saved one is there."""
+    oracle = make_oracle(space, settings)
+    oracle.verbose = 0
+    try:
+        oracle._set_project_dir(str(project), "tuner")
+        if Path(oracle._get_oracle_fname()).exists():
+            oracle.reload()
+        oracle.save()  # from now on a resumed process always reloads the oracle
+    except (ValueError, KeyError, RuntimeError) as e:  # JSONDecodeError is a ValueError
+        raise SearchError(
+            f"the KerasTuner state under {str(project / 'tuner')!r} cannot be reloaded "
+            f"({type(e).__name__}); pass --overwrite to start experiment {settings.experiment!r} "
+            "over, or use a new --experiment name"
+        ) from None
+    return oracle

@@ -1,0 +1,135 @@
+"""What a search leaves (its runs, leaderboard, best model), and the step that closes it."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.data import DataBundle
+from automl.errors import SearchError
+from automl.tracking import Tracker, best_trial
+
+log = logging.getLogger("automl")
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves: its MLflow runs, the leaderboard, and the best model."""
+
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    objective: str = "val_accuracy"
+    class_names: list[str] = field(default_factory=list)
+    data: DataBundle | None = field(default=None, repr=False)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tracker(self) -> Tracker:
+        return Tracker(self.tracking_uri, self.experiment)
+
+    def leaderboard(self):
+        """pandas DataFrame, one row per trial run, best first."""
+        return self.tracker.leaderboard(self.parent_run_id, self.objective)
+
+    @property
+    def best_trial(self) -> dict[str, Any]:
+        """The best finished trial: ``trial_id``, ``run_id``, ``hyperparameters``, ``metrics``."""
+        return best_trial(self.tracker, self.parent_run_id, self.objective)
+
+    def best_model(self):
+        """The best trial's model at its best epoch (``keras.Model``)."""
+        from automl.export import load_best_model
+
+        return load_best_model(self.tracker, self.parent_run_id)
+
+    def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
+        """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`).
+
+        ``quantize="float16"`` / ``"int8"`` apply to ``format="tflite"``; int8 calibrates on
+        this search's training images unless ``calibration_images=`` is given.
+        """
+        from automl.export import check_export_args, export_model
+
+        check_export_args(
+            path, format=format, force=kwargs.get("force", False), quantize=kwargs.get("quantize")
+        )
+        if kwargs.get("quantize") == "int8" and self.data is not None:
+            kwargs.setdefault("calibration_images", self.data.x_train)
+        return export_model(
+            self.best_model(), path, format=format, class_names=self.class_names, **kwargs
+        )
+
+
+def finish(
+    result: SearchResult,
+    tracker: Tracker,
+    data: DataBundle,
+    space,
+    settings,
+    checkpoints,
+    model_in_memory: tuple[str, dict[str, float], Any] | None = None,
+) -> None:
+    """Score the best model on the test split once, and record it on the parent run.
+
+    ``checkpoints``: the search's top-k model files; ``model_in_memory``: the best model
+    when trials ran in this process. Steps after the search (an ensemble, say) go here.
+    """
+    import keras
+    import numpy as np
+
+    try:
+        best = result.best_trial
+    except SearchError:
+        tracker.end_run(result.parent_run_id, "FAILED")
+        raise
+    held = model_in_memory
+    model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
+    held = model_in_memory = None  # noqa: F841 (one model in memory from here on)
+    probs = model.predict(data.x_test, batch_size=64, verbose=0)
+    y = data.y_test
+    acc = float(np.mean(np.argmax(probs, axis=1) == y))
+    loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    result.test_metrics = {"test_accuracy": acc, "test_loss": loss}
+    tracker.log_metrics(
+        result.parent_run_id,
+        {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},
+    )
+    tracker.set_tags(
+        result.parent_run_id,
+        {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
+    )
+    ckpt = checkpoints.path(best["trial_id"])  # an export already (class names inside)
+    with tempfile.TemporaryDirectory() as tmp:
+        if ckpt.exists():
+            path = Path(shutil.copy(ckpt, Path(tmp) / "model.keras"))
+        else:
+            from automl.export import export_model
+
+            path = export_model(model, Path(tmp) / "model.keras", class_names=result.class_names)
+        tracker.log_artifact(result.parent_run_id, path, "best_model")
+    from automl.reports import log_search_reports
+
+    log_search_reports(
+        tracker,
+        result.parent_run_id,
+        board=result.leaderboard(),
+        searched=space.searched(),
+        objective=result.objective,
+        model=model,
+        data=data,
+        register=settings.register,
+    )
+    tracker.end_run(result.parent_run_id, "FINISHED")
+    del model
+    keras.backend.clear_session()
+    log.info(
+        "best trial %s: val_accuracy=%.4f, test_accuracy=%.4f",
+        best["trial_id"],
+        best["metrics"]["val_accuracy"],
+        acc,
+    )
