@@ -147,11 +147,7 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     assert oracle["end_order"] == ["0", "1"] and oracle["ongoing_trials"] == {}
     assert sorted(p.name for p in (project / "tuner").glob("trial_*")) == ["trial_0", "trial_1"]
     # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
-    state_files = [
-        f
-        for f in project.rglob("*")
-        if f.is_file() and f.suffix != ".keras" and f.name != ".automl-search"  # empty marker
-    ]
+    state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
     assert {f.name for f in state_files} == {
         ".automl-search",
         "automl_search.json",
