@@ -266,16 +266,20 @@ class Tracker:
         self.end_run(run_id, status)
 
     # --- queries ----------------------------------------------------------------------
-    def trial_runs(self, parent_id: str) -> list:
-        """Every nested run of a search (all attempts), oldest first."""
+    def trial_runs(self, parent_id: str, trial_id: str | None = None) -> list:
+        """Every nested run of a search (all attempts), oldest first; only those of
+        ``trial_id`` if given (one query however many trials the search has)."""
         from mlflow.entities import ViewType
 
+        where = f"tags.`{TAG_PARENT}` = '{parent_id}'"
+        if trial_id is not None:
+            where += f" and tags.`{TAG_TRIAL}` = '{trial_id}'"
         runs, token = [], None
         while True:
             page = with_retries(
                 self.client.search_runs,
                 [self.experiment_id],
-                filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
+                filter_string=where,
                 run_view_type=ViewType.ACTIVE_ONLY,
                 max_results=1000,
                 page_token=token,

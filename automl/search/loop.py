@@ -257,5 +257,7 @@ class SearchLoop:
     def _previous_runs(self, tid: str) -> list:
         """This search's MLflow runs of trial ``tid`` (earlier attempts, earlier processes)."""
         return [
-            r for r in self.tracker.trial_runs(self.parent_id) if r.data.tags.get(TAG_TRIAL) == tid
+            r
+            for r in self.tracker.trial_runs(self.parent_id, tid)
+            if r.data.tags.get(TAG_TRIAL) == tid
         ]
