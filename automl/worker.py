@@ -71,6 +71,16 @@ def load_bundle(folder: Path):
     )
 
 
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process: the search's own, unchanged.
+
+    No path of the source tree is added: the worker imports automl (and its package data)
+    from wherever it is installed, exactly as the search does, so a broken install shows in
+    the search instead of being hidden by the repository's files.
+    """
+    return dict(os.environ)
+
+
 class WorkerDied(Exception):
     """The worker process ended without answering; ``final``: do not retry the trial."""
 
@@ -107,9 +117,7 @@ class TrialWorker:
         self.close()
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # importable without installing
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env = worker_env()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "automl.worker", str(p2c_r), str(c2p_w), str(os.getpid())],
