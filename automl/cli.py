@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--top-k", type=_positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON instead of text")
+    pr.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="also load a SavedModel that automl did not export (loading one runs its graph)",
+    )
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--port", type=int, default=5000)
@@ -340,7 +345,7 @@ def cmd_predict(a) -> int:
 
     from automl.predict import format_results, predict
 
-    results = predict(a.images, a.model, top_k=a.top_k)
+    results = predict(a.images, a.model, top_k=a.top_k, trust_model=a.trust_model)
     print(json.dumps(results, indent=2) if a.json else format_results(results))
     return 0
 
@@ -353,8 +358,17 @@ def cmd_ui(a) -> int:
 
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
-    shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
+    everywhere = a.host in ("0.0.0.0", "::", "")
+    shown = _network_address() if everywhere else a.host
     print(f"MLflow UI on http://{shown}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"automl: warning: the MLflow server has no authentication: anyone who can reach "
+            f"{'this machine' if everywhere else a.host} on port {a.port} can read, change and "
+            "delete every run; use --host 127.0.0.1 unless the network is trusted",
+            file=sys.stderr,
+            flush=True,
+        )
     cmd = [
         sys.executable,
         "-m",
@@ -382,6 +396,21 @@ def cmd_ui(a) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _network_address() -> str:
+    """This machine's address on its network (what others open when the UI binds 0.0.0.0)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
+            return s.getsockname()[0]
+    except OSError:
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return socket.gethostname()
 
 
 class Terminated(KeyboardInterrupt):
