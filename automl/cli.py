@@ -235,27 +235,38 @@ def _print_board(board) -> None:
 
 def cmd_search(a) -> int:
     import automl
+    from automl.errors import RegistrationError
 
-    result = automl.search(
-        data=a.data,
-        space=a.space,
-        max_trials=a.max_trials,
-        tuner=a.tuner,
-        experiment=a.experiment,
-        tracking_uri=a.tracking_uri,
-        seed=a.seed,
-        time_budget=a.time_budget,
-        embedding_cache=not a.no_embedding_cache,
-        keep_top_k=a.keep_top_k,
-        overwrite=a.overwrite,
-        strict_images=a.strict_images,
-        mixed_precision=not a.no_mixed_precision,
-        xla=not a.no_xla,
-        register=a.register,
-        max_retries=a.max_retries,
-        max_consecutive_failures=a.max_consecutive_failures,
-        trials_per_worker=a.trials_per_worker,
-    )
+    try:
+        result = automl.search(
+            data=a.data,
+            space=a.space,
+            max_trials=a.max_trials,
+            tuner=a.tuner,
+            experiment=a.experiment,
+            tracking_uri=a.tracking_uri,
+            seed=a.seed,
+            time_budget=a.time_budget,
+            embedding_cache=not a.no_embedding_cache,
+            keep_top_k=a.keep_top_k,
+            overwrite=a.overwrite,
+            strict_images=a.strict_images,
+            mixed_precision=not a.no_mixed_precision,
+            xla=not a.no_xla,
+            register=a.register,
+            max_retries=a.max_retries,
+            max_consecutive_failures=a.max_consecutive_failures,
+            trials_per_worker=a.trials_per_worker,
+        )
+    except RegistrationError as e:  # the search itself finished: show it, then fail
+        _print_search(a, e.result)
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 1
+    _print_search(a, result)
+    return 0
+
+
+def _print_search(a, result) -> None:
     _print_board(result.leaderboard())
     best = result.best_trial
     print(
@@ -273,10 +284,7 @@ def cmd_search(a) -> int:
         tags = result.tracker.client.get_run(result.parent_run_id).data.tags
         if "automl.registered_model" in tags:
             print(f"registered:  {tags['automl.registered_model']} (Model Registry)")
-        else:
-            print(f"automl: warning: {tags.get('automl.register_error', 'not registered')}")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
-    return 0
 
 
 def cmd_retrain(a) -> int:

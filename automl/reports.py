@@ -362,16 +362,12 @@ def log_trial_reports(
 ) -> None:
     """Everything a finished trial run shows besides its metrics (see the module docstring)."""
     title = f"learning curve ({cfg.backbone}, lr={cfg.learning_rate:.2g})"
-    _guard(
-        "config.yaml",
+    # Not guarded: ``automl retrain`` needs config.yaml, so a run without it must not be
+    # FINISHED; the exception fails the trial (the caller retries it like a crash).
+    tracker.log_dict(
         run_id,
-        lambda: tracker.log_dict(
-            run_id,
-            trial_config(
-                cfg, data, seed=seed, split_seed=split_seed, budget=budget, **config_extra
-            ),
-            CONFIG_FILE,
-        ),
+        trial_config(cfg, data, seed=seed, split_seed=split_seed, budget=budget, **config_extra),
+        CONFIG_FILE,
     )
     _guard(
         "learning curve",
@@ -550,6 +546,8 @@ def log_search_reports(
         ),
     )
 
+    failure: list[str] = []
+
     def mlflow_model():
         out = log_mlflow_model(
             tracker,
@@ -567,8 +565,19 @@ def log_search_reports(
                 "registered the best model as %s version %s", register, out["registered_version"]
             )
 
-    if not _guard("best model (MLflow model)", parent_id, mlflow_model) and register:
-        tags["automl.register_error"] = f"could not register the best model as {register!r}"
+    if not register:
+        _guard("best model (MLflow model)", parent_id, mlflow_model)
+    else:
+        # Registering was asked for: a failure is the caller's to report (it must not pass as
+        # a warning), after the search's runs are complete.
+        try:
+            mlflow_model()
+        except Exception as e:  # noqa: BLE001 - recorded, then raised by the caller
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            failure.append(f"{type(e).__name__}{': ' + first if first else ''}")
+            tags["automl.register_error"] = (
+                f"could not register the best model as {register!r} ({failure[0]})"
+            )
     if tags:
         tracker.set_tags(parent_id, tags)
     return tags

@@ -932,7 +932,7 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
         tracker.log_artifact(result.parent_run_id, path, "best_model")
     from automl.reports import log_search_reports
 
-    log_search_reports(
+    tags = log_search_reports(
         tracker,
         result.parent_run_id,
         board=result.leaderboard(),
@@ -951,3 +951,12 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
         best["metrics"]["val_accuracy"],
         acc,
     )
+    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
+        from automl.errors import RegistrationError
+
+        raise RegistrationError(
+            f"{tags['automl.register_error']}; the search finished and its runs and best model "
+            f"are kept (MLflow run {result.parent_run_id}): fix the registry and run the same "
+            "command again to register it",
+            result=result,
+        )
