@@ -28,6 +28,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: a plugin that registers backbones with "
+        "automl.backbones.register_backbone (repeatable; trial workers import it too)",
+    )
+
+
 def _positive_int(s: str) -> int:
     try:
         v = int(s)
@@ -134,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the best model in the MLflow Model Registry under NAME (a new version)",
     )
     s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    _plugin_option(s)
     _common(s)
 
     rt = sub.add_parser("retrain", help="train a logged trial's configuration again (a new run)")
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
     )
     rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    _plugin_option(rt)
     _common(rt)
 
     lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
@@ -466,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with _stop_on_sigterm():
+            if getattr(a, "plugin", None):
+                from automl.backbones.registry import load_plugins
+
+                load_plugins(a.plugin)
             return commands[a.command](a)
     except AutoMLError as e:
         print(f"automl: error: {e}", file=sys.stderr)

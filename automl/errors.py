@@ -22,6 +22,10 @@ class UnknownBackboneError(AutoMLError):
     """A backbone name is not in the registry."""
 
 
+class PluginError(UnknownBackboneError):
+    """A backbone plugin (``--plugin``, ``AUTOML_PLUGINS`` or an entry point) cannot be imported."""
+
+
 class WeightsUnavailableError(AutoMLError):
     """Pretrained weights cannot be fetched or do not fit the backbone."""
 
