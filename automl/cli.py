@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="register the best model in the MLflow Model Registry under NAME (a new version)",
     )
-    s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
     _plugin_option(s)
     _common(s)
 
@@ -270,6 +270,7 @@ def cmd_search(a) -> int:
             max_retries=a.max_retries,
             max_consecutive_failures=a.max_consecutive_failures,
             trials_per_worker=a.trials_per_worker,
+            verbose=0 if a.quiet else 1,
         )
     except RegistrationError as e:  # the search itself finished: show it, then fail
         _print_search(a, e.result)
@@ -298,6 +299,7 @@ def _print_search(a, result) -> None:
         if "automl.registered_model" in tags:
             print(f"registered:  {tags['automl.registered_model']} (Model Registry)")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
+    print(f"then open:    {result.ui_url}")
 
 
 def cmd_retrain(a) -> int:
@@ -379,9 +381,14 @@ def cmd_ui(a) -> int:
 
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
+    from automl.tracking import latest_search_experiment, ui_link
+
     everywhere = a.host in ("0.0.0.0", "::", "")
     shown = _network_address() if everywhere else a.host
     print(f"MLflow UI on http://{shown}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
+    exp_id = _ui_experiment(a, uri) if a.experiment else latest_search_experiment(uri)
+    if exp_id is not None:
+        print(f"the search's runs: {ui_link(exp_id, f'http://{shown}:{a.port}')}", flush=True)
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"automl: warning: the MLflow server has no authentication: anyone who can reach "
@@ -417,6 +424,17 @@ def cmd_ui(a) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _ui_experiment(a, uri: str) -> str | None:
+    """The id of ``--experiment`` in the store, or None."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(a.experiment)
+    except Exception:
+        return None
+    return exp.experiment_id if exp is not None else None
 
 
 def _network_address() -> str:

@@ -418,6 +418,19 @@ def _tracking_uri(uri: str):
             os.environ["MLFLOW_TRACKING_URI"] = old_env
 
 
+@contextlib.contextmanager
+def _no_keras_progress_bar():
+    import keras
+
+    was = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was:
+            keras.config.enable_interactive_logging()
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -480,7 +493,9 @@ def log_mlflow_model(
         tags={"automl.kind": "model"},
         model_type="keras-image-classifier",
     )
-    with _tracking_uri(tracker.uri):
+    # MLflow checks the input example by predicting with the loaded model, which would draw
+    # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.
+    with _tracking_uri(tracker.uri), _no_keras_progress_bar():
         info = Model.log(
             artifact_path=None,
             name=name,

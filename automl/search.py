@@ -25,6 +25,7 @@ from automl.data import DataBundle, load_data
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError, SearchError
 from automl.paths import check_experiment_name, inside, remove_owned
+from automl.progress import Progress
 from automl.space import SearchSpace, load_space
 from automl.tracking import (
     SCORES,
@@ -70,6 +71,7 @@ class SearchSettings:
     # grew 10 % over its first trial (bounded memory); 0 runs them in the search's own
     # process. A one-trial search always runs in-process.
     trials_per_worker: int = 10
+    verbose: int = 1  # progress display (automl.progress): 0 shows nothing
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -202,8 +204,10 @@ class _Session:
         options: RunOptions,
         worker=None,
         started: float | None = None,
+        progress: Progress | None = None,
     ):
         self.space, self.data, self.settings = space, data, settings
+        self.progress = progress or Progress(0)  # [issue 13] one reporter for trials and epochs
         self.tracker, self.parent_id, self.search_id = tracker, parent_id, search_id
         self.project, self.options = project, options
         self.worker = worker  # a TrialWorker, or None: trials run in this process
@@ -269,13 +273,16 @@ class _Session:
         run_id = self.tracker.start_trial(
             self.parent_id, self.search_id, tid, params, attempt=attempt
         )
-        log.info(
+        summary = ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
+        log.debug(
             "trial %s started (%d of at most %d): %s",
             tid,
             int(tid) + 1,
             self.settings.max_trials,
-            ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+            summary,
         )
+        epochs = sum(cfg.schedule(budget))
+        self.progress.trial_started(tid, int(tid) + 1, epochs, summary)
         job = {
             "trial_id": tid,
             "run_id": run_id,
@@ -297,6 +304,7 @@ class _Session:
             raise
         except TrialFailed as e:
             self.tracker.fail_trial(run_id, e.reason, e.details)
+            self.progress.trial_finished(tid, failed=e.reason)
             log.warning("trial %s failed: %s%s", tid, e.reason, " (not retried)" if e.final else "")
             if e.final:
                 raise kt.errors.FailedTrialError(e.reason) from None
@@ -309,7 +317,8 @@ class _Session:
                 self.best_in_memory = (tid, score, out["model"])
             del out["model"]
         self.tracker.end_run(run_id, "FINISHED")
-        log.info(
+        self.progress.trial_finished(tid, score)
+        log.debug(
             "trial %s done: val_accuracy=%.4f val_loss=%.4f", tid, m["val_accuracy"], m["val_loss"]
         )
         return score
@@ -320,6 +329,7 @@ class _Session:
             tracker=self.tracker,
             checkpoints=self.checkpoints,
             embeddings=self.embeddings,
+            on_progress=self.progress.epoch,
         )
 
 
@@ -334,6 +344,7 @@ class TrialContext:
     tracker: Tracker
     checkpoints: _Checkpoints
     embeddings: EmbeddingCache | None = None
+    on_progress: Any = None  # called with each epoch's entry (the progress display)
 
 
 class TrialFailed(Exception):
@@ -377,7 +388,9 @@ def execute_trial(job: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
 
     def on_epoch(entry):
         tracker.log_epoch(run_id, entry)
-        log.info(
+        if ctx.on_progress is not None:
+            ctx.on_progress(entry)
+        log.debug(
             "trial %s %s epoch %d: %s",
             tid,
             entry["phase"],
@@ -543,6 +556,13 @@ class SearchResult:
     def tracker(self) -> Tracker:
         return Tracker(self.tracking_uri, self.experiment)
 
+    @property
+    def ui_url(self) -> str:
+        """This search's runs in the MLflow UI (`automl ui`), in the model-training view."""
+        from automl.tracking import ui_base, ui_link
+
+        return ui_link(self.tracker.experiment_id, ui_base(self.tracking_uri))
+
     def leaderboard(self):
         """pandas DataFrame, one row per trial run, best first."""
         return self.tracker.leaderboard(self.parent_run_id, self.objective)
@@ -557,6 +577,29 @@ class SearchResult:
         from automl.export import load_best_model
 
         return load_best_model(self.tracker, self.parent_run_id)
+
+    def best_models(self, n: int = 3) -> list:
+        """The ``n`` best finished trials' models (``keras.Model``, best first, best epochs).
+
+        Only the best ``keep_top_k`` trials keep a model file, so ``n`` is at most that.
+        """
+        from automl.results import best_models
+
+        return best_models(self, n)
+
+    def predict(self, images) -> list[str]:
+        """The best model's class name for each image (an (N, H, W[, C]) array, or a list of
+        HxWxC arrays or image files)."""
+        from automl.results import predict_classes
+
+        return predict_classes(self, images)
+
+    def evaluate(self, x, y) -> dict[str, float]:
+        """The best model's ``accuracy`` and ``loss`` on images ``x`` and labels ``y``
+        (labels as given to the search: ints or strings)."""
+        from automl.results import evaluate
+
+        return evaluate(self, x, y)
 
     def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
         """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`).
@@ -604,16 +647,27 @@ def search(
     tracking_uri: str | None = None,
     seed: int = 0,
     time_budget: float | None = None,
+    validation_data: Any = None,
     embedding_cache: bool = True,
     keep_top_k: int = 3,
     overwrite: bool = False,
     strict_images: bool = False,
-    **settings_kw: Any,
+    trials_per_worker: int = 10,
+    max_retries: int = 1,
+    max_consecutive_failures: int = 3,
+    register: str | None = None,
+    mixed_precision: bool = True,
+    xla: bool = True,
+    workdir: str | None = None,
+    verbose: int = 1,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
     Args:
-        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` or ``(x, y)`` arrays.
+        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` (its own
+            train/validation/test splits where it has them), ``(x, y)`` NumPy arrays, a
+            ``tf.data.Dataset`` of ``(image, label)``, or a pandas DataFrame with an image-path
+            column and a label column (see :func:`automl.data.load_data`).
         space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
         max_trials: trials to run in all (a resumed search counts those already done).
         tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
@@ -621,14 +675,24 @@ def search(
         tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
         seed: seeds the split, the oracle and every trial.
         time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
+        validation_data: your own validation split, any source ``data`` accepts; ``data`` is
+            then split into train and test only.
         embedding_cache: train phase 1 on cached backbone features.
         keep_top_k: model files kept for the best k trials only.
         overwrite: start over even if the experiment holds a search with another space or data.
         strict_images: refuse unreadable files in an image folder instead of skipping them.
-        **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
-            run in a worker process replaced after that many, default 10, or once its memory
-            grew 10 %, so memory stays bounded; 0 runs them in this process),
-            ``max_retries``, ``register``.
+        trials_per_worker: trials run in a worker process that is replaced after this many
+            (or once its memory grew 10 %), so memory stays bounded; 0 runs them in this
+            process (a one-trial search always does).
+        max_retries: times a crashed trial runs again (diverged and out-of-memory: never).
+        max_consecutive_failures: stop the search after this many failed trials in a row.
+        register: register the best model in the MLflow Model Registry under this name; a
+            failure raises :class:`automl.errors.RegistrationError` (its ``result`` is kept).
+        mixed_precision: float16 compute on a GPU (ignored on a CPU).
+        xla: XLA compilation on a GPU (ignored on a CPU).
+        workdir: where the search keeps its resume state and model files (default: next to
+            the MLflow store, ``mlruns/automl/EXPERIMENT``).
+        verbose: 1 shows progress on stderr (bars in a terminal, lines otherwise); 0 nothing.
     """
     settings = SearchSettings(
         experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
@@ -640,7 +704,14 @@ def search(
         embedding_cache=embedding_cache,
         keep_top_k=keep_top_k,
         overwrite=overwrite,
-        **settings_kw,
+        trials_per_worker=trials_per_worker,
+        max_retries=max_retries,
+        max_consecutive_failures=max_consecutive_failures,
+        register=register,
+        mixed_precision=mixed_precision,
+        xla=xla,
+        workdir=workdir,
+        verbose=verbose,
     )
     settings.validate()
     sp = load_space(space)
@@ -652,7 +723,11 @@ def search(
         seed=seed,
         store_size=min(int(sp.upper("image_size")), 256),
         strict_images=strict_images,
+        validation_data=validation_data,
     )
+    from automl.progress import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # [issue 13] no C++ start-up chatter (warnings are kept)
     return run_search(sp, bundle, settings)
 
 
@@ -763,19 +838,34 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     (project / MARKER).touch()
     tracker = Tracker(uri, settings.experiment)
     started = time.time()  # the time budget counts from here, the worker's start-up included
+    progress = Progress(settings.verbose)
     worker = None
-    if settings.trials_per_worker > 0 and settings.max_trials > 1:
-        worker = _start_worker(project, data, settings, uri, space)
     try:
+        if settings.trials_per_worker > 0 and settings.max_trials > 1:
+            worker = _start_worker(project, data, settings, uri, space)
+            worker.on_epoch = progress.epoch  # the worker sends each epoch back
         return _run_search(
-            space, data, settings, uri, project, state, identity, tracker, worker, started
+            space,
+            data,
+            settings,
+            uri,
+            project,
+            state,
+            identity,
+            tracker,
+            worker,
+            started,
+            progress,
         )
     finally:
+        progress.close()
         if worker is not None:
             worker.close(kill=True)
 
 
-def _run_search(space, data, settings, uri, project, state, identity, tracker, worker, started):
+def _run_search(
+    space, data, settings, uri, project, state, identity, tracker, worker, started, progress=None
+):
     state_file = project / STATE_FILE
     if worker is not None:
         accel = worker.info["accelerator"]
@@ -836,7 +926,17 @@ def _run_search(space, data, settings, uri, project, state, identity, tracker, w
         tracker.log_dict(parent_id, data.summary(), "data_summary.json")
         tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
     session = _Session(
-        space, data, settings, tracker, parent_id, search_id, project, options, worker, started
+        space,
+        data,
+        settings,
+        tracker,
+        parent_id,
+        search_id,
+        project,
+        options,
+        worker,
+        started,
+        progress,
     )
     oracle = _make_oracle(space, settings)
     try:
@@ -863,6 +963,8 @@ def _run_search(space, data, settings, uri, project, state, identity, tracker, w
         parent_id,
         uri,
     )
+    done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
+    session.progress.search_started(settings.max_trials, space.objective, session.deadline, done)
     try:
         tuner.search(verbose=0)
     except KeyboardInterrupt:
@@ -892,6 +994,7 @@ def _run_search(space, data, settings, uri, project, state, identity, tracker, w
         uri, settings.experiment, parent_id, space.objective, data.class_names, data
     )
     _finish(result, tracker, session)
+    session.progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result
 
 

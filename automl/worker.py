@@ -71,6 +71,26 @@ def load_bundle(folder: Path):
     )
 
 
+def _forward_stderr(pipe) -> None:
+    """Copy a worker's stderr to ours in a thread, without TensorFlow's start-up noise."""
+    import threading
+
+    from automl.progress import is_startup_noise
+
+    def pump():
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                if not is_startup_noise(line):
+                    try:
+                        sys.stderr.write(line)
+                        sys.stderr.flush()
+                    except (OSError, ValueError):  # our stderr is gone: keep draining
+                        pass
+
+    threading.Thread(target=pump, name="automl-worker-stderr", daemon=True).start()
+
+
 def worker_env() -> dict[str, str]:
     """The environment of a worker process: the search's own, unchanged.
 
@@ -107,6 +127,7 @@ class TrialWorker:
         self._to = self._from = None
         self.trials_done = 0  # by the current process
         self.info: dict[str, Any] = {}  # what the worker reported when ready (accelerator)
+        self.on_epoch = None  # called with each epoch a worker reports (the progress display)
 
     @property
     def pid(self) -> int | None:
@@ -124,6 +145,9 @@ class TrialWorker:
                 pass_fds=(p2c_r, c2p_w),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                # Its stderr passes through a filter: TensorFlow's start-up INFO chatter,
+                # which every new worker would repeat, is dropped; warnings go through.
+                stderr=subprocess.PIPE,
                 # Its own session: a terminal's Ctrl-C reaches the search only, which stops
                 # the worker itself (and PR_SET_PDEATHSIG covers a search that is killed).
                 start_new_session=True,
@@ -131,6 +155,7 @@ class TrialWorker:
         finally:
             os.close(p2c_r)
             os.close(c2p_w)
+        _forward_stderr(self.proc.stderr)
         self._to = os.fdopen(p2c_w, "w", encoding="utf-8")
         self._from = os.fdopen(c2p_r, "r", encoding="utf-8")
         self.trials_done, self.first_rss = 0, None
@@ -164,6 +189,10 @@ class TrialWorker:
         try:
             self._send({"job": job})
             reply = self._receive()
+            while "epoch" in reply:  # progress of the running trial, then its result
+                if self.on_epoch is not None:
+                    self.on_epoch(reply["epoch"])
+                reply = self._receive()
         except WorkerDied as e:
             self.close()
             raise TrialFailed(e.reason, final=e.final) from None
@@ -315,12 +344,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from automl.search import TrialFailed, _training_failure, execute_trial
 
+    def send_epoch(entry: dict[str, Any]) -> None:
+        clean: dict[str, Any] = {}
+        for k, v in entry.items():
+            if v is None or isinstance(v, (str, bool)):
+                clean[k] = v
+            else:
+                try:
+                    clean[k] = float(v)  # Python or NumPy scalars
+                except (TypeError, ValueError):
+                    pass
+        reply({"epoch": clean})
+
     ctx = None
     for line in inbox:
         msg = json.loads(line)
         if "init" in msg:
             try:
                 ctx, accel = _setup(msg["init"])
+                ctx.on_progress = send_epoch
             except Exception as e:
                 reply({"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
                 return 1

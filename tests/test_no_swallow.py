@@ -15,6 +15,8 @@ def _registry_down(*args, **kwargs):
 
 
 def test_register_failure_exits_non_zero_and_keeps_the_search(monkeypatch, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
     import automl.reports as reports
     from automl import cli
 
@@ -29,6 +31,9 @@ def test_register_failure_exits_non_zero_and_keeps_the_search(monkeypatch, tmp_p
     out = capsys.readouterr()
     assert rc == 1
     assert "FINISHED" in out.out and "best trial 0" in out.out  # the results are shown
+    exp_id = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_experiment_by_name("reg")
+    link = f"http://127.0.0.1:5000/#/experiments/{exp_id.experiment_id}/runs?workflowType=machine_learning"
+    assert f"then open:    {link}" in out.out  # the runs table, not MLflow's GenAI overview
     err = out.err.strip().splitlines()[-1]
     assert err.startswith("automl: error: could not register the best model as 'cats'")
     assert "RuntimeError: registry is down" in err and "runs and best model are kept" in err
