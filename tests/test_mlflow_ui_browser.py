@@ -222,7 +222,8 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
     seen = browse(link, parent, trial, shots)
     landing = seen["landing"]
     assert parent.info.run_name in landing  # the runs table, where the link lands
-    for word in ("Token usage", "Latency", "Traces"):  # not the GenAI overview
+    assert "3 matching runs" in landing  # the parent and its two trials
+    for word in ("Token usage", "Latency"):  # not the GenAI overview ("Traces" is in the menu)
         assert word.lower() not in landing.lower(), word
     runs = seen["runs"]
     assert parent.info.run_name in runs
