@@ -157,7 +157,7 @@ class Progress:
                 self._epochs_bar.set_description(f"trial {trial_id}")
         else:
             self._line(
-                f"trial {trial_id} ({number} of at most {self.max_trials}) started"
+                f"trial {trial_id} started ({number} of at most {self.max_trials})"
                 + (f": {summary}" if summary else "")
             )
 
