@@ -3,12 +3,16 @@
 import automl
 result = automl.search(data="demo", max_trials=6, tuner="bayesian")
 result.leaderboard(); result.best_model(); result.export("best.keras")
+result.predict(images); result.evaluate(x, y); result.best_models(3)
+automl.predict(["cat.jpg"], "best.keras"); automl.export_model(model, "m.tflite", format="tflite")
 automl.retrain(result.best_trial["run_id"], full=True)
 """
 
 from automl.backbones.registry import create_backbone, list_backbones
 from automl.data import DataBundle, load_data
 from automl.errors import AutoMLError
+from automl.export import export_model
+from automl.predict import predict
 from automl.retrain import RetrainResult, retrain
 from automl.search import SearchResult, search
 from automl.space import SearchSpace, load_space
@@ -20,9 +24,11 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "create_backbone",
+    "export_model",
     "list_backbones",
     "load_data",
     "load_space",
+    "predict",
     "retrain",
     "search",
 ]

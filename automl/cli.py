@@ -28,6 +28,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: a plugin that registers backbones with "
+        "automl.backbones.register_backbone (repeatable; trial workers import it too)",
+    )
+
+
 def _positive_int(s: str) -> int:
     try:
         v = int(s)
@@ -172,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="register the best model in the MLflow Model Registry under NAME (a new version)",
     )
-    s.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
+    _plugin_option(s)
     _common(s)
 
     rt = sub.add_parser("retrain", help="train a logged trial's configuration again (a new run)")
@@ -186,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
     )
     rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    _plugin_option(rt)
     _common(rt)
 
     lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
@@ -221,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--top-k", type=_positive_int, default=5)
     pr.add_argument("--json", action="store_true", help="print JSON instead of text")
+    pr.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="also load a SavedModel that automl did not export (loading one runs its graph)",
+    )
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--port", type=int, default=5000)
@@ -269,31 +287,43 @@ def _print_board(board) -> None:
 
 def cmd_search(a) -> int:
     import automl
+    from automl.errors import RegistrationError
 
-    result = automl.search(
-        data=a.data,
-        space=a.space,
-        max_trials=a.max_trials,
-        tuner=a.tuner,
-        experiment=a.experiment,
-        tracking_uri=a.tracking_uri,
-        seed=a.seed,
-        time_budget=a.time_budget,
-        embedding_cache=not a.no_embedding_cache,
-        keep_top_k=a.keep_top_k,
-        overwrite=a.overwrite,
-        strict_images=a.strict_images,
-        mixed_precision=not a.no_mixed_precision,
-        xla=not a.no_xla,
-        register=a.register,
-        max_retries=a.max_retries,
-        max_consecutive_failures=a.max_consecutive_failures,
-        trials_per_worker=a.trials_per_worker,
-        workers=a.workers,
-        ray_address=a.ray_address,
-        cpus_per_trial=a.cpus_per_trial,
-        gpus_per_trial=a.gpus_per_trial,
-    )
+    try:
+        result = automl.search(
+            data=a.data,
+            space=a.space,
+            max_trials=a.max_trials,
+            tuner=a.tuner,
+            experiment=a.experiment,
+            tracking_uri=a.tracking_uri,
+            seed=a.seed,
+            time_budget=a.time_budget,
+            embedding_cache=not a.no_embedding_cache,
+            keep_top_k=a.keep_top_k,
+            overwrite=a.overwrite,
+            strict_images=a.strict_images,
+            mixed_precision=not a.no_mixed_precision,
+            xla=not a.no_xla,
+            register=a.register,
+            max_retries=a.max_retries,
+            max_consecutive_failures=a.max_consecutive_failures,
+            trials_per_worker=a.trials_per_worker,
+            workers=a.workers,
+            ray_address=a.ray_address,
+            cpus_per_trial=a.cpus_per_trial,
+            gpus_per_trial=a.gpus_per_trial,
+            verbose=0 if a.quiet else 1,
+        )
+    except RegistrationError as e:  # the search itself finished: show it, then fail
+        _print_search(a, e.result)
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 1
+    _print_search(a, result)
+    return 0
+
+
+def _print_search(a, result) -> None:
     _print_board(result.leaderboard())
     best = result.best_trial
     print(
@@ -311,10 +341,8 @@ def cmd_search(a) -> int:
         tags = result.tracker.client.get_run(result.parent_run_id).data.tags
         if "automl.registered_model" in tags:
             print(f"registered:  {tags['automl.registered_model']} (Model Registry)")
-        else:
-            print(f"automl: warning: {tags.get('automl.register_error', 'not registered')}")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
-    return 0
+    print(f"then open:    {result.ui_url}")
 
 
 def cmd_retrain(a) -> int:
@@ -383,7 +411,7 @@ def cmd_predict(a) -> int:
 
     from automl.predict import format_results, predict
 
-    results = predict(a.images, a.model, top_k=a.top_k)
+    results = predict(a.images, a.model, top_k=a.top_k, trust_model=a.trust_model)
     print(json.dumps(results, indent=2) if a.json else format_results(results))
     return 0
 
@@ -396,8 +424,22 @@ def cmd_ui(a) -> int:
 
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
-    shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
+    from automl.tracking import latest_search_experiment, ui_link
+
+    everywhere = a.host in ("0.0.0.0", "::", "")
+    shown = _network_address() if everywhere else a.host
     print(f"MLflow UI on http://{shown}:{a.port}  (store: {uri}); Ctrl-C stops it", flush=True)
+    exp_id = _ui_experiment(a, uri) if a.experiment else latest_search_experiment(uri)
+    if exp_id is not None:
+        print(f"the search's runs: {ui_link(exp_id, f'http://{shown}:{a.port}')}", flush=True)
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"automl: warning: the MLflow server has no authentication: anyone who can reach "
+            f"{'this machine' if everywhere else a.host} on port {a.port} can read, change and "
+            "delete every run; use --host 127.0.0.1 unless the network is trusted",
+            file=sys.stderr,
+            flush=True,
+        )
     cmd = [
         sys.executable,
         "-m",
@@ -425,6 +467,32 @@ def cmd_ui(a) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _ui_experiment(a, uri: str) -> str | None:
+    """The id of ``--experiment`` in the store, or None."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(a.experiment)
+    except Exception:
+        return None
+    return exp.experiment_id if exp is not None else None
+
+
+def _network_address() -> str:
+    """This machine's address on its network (what others open when the UI binds 0.0.0.0)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
+            return s.getsockname()[0]
+    except OSError:
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return socket.gethostname()
 
 
 class Terminated(KeyboardInterrupt):
@@ -472,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with _stop_on_sigterm():
+            if getattr(a, "plugin", None):
+                from automl.backbones.registry import load_plugins
+
+                load_plugins(a.plugin)
             return commands[a.command](a)
     except AutoMLError as e:
         print(f"automl: error: {e}", file=sys.stderr)

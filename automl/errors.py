@@ -22,6 +22,10 @@ class UnknownBackboneError(AutoMLError):
     """A backbone name is not in the registry."""
 
 
+class PluginError(UnknownBackboneError):
+    """A backbone plugin (``--plugin``, ``AUTOML_PLUGINS`` or an entry point) cannot be imported."""
+
+
 class WeightsUnavailableError(AutoMLError):
     """Pretrained weights cannot be fetched or do not fit the backbone."""
 
@@ -40,3 +44,15 @@ class SearchError(AutoMLError):
 
 class NoCompletedSearchError(SearchError, ExportError):
     """There is no (completed) search to export or rank; run ``automl search`` first."""
+
+
+class RegistrationError(AutoMLError):
+    """The search finished, but registering its best model failed.
+
+    ``result`` is the finished search's :class:`automl.search.SearchResult`: its runs,
+    leaderboard and best model are all kept.
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -99,14 +99,28 @@ def load_run_model(tracker: Tracker, run_id: str):
 
 
 def class_names_of(tracker: Tracker, run_id: str) -> list[str]:
+    """The class names of a search or trial run (its search's ``class_names.json``).
+
+    Raises :class:`ExportError` when they cannot be read: an export never loses its labels
+    silently.
+    """
     if is_model_uri(run_id):
         return load_uri_model(run_id, tracker.uri if tracker else None)[1]
     run = tracker.client.get_run(run_id)
     parent = run.data.tags.get("mlflow.parentRunId") or run_id
     try:
-        return json.loads(tracker.download(parent, "class_names.json").read_text())["class_names"]
-    except Exception:
-        return []
+        names = json.loads(tracker.download(parent, "class_names.json").read_text())["class_names"]
+    except Exception as e:
+        raise ExportError(
+            f"the class names of run {run_id} cannot be read from search run {parent}'s "
+            f"class_names.json ({type(e).__name__}); export a run of a completed automl search"
+        ) from None
+    if not isinstance(names, list) or not names:
+        raise ExportError(
+            f"search run {parent}'s class_names.json holds no class names; export a run of a "
+            "completed automl search"
+        )
+    return [str(n) for n in names]
 
 
 # --- MLflow model URIs (models:/NAME/VERSION, runs:/ID/PATH) ------------------------------

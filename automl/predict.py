@@ -91,13 +91,33 @@ def _load_keras(path: Path) -> Predictor:
     )
 
 
-def _load_saved_model(path: Path) -> Predictor:
+def _own_saved_model_metadata(path: Path) -> dict | None:
+    """``assets/automl.json`` as automl's SavedModel export writes it, or None."""
+    meta = path / "assets" / META_NAME
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("class_names"), list):
+        return None
+    return data
+
+
+def _load_saved_model(path: Path, trust_model: bool = False) -> Predictor:
+    """Load a SavedModel; ``tf.saved_model.load`` runs the file's graph, which safe mode does
+    not cover, so only automl's own exports load unless the caller trusts the file."""
+    meta = _own_saved_model_metadata(path)
+    if meta is None and not trust_model:
+        raise ExportError(
+            f"SavedModel {str(path)!r} has no automl export metadata (assets/{META_NAME}), and "
+            "loading a SavedModel runs its graph; pass --trust-model (trust_model=True) only "
+            "if you trust where it came from"
+        )
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures["serving_default"]
-    meta = path / "assets" / META_NAME
-    names = json.loads(meta.read_text()).get("class_names", []) if meta.is_file() else []
+    names = list((meta or {}).get("class_names", []))
 
     def run(x):
         out = fn(tf.constant(x.astype(np.uint8)))
@@ -195,12 +215,17 @@ _LOADERS = {
 }
 
 
-def load_predictor(model_path: str | Path) -> Predictor:
-    """Load an exported model of any format; one-line :class:`ExportError` if it cannot."""
+def load_predictor(model_path: str | Path, *, trust_model: bool = False) -> Predictor:
+    """Load an exported model of any format; one-line :class:`ExportError` if it cannot.
+
+    ``trust_model``: also load a SavedModel that automl did not export (its graph runs).
+    """
     fmt = detect_format(model_path)
     try:
         if fmt == "mlflow":
             return _load_mlflow(str(model_path))
+        if fmt == "saved_model":
+            return _load_saved_model(Path(model_path), trust_model=trust_model)
         return _LOADERS[fmt](Path(model_path))
     except ExportError:
         raise
@@ -251,15 +276,22 @@ def predict(
     images: Sequence[str | Path | np.ndarray],
     model_path: str | Path | Predictor,
     top_k: int = 5,
+    *,
+    trust_model: bool = False,
 ) -> list[dict]:
     """Top-``top_k`` labels of each image (file paths or HxWx3 uint8 arrays).
 
     Returns one ``{"image", "predictions": [{"label", "probability"}, ...]}`` per image,
-    most probable first.
+    most probable first. A SavedModel loads only when automl exported it (it carries
+    ``assets/automl.json``) or with ``trust_model=True``: loading one runs its graph.
     """
     if top_k < 1:
         raise ExportError(f"top_k={top_k} must be 1 or more")
-    predictor = model_path if isinstance(model_path, Predictor) else load_predictor(model_path)
+    predictor = (
+        model_path
+        if isinstance(model_path, Predictor)
+        else load_predictor(model_path, trust_model=trust_model)
+    )
     results = []
     for item in images:
         name, img = _as_image(item)

@@ -362,16 +362,12 @@ def log_trial_reports(
 ) -> None:
     """Everything a finished trial run shows besides its metrics (see the module docstring)."""
     title = f"learning curve ({cfg.backbone}, lr={cfg.learning_rate:.2g})"
-    _guard(
-        "config.yaml",
+    # Not guarded: ``automl retrain`` needs config.yaml, so a run without it must not be
+    # FINISHED; the exception fails the trial (the caller retries it like a crash).
+    tracker.log_dict(
         run_id,
-        lambda: tracker.log_dict(
-            run_id,
-            trial_config(
-                cfg, data, seed=seed, split_seed=split_seed, budget=budget, **config_extra
-            ),
-            CONFIG_FILE,
-        ),
+        trial_config(cfg, data, seed=seed, split_seed=split_seed, budget=budget, **config_extra),
+        CONFIG_FILE,
     )
     _guard(
         "learning curve",
@@ -420,6 +416,19 @@ def _tracking_uri(uri: str):
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+@contextlib.contextmanager
+def _no_keras_progress_bar():
+    import keras
+
+    was = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was:
+            keras.config.enable_interactive_logging()
 
 
 def _requirements() -> list[str]:
@@ -484,7 +493,9 @@ def log_mlflow_model(
         tags={"automl.kind": "model"},
         model_type="keras-image-classifier",
     )
-    with _tracking_uri(tracker.uri):
+    # MLflow checks the input example by predicting with the loaded model, which would draw
+    # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.
+    with _tracking_uri(tracker.uri), _no_keras_progress_bar():
         info = Model.log(
             artifact_path=None,
             name=name,
@@ -550,6 +561,8 @@ def log_search_reports(
         ),
     )
 
+    failure: list[str] = []
+
     def mlflow_model():
         out = log_mlflow_model(
             tracker,
@@ -567,8 +580,19 @@ def log_search_reports(
                 "registered the best model as %s version %s", register, out["registered_version"]
             )
 
-    if not _guard("best model (MLflow model)", parent_id, mlflow_model) and register:
-        tags["automl.register_error"] = f"could not register the best model as {register!r}"
+    if not register:
+        _guard("best model (MLflow model)", parent_id, mlflow_model)
+    else:
+        # Registering was asked for: a failure is the caller's to report (it must not pass as
+        # a warning), after the search's runs are complete.
+        try:
+            mlflow_model()
+        except Exception as e:  # noqa: BLE001 - recorded, then raised by the caller
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            failure.append(f"{type(e).__name__}{': ' + first if first else ''}")
+            tags["automl.register_error"] = (
+                f"could not register the best model as {register!r} ({failure[0]})"
+            )
     if tags:
         tracker.set_tags(parent_id, tags)
     return tags

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,16 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
     )
 
 
-BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+# The built-in spaces ship inside the package (``automl/spaces/*.yaml``, package data);
+# the repository's top-level ``search_spaces/`` is a symlink to that folder, one copy of each.
+BUILTIN_SPACES = resources.files("automl") / "spaces"
+
+
+def builtin_spaces() -> list[str]:
+    """Names of the spaces that ship with automl (``default``, ``gpu``)."""
+    return sorted(
+        p.name[: -len(".yaml")] for p in BUILTIN_SPACES.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSpace:
@@ -276,15 +286,13 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
         space = "default"
     path = Path(space)
     if not path.exists() and not path.suffix:
-        for base in (BUILTIN_SPACES, Path(__file__).resolve().parent / "spaces"):
-            candidate = base / f"{space}.yaml"
-            if candidate.exists():
-                path = candidate
-                break
+        candidate = BUILTIN_SPACES / f"{space}.yaml"
+        if candidate.is_file():
+            path = candidate
     if not path.exists():
         raise SpaceError(
             f"search space file {str(space)!r} does not exist; pass a YAML file or a built-in "
-            "name (default, gpu)"
+            f"name ({', '.join(builtin_spaces())})"
         )
     try:
         raw = yaml.safe_load(path.read_text())

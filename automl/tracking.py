@@ -25,6 +25,11 @@ TAG_SEARCH = "automl.search_id"
 TAG_KIND = "automl.kind"  # "search" or "trial"
 TAG_TRIAL = "automl.trial_id"
 TAG_PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says it is for model
+# training; automl sets it on every experiment it creates.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `automl ui` serves by default
 
 # A trial's scores at its best epoch are logged as best_<name>; the leaderboard shows them as <name>.
 SCORES = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -164,7 +169,12 @@ class Tracker:
         if db is not None:
             location = (db.resolve().parent / "artifacts" / name).as_uri()
         try:
-            return with_retries(self.client.create_experiment, name, artifact_location=location)
+            return with_retries(
+                self.client.create_experiment,
+                name,
+                artifact_location=location,
+                tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND},
+            )
         except Exception:
             exp = self.client.get_experiment_by_name(name)  # created concurrently by another search
             if exp is None:
@@ -341,6 +351,39 @@ class Tracker:
             raise TrackingError(
                 f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
             ) from None
+
+
+def ui_link(experiment_id: str, base: str = DEFAULT_UI) -> str:
+    """The MLflow UI page of an experiment's runs table (the model-training view, not the
+    GenAI overview MLflow 3 opens by default)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def ui_base(uri: str) -> str:
+    """Where the runs of store ``uri`` are seen: the server itself for an http(s) store,
+    else `automl ui`'s default address."""
+    return uri.rstrip("/") if urlparse(uri).scheme in ("http", "https") else DEFAULT_UI
+
+
+def latest_search_experiment(uri: str) -> str | None:
+    """The id of the experiment holding the store's most recent automl search, or None."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+        if not ids:
+            return None
+        runs = client.search_runs(
+            ids,
+            filter_string=f"tags.`{TAG_KIND}` = 'search'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except Exception:  # no store yet, or not readable: the UI says so itself
+        return None
+    return runs[0].info.experiment_id if runs else None
 
 
 def _parse(v: str) -> Any:

@@ -35,6 +35,7 @@ def main() -> None:
             workdir=tmp,
             experiment="throughput",
             trials_per_worker=a.trials_per_worker,
+            verbose=0,
         )
         dt = time.perf_counter() - t0
         n = int((r.leaderboard()["status"] == "FINISHED").sum())

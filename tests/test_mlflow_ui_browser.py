@@ -120,7 +120,12 @@ def ui(store):
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
+        printed = (root / "ui.log").read_text()
+        # the link `automl ui` prints to the experiment just searched
+        link = next(
+            w for w in printed.split() if w.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        )
+        yield f"http://127.0.0.1:{port}", link
     finally:
         proc.terminate()
         try:
@@ -134,7 +139,7 @@ def ui(store):
     assert f"MLflow UI on http://127.0.0.1:{port}" in printed
 
 
-def browse(base: str, experiment_id: str, parent, trial, shots: Path) -> dict[str, str]:
+def browse(link: str, parent, trial, shots: Path) -> dict[str, str]:
     """Drive the UI like a user; returns the page texts seen. Raises on anything missing."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -151,13 +156,14 @@ def browse(base: str, experiment_id: str, parent, trial, shots: Path) -> dict[st
             )
             ctx.set_default_timeout(60_000)
             page = ctx.new_page()
-            # MLflow 3 opens experiments in its GenAI view; the runs table is the ML view.
-            page.goto(
-                f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning",
-                wait_until="domcontentloaded",
-            )
+            # The printed link: MLflow 3 would open the GenAI overview (traces, latency, token
+            # usage); the link opens the model-training view with the runs table.
+            page.goto(link, wait_until="domcontentloaded")
             parent_link = page.get_by_role("link", name=parent.info.run_name, exact=True)
             parent_link.wait_for()
+            page.locator(".ag-row").first.wait_for()  # the runs table
+            page.screenshot(path=str(shots / "landing.png"))
+            seen["landing"] = page.inner_text("body")
             close = page.get_by_role("button", name="Close")  # the assistant side panel
             if close.count():
                 close.first.click()
@@ -206,7 +212,19 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
     assert len(trials) == 2
     trial = trials[0]
     shots = Path(tempfile.mkdtemp(prefix="automl-ui-screenshots-"))
-    seen = browse(ui, tracker.experiment_id, parent, trial, shots)
+    base, link = ui
+    assert link == (
+        f"{base}/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    )
+    assert result.ui_url.endswith(link[len(base) :])  # the search printed the same page
+    exp = tracker.client.get_experiment(tracker.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    seen = browse(link, parent, trial, shots)
+    landing = seen["landing"]
+    assert parent.info.run_name in landing  # the runs table, where the link lands
+    assert "3 matching runs" in landing  # the parent and its two trials
+    for word in ("Token usage", "Latency"):  # not the GenAI overview ("Traces" is in the menu)
+        assert word.lower() not in landing.lower(), word
     runs = seen["runs"]
     assert parent.info.run_name in runs
     for t in trials:
@@ -217,7 +235,7 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
     for name in ("config.yaml", "model_summary.txt", "per_class_validation.json", "plots"):
         assert name in seen["artifacts"]
     assert "learning_curve.png" in seen["artifacts"]
-    for png in ("runs.png", "trial_overview.png", "trial_artifacts.png"):
+    for png in ("landing.png", "runs.png", "trial_overview.png", "trial_artifacts.png"):
         assert (shots / png).stat().st_size > 10_000
     with capsys.disabled():
         print(f"\nMLflow UI screenshots: {shots}")

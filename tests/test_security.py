@@ -102,8 +102,68 @@ def test_ui_binds_to_localhost_unless_told_otherwise(monkeypatch, capsys):
     assert cli.main(["ui"]) == 0
     assert seen[0][seen[0].index("--host") + 1] == "127.0.0.1"
     assert "http://127.0.0.1:5000" in capsys.readouterr().out
+    assert "no authentication" not in capsys.readouterr().err  # localhost: no warning
+    monkeypatch.setattr(cli, "_network_address", lambda: "192.0.2.7")
     assert cli.main(["ui", "--host", "0.0.0.0", "--port", "5001"]) == 0
     assert seen[1][seen[1].index("--host") + 1] == "0.0.0.0"
+    out = capsys.readouterr()
+    assert "http://192.0.2.7:5001" in out.out and "127.0.0.1" not in out.out
+    assert out.err.count("no authentication") == 1, out.err
+
+
+def test_ui_network_address_is_not_loopback_when_the_machine_has_a_network():
+    from automl.cli import _network_address
+
+    addr = _network_address()
+    assert addr and addr != "0.0.0.0"
+
+
+def _foreign_saved_model(path: Path) -> Path:
+    """A SavedModel automl did not export (no assets/automl.json): loading it runs its graph."""
+    import tensorflow as tf
+
+    class Foreign(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        def serve(self, x):
+            return {"probabilities": tf.fill([tf.shape(x)[0], 2], 0.5)}
+
+    m = Foreign()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
+
+
+def test_predict_loads_a_foreign_saved_model_only_when_trusted(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from automl import cli
+    from automl.errors import ExportError
+    from automl.predict import predict
+
+    model = _foreign_saved_model(tmp_path / "foreign")
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ExportError, match=r"no automl export metadata .*pass --trust-model"):
+        predict([img], model)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    assert cli.main(["predict", str(tmp_path / "x.png"), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "--trust-model" in err and len(err.strip().splitlines()) == 1
+    out = predict([img], model, trust_model=True)
+    assert out[0]["predictions"][0]["label"] == "class_0"
+    assert (
+        cli.main(["predict", str(tmp_path / "x.png"), "--model", str(model), "--trust-model"]) == 0
+    )
+    # automl's own export metadata: loads without the flag, with its class names.
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "automl.json").write_text(json.dumps({"class_names": ["a", "b"]}))
+    assert predict([img], model)[0]["predictions"][0]["label"] in ("a", "b")
+
+
+def test_keras_floor_has_every_safe_mode_fix():
+    text = (REPO / "pyproject.toml").read_text()
+    assert '"keras>=3.14"' in text
 
 
 def test_keras_tuner_state_is_json_only():

@@ -5,7 +5,15 @@ from automl.backbones.registry import (
     create_backbone,
     get_backbone,
     list_backbones,
+    load_plugins,
     register_backbone,
 )
 
-__all__ = ["BackboneInfo", "create_backbone", "get_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "BackboneInfo",
+    "create_backbone",
+    "get_backbone",
+    "list_backbones",
+    "load_plugins",
+    "register_backbone",
+]

@@ -9,14 +9,35 @@ it returns the globally average-pooled feature vector ``(batch, channels)``; wit
 
 ``weights`` is ``"imagenet"``, ``None`` (random init) or a path to a Keras weights
 file (``*.weights.h5``) saved from the same builder.
+
+Third-party backbones (no fork needed) come from plugin modules that call
+:func:`register_backbone` when imported:
+
+- an installed package's entry point in the group ``automl.backbones``, e.g. in its
+  pyproject.toml ``[project.entry-points."automl.backbones"] my_net = "my_pkg.backbones"``;
+  entry points are imported when a name is not known yet and when the backbones are listed;
+- ``--plugin MODULE`` on the command line (:func:`load_plugins`), or a backbone registered
+  from an importable module of the user's own.
+
+Plugin modules are recorded in the ``AUTOML_PLUGINS`` environment variable (module names,
+comma-separated), which the registry reads: trial worker processes (and Ray workers) inherit
+it, so they import the same plugins without any change to what the search sends them.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from automl.errors import UnknownBackboneError
+from automl.errors import PluginError, UnknownBackboneError
+
+log = logging.getLogger("automl")
+
+ENTRY_POINT_GROUP = "automl.backbones"
+PLUGINS_ENV = "AUTOML_PLUGINS"
 
 Builder = Callable[..., "object"]
 
@@ -50,7 +71,18 @@ def register_backbone(
 
     def deco(build: Builder) -> Builder:
         if name in _REGISTRY:
+            if _REGISTRY[name].build is build:  # the same module imported again
+                return build
             raise ValueError(f"backbone {name!r} is registered twice")
+        module = getattr(build, "__module__", "") or ""
+        if module == "__main__":
+            log.warning(
+                "backbone %r is registered in __main__, which trial worker processes cannot "
+                "import: move it into a module (then pass --plugin MODULE, or just import it)",
+                name,
+            )
+        elif module.partition(".")[0] != "automl":
+            _remember_plugin(module)  # trial workers import it too
         _REGISTRY[name] = BackboneInfo(
             name=name,
             build=build,
@@ -64,28 +96,86 @@ def register_backbone(
     return deco
 
 
+def _plugin_modules() -> list[str]:
+    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+
+
+def _remember_plugin(module: str) -> None:
+    """Add ``module`` to ``AUTOML_PLUGINS`` (inherited by worker processes)."""
+    mods = _plugin_modules()
+    if module not in mods:
+        os.environ[PLUGINS_ENV] = ",".join([*mods, module])
+
+
+def _import_plugin(module: str, how: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise PluginError(
+            f"backbone plugin {module!r} ({how}) cannot be imported ({type(e).__name__}: "
+            f"{first}); install it or fix the module name"
+        ) from None
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] | str) -> None:
+    """Import backbone plugin modules (``--plugin MODULE``) and record them in
+    ``AUTOML_PLUGINS``, so trial worker processes import them too."""
+    for module in [modules] if isinstance(modules, str) else modules:
+        _import_plugin(module, "--plugin")
+        _remember_plugin(module)
+
+
+_LOADED_ENTRY_POINTS: set[str] = set()
+
+
+def _load_entry_points() -> None:
+    """Import the ``automl.backbones`` entry points of installed packages not imported yet."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        key = f"{ep.name}={ep.value}"
+        if key in _LOADED_ENTRY_POINTS:
+            continue
+        _LOADED_ENTRY_POINTS.add(key)
+        try:
+            ep.load()  # importing the module runs its @register_backbone decorators
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise PluginError(
+                f"backbone plugin {ep.value!r} (entry point {ep.name!r} in group "
+                f"{ENTRY_POINT_GROUP!r}) cannot be loaded ({type(e).__name__}: {first}); "
+                "fix or uninstall the package that provides it"
+            ) from None
+
+
 def _ensure_loaded() -> None:
     # Importing the family modules runs their @register_backbone decorators.
-    import importlib
-
     for module in _FAMILIES:
         importlib.import_module(module)
+    for module in _plugin_modules():
+        _import_plugin(module, f"${PLUGINS_ENV}")
 
 
 def list_backbones() -> list[str]:
-    """Names of every registered backbone, sorted."""
+    """Names of every registered backbone (plugins included), sorted."""
     _ensure_loaded()
+    _load_entry_points()
     return sorted(_REGISTRY)
 
 
 def get_backbone(name: str) -> BackboneInfo:
     """The registry entry for ``name``; an error listing the known names otherwise."""
     _ensure_loaded()
+    if name not in _REGISTRY:
+        _load_entry_points()  # a plugin package may provide it
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownBackboneError(
-            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
+            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
+            f"(third-party backbones: install a package with an {ENTRY_POINT_GROUP!r} entry "
+            "point, or pass --plugin MODULE)"
         ) from None
 
 

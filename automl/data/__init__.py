@@ -5,17 +5,143 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automl.data.bundle import DataBundle, split
-from automl.data.sources import load_arrays, load_demo, load_folder, load_tfds
+import numpy as np
+
+from automl.data.bundle import DataBundle, resize_batch, split
+from automl.data.sources import (
+    TFDS_VALIDATION,
+    load_arrays,
+    load_dataframe,
+    load_demo,
+    load_folder,
+    load_tf_dataset,
+    load_tfds_splits,
+)
+from automl.errors import DataError
 
 __all__ = ["DataBundle", "load_data", "describe_source"]
+
+
+def _is_tf_dataset(data: Any) -> bool:
+    return type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec")
+
+
+def _is_dataframe(data: Any) -> bool:
+    return hasattr(data, "columns") and hasattr(data, "iloc")
 
 
 def describe_source(data: Any) -> str:
     """A short human-readable name of a data argument."""
     if isinstance(data, (tuple, list)):
         return "arrays"
+    if _is_tf_dataset(data):
+        return "tf.data.Dataset"
+    if _is_dataframe(data):
+        return "DataFrame"
     return str(data)
+
+
+def _load(data: Any, store_size: int, strict_images: bool):
+    """``(x, y, class_names, skipped, name, source)`` of any source but TFDS."""
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise DataError(f"arrays data must be a pair (x, y), got a sequence of {len(data)}")
+        x, y, names, skipped = load_arrays(data[0], data[1], store_size=None)
+        return x, y, names, skipped, "arrays", f"numpy arrays x{tuple(x.shape)}"
+    if _is_tf_dataset(data):
+        x, y, names, skipped = load_tf_dataset(data, store_size=store_size)
+        return x, y, names, skipped, "tf.data", f"tf.data.Dataset of {len(y)} images"
+    if _is_dataframe(data):
+        x, y, names, skipped = load_dataframe(data, store_size=store_size, strict=strict_images)
+        return x, y, names, skipped, "dataframe", f"DataFrame of {len(y)} image paths"
+    if str(data) == "demo":
+        x, y, names, skipped = load_demo()
+        return x, y, names, skipped, "demo", "sklearn.datasets.load_digits"
+    x, y, names, skipped = load_folder(data, store_size=store_size, strict=strict_images)
+    return x, y, names, skipped, Path(data).name or str(data), str(Path(data).resolve())
+
+
+def _carve(x, y, fraction: float, n_classes: int, seed: int, what: str, source: str):
+    """Split a stratified, seeded ``fraction`` off ``(x, y)``: ``(rest, part)`` index arrays."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y, minlength=n_classes)
+    if counts.min() < 2:
+        raise DataError(
+            f"a class of {source!r} has {int(counts.min())} image(s) in the split that {what} "
+            "comes from; it needs at least 2 per class: add images"
+        )
+    n_part = max(int(round(len(y) * fraction)), n_classes)
+    if len(y) - n_part < n_classes:
+        raise DataError(f"{source!r} has too few images ({len(y)}) to split off {what}")
+    return train_test_split(np.arange(len(y)), test_size=n_part, stratify=y, random_state=seed)
+
+
+def _bundle(name, source, names, train, val, test, skipped=()) -> DataBundle:
+    if len(names) < 2:
+        raise DataError(f"data {source!r} has a single class; a classifier needs at least 2")
+    for split_name, (_, y) in (("train", train), ("validation", val), ("test", test)):
+        if len(y) == 0:
+            raise DataError(f"the {split_name} split of {source!r} is empty")
+    return DataBundle(
+        name=name,
+        source=source,
+        class_names=list(names),
+        x_train=train[0],
+        y_train=np.asarray(train[1], np.int64),
+        x_val=val[0],
+        y_val=np.asarray(val[1], np.int64),
+        x_test=test[0],
+        y_test=np.asarray(test[1], np.int64),
+        skipped=list(skipped),
+    )
+
+
+def _as_classes(x, y, names_of_y, names, size, what: str):
+    """Labels of another source (``names_of_y``) as indices into ``names``; images at ``size``."""
+    index = {str(n): i for i, n in enumerate(names)}
+    unknown = sorted({str(names_of_y[i]) for i in set(np.asarray(y).tolist())} - set(index))
+    if unknown:
+        raise DataError(
+            f"{what} has classes the training data lacks: {', '.join(unknown[:5])}; "
+            f"its classes must be among: {', '.join(map(str, names))}"
+        )
+    if x.shape[1:3] != (size, size):
+        x = resize_batch(x, size)
+    return x, np.array([index[str(names_of_y[i])] for i in np.asarray(y).tolist()], np.int64)
+
+
+def _tfds(parts, names, tname, seed, val_fraction, test_fraction, user_val):
+    """A TFDS dataset with its own splits kept: train / validation / test where it has them
+    (the official test split never reaches training); a missing one is split off train."""
+    source = f"tfds:{tname}"
+    val_name = next((v for v in TFDS_VALIDATION if v in parts), None)
+    if "test" not in parts and val_name is None and user_val is None:
+        # Only a train split (or unnamed ones): pool and split as any other source.
+        x = np.concatenate([p[0] for p in parts.values()])
+        y = np.concatenate([p[1] for p in parts.values()])
+        return split(
+            x, y, names, name=tname, source=source, seed=seed,
+            val_fraction=val_fraction, test_fraction=test_fraction,
+        )  # fmt: skip
+    others = [k for k in parts if k not in ("test", val_name)]
+    if "train" not in parts and not others:
+        raise DataError(f"TFDS dataset {tname!r} has no training split (splits: {list(parts)})")
+    train = parts["train"] if "train" in parts else parts[others[0]]
+    n_classes = len(names)
+    if "test" in parts:
+        test = parts["test"]
+    else:
+        rest, part = _carve(*train, test_fraction, n_classes, seed, "a test split", source)
+        train, test = (train[0][rest], train[1][rest]), (train[0][part], train[1][part])
+    if user_val is not None:
+        val = user_val
+    elif val_name is not None:
+        val = parts[val_name]
+    else:
+        rest, part = _carve(*train, val_fraction, n_classes, seed + 1, "a validation split", source)
+        train, val = (train[0][rest], train[1][rest]), (train[0][part], train[1][part])
+    return _bundle(tname, source, names, train, val, test)
 
 
 def load_data(
@@ -26,35 +152,52 @@ def load_data(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     strict_images: bool = False,
+    validation_data: Any = None,
 ) -> DataBundle:
-    """Load ``data`` ('demo', a folder path, 'tfds:NAME', or an ``(x, y)`` pair) and split it."""
+    """Load ``data`` and split it into train / validation / test.
+
+    ``data`` is ``"demo"``, a folder with one sub-folder of images per class, ``"tfds:NAME"``
+    (the dataset's own train/validation/test splits are kept where it has them), an
+    ``(x, y)`` pair of NumPy arrays, a ``tf.data.Dataset`` of ``(image, label)`` pairs, or a
+    pandas DataFrame with an image-path column and a label column.
+
+    ``validation_data`` (any of the same kinds but TFDS): your own validation split;
+    ``data`` then gives train and test only.
+    """
     if isinstance(data, DataBundle):
         return data
-    if isinstance(data, (tuple, list)):
-        if len(data) != 2:
-            from automl.errors import DataError
-
-            raise DataError(f"arrays data must be a pair (x, y), got a sequence of {len(data)}")
-        x, y, names, skipped = load_arrays(data[0], data[1], store_size=None)
-        name, source = "arrays", f"numpy arrays x{tuple(x.shape)}"
-    elif str(data) == "demo":
-        x, y, names, skipped = load_demo()
-        name, source = "demo", "sklearn.datasets.load_digits"
-    elif str(data).startswith("tfds:"):
-        tname = str(data)[5:]
-        x, y, names, skipped = load_tfds(tname, store_size=store_size)
-        name, source = tname, f"tfds:{tname}"
-    else:
-        x, y, names, skipped = load_folder(data, store_size=store_size, strict=strict_images)
-        name, source = Path(data).name or str(data), str(Path(data).resolve())
-    return split(
-        x,
-        y,
+    user_val = None
+    if validation_data is not None:
+        vx, vy, vnames, _, _, _ = _load(validation_data, store_size, strict_images)
+        user_val = (vx, vy, vnames)
+    if isinstance(data, str) and data.startswith("tfds:"):
+        parts, names = load_tfds_splits(data[5:], store_size=store_size)
+        val = None
+        if user_val is not None:
+            size = next(iter(parts.values()))[0].shape[1]
+            val = _as_classes(*user_val, names, size, "validation_data")
+        return _tfds(parts, names, data[5:], seed, val_fraction, test_fraction, val)
+    x, y, names, skipped, name, source = _load(data, store_size, strict_images)
+    if user_val is None:
+        return split(
+            x,
+            y,
+            names,
+            name=name,
+            source=source,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            skipped=skipped,
+        )
+    val = _as_classes(*user_val, names, x.shape[1], "validation_data")
+    rest, test = _carve(x, y, test_fraction, len(names), seed, "a test split", source)
+    return _bundle(
+        name,
+        source + " (own validation split)",
         names,
-        name=name,
-        source=source,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        skipped=skipped,
+        (x[rest], y[rest]),
+        val,
+        (x[test], y[test]),
+        skipped,
     )

@@ -85,6 +85,9 @@ class Executor(ABC):
     """Runs trial jobs; up to :attr:`slots` at once."""
 
     slots: int = 1
+    # Called with each epoch's entry where the executor can report it (the progress display);
+    # the search sets it before the first submit.
+    on_epoch: Any = None
 
     @abstractmethod
     def start(self) -> dict[str, Any]:

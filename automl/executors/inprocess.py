@@ -29,6 +29,7 @@ class InProcessExecutor(Executor):
         return accel
 
     def submit(self, job: TrialJob) -> Future:
+        self.ctx.on_progress = self.on_epoch
         return done_future(run_job(job, self.ctx))
 
     def close(self, kill: bool = False) -> None:

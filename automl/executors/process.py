@@ -80,6 +80,36 @@ def load_bundle(folder: Path):
     )
 
 
+def _forward_stderr(pipe) -> None:
+    """Copy a worker's stderr to ours in a thread, without TensorFlow's start-up noise."""
+    import threading
+
+    from automl.progress import is_startup_noise
+
+    def pump():
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                if not is_startup_noise(line):
+                    try:
+                        sys.stderr.write(line)
+                        sys.stderr.flush()
+                    except (OSError, ValueError):  # our stderr is gone: keep draining
+                        pass
+
+    threading.Thread(target=pump, name="automl-worker-stderr", daemon=True).start()
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process: the search's own, unchanged.
+
+    No path of the source tree is added: the worker imports automl (and its package data)
+    from wherever it is installed, exactly as the search does, so a broken install shows in
+    the search instead of being hidden by the repository's files.
+    """
+    return dict(os.environ)
+
+
 class WorkerDied(Exception):
     """The worker process ended without answering; ``final``: do not retry the trial."""
 
@@ -106,6 +136,7 @@ class TrialWorker:
         self._to = self._from = None
         self.trials_done = 0  # by the current process
         self.info: dict[str, Any] = {}  # what the worker reported when ready (accelerator)
+        self.on_epoch = None  # called with each epoch a worker reports (the progress display)
 
     @property
     def pid(self) -> int | None:
@@ -116,9 +147,7 @@ class TrialWorker:
         self.close()
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # importable without installing
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env = worker_env()
         try:
             self.proc = subprocess.Popen(
                 [
@@ -132,6 +161,9 @@ class TrialWorker:
                 pass_fds=(p2c_r, c2p_w),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                # Its stderr passes through a filter: TensorFlow's start-up INFO chatter,
+                # which every new worker would repeat, is dropped; warnings go through.
+                stderr=subprocess.PIPE,
                 # Its own session: a terminal's Ctrl-C reaches the search only, which stops
                 # the worker itself (and PR_SET_PDEATHSIG covers a search that is killed).
                 start_new_session=True,
@@ -139,6 +171,7 @@ class TrialWorker:
         finally:
             os.close(p2c_r)
             os.close(c2p_w)
+        _forward_stderr(self.proc.stderr)
         self._to = os.fdopen(p2c_w, "w", encoding="utf-8")
         self._from = os.fdopen(c2p_r, "r", encoding="utf-8")
         self.trials_done, self.first_rss = 0, None
@@ -170,6 +203,10 @@ class TrialWorker:
         try:
             self._send({"job": job})
             reply = self._receive()
+            while "epoch" in reply:  # progress of the running trial, then its result
+                if self.on_epoch is not None:
+                    self.on_epoch(reply["epoch"])
+                reply = self._receive()
         except WorkerDied as e:
             self.close()
             return JobFailure(e.reason, final=e.final)
@@ -278,6 +315,7 @@ class ProcessExecutor(Executor):
         return self.worker.start()["accelerator"]
 
     def submit(self, job: TrialJob) -> Future:
+        self.worker.on_epoch = self.on_epoch  # the worker sends each epoch back
         return done_future(self.worker.run(job.to_dict()))
 
     def close(self, kill: bool = False) -> None:
@@ -334,12 +372,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from automl.executors.runner import run_job
 
+    def send_epoch(entry: dict[str, Any]) -> None:
+        clean: dict[str, Any] = {}
+        for k, v in entry.items():
+            if v is None or isinstance(v, (str, bool)):
+                clean[k] = v
+            else:
+                try:
+                    clean[k] = float(v)  # Python or NumPy scalars
+                except (TypeError, ValueError):
+                    pass
+        reply({"epoch": clean})
+
     ctx = None
     for line in inbox:
         msg = json.loads(line)
         if "init" in msg:
             try:
                 ctx, accel = _setup(msg["init"])
+                ctx.on_progress = send_epoch
             except Exception as e:
                 reply({"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
                 return 1

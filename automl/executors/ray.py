@@ -69,9 +69,10 @@ class RayExecutor(Executor):
         import ray
 
         if not ray.is_initialized():
-            root = str(Path(__file__).resolve().parents[2])  # automl importable in workers
+            # Workers import automl as installed (no repository path is added); the plugin
+            # modules (AUTOML_PLUGINS) and any PYTHONPATH of the driver travel with them.
             env = {
-                "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+                k: os.environ[k] for k in ("PYTHONPATH", "AUTOML_PLUGINS") if os.environ.get(k)
             }
             kw: dict[str, Any] = dict(
                 runtime_env={"env_vars": env},

@@ -38,6 +38,7 @@ class TrialContext:
     checkpoints: Any
     embeddings: EmbeddingCache | None = None
     where: dict[str, str] | None = None  # tags that say where the trial ran
+    on_progress: Any = None  # called with each epoch's entry (the progress display)
 
 
 class TrialFailed(Exception):
@@ -108,7 +109,9 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
 
     def on_epoch(entry):
         tracker.log_epoch(run_id, entry)
-        log.info(
+        if ctx.on_progress is not None:
+            ctx.on_progress(entry)
+        log.debug(
             "trial %s %s epoch %d: %s",
             tid,
             entry["phase"],

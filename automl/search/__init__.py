@@ -26,6 +26,7 @@ from automl.checkpoints import Checkpoints
 from automl.data import DataBundle, load_data
 from automl.errors import SearchError
 from automl.executors import WorkerSetup, executor_class
+from automl.progress import Progress
 from automl.search.loop import SearchLoop, TooManyFailures
 from automl.search.oracle import open_oracle
 from automl.search.result import SearchResult, finish
@@ -67,6 +68,7 @@ def search(
     tracking_uri: str | None = None,
     seed: int = 0,
     time_budget: float | None = None,
+    validation_data: Any = None,
     embedding_cache: bool = True,
     keep_top_k: int = 3,
     overwrite: bool = False,
@@ -75,12 +77,22 @@ def search(
     ray_address: str | None = None,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
-    **settings_kw: Any,
+    trials_per_worker: int = 10,
+    max_retries: int = 1,
+    max_consecutive_failures: int = 3,
+    register: str | None = None,
+    mixed_precision: bool = True,
+    xla: bool = True,
+    workdir: str | None = None,
+    verbose: int = 1,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
     Args:
-        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` or ``(x, y)`` arrays.
+        data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` (its own
+            train/validation/test splits where it has them), ``(x, y)`` NumPy arrays, a
+            ``tf.data.Dataset`` of ``(image, label)``, or a pandas DataFrame with an image-path
+            column and a label column (see :func:`automl.data.load_data`).
         space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
         max_trials: trials to run in all (a resumed search counts those already done).
         tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
@@ -89,6 +101,8 @@ def search(
             Several workers on several machines need a tracking server (``http://HOST:5000``).
         seed: seeds the split, the oracle and every trial.
         time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
+        validation_data: your own validation split, any source ``data`` accepts; ``data`` is
+            then split into train and test only.
         embedding_cache: train phase 1 on cached backbone features.
         keep_top_k: model files kept for the best k trials only.
         overwrite: start over even if the experiment holds a search with another space or data.
@@ -99,10 +113,18 @@ def search(
             a search with ``workers > 1`` starts a local Ray runtime and stops it at the end.
         cpus_per_trial: CPUs each trial asks Ray for.
         gpus_per_trial: GPUs each trial asks Ray for (fractions allowed, e.g. 0.25).
-        **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
-            run in a worker process replaced after that many, default 10, or once its memory
-            grew 10 %, so memory stays bounded; 0 runs them in this process),
-            ``max_retries``, ``register``.
+        trials_per_worker: trials run in a worker process that is replaced after this many
+            (or once its memory grew 10 %), so memory stays bounded; 0 runs them in this
+            process (a one-trial search always does).
+        max_retries: times a crashed trial runs again (diverged and out-of-memory: never).
+        max_consecutive_failures: stop the search after this many failed trials in a row.
+        register: register the best model in the MLflow Model Registry under this name; a
+            failure raises :class:`automl.errors.RegistrationError` (its ``result`` is kept).
+        mixed_precision: float16 compute on a GPU (ignored on a CPU).
+        xla: XLA compilation on a GPU (ignored on a CPU).
+        workdir: where the search keeps its resume state and model files (default: next to
+            the MLflow store, ``mlruns/automl/EXPERIMENT``).
+        verbose: 1 shows progress on stderr (bars in a terminal, lines otherwise); 0 nothing.
     """
     settings = SearchSettings(
         experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
@@ -118,7 +140,14 @@ def search(
         ray_address=ray_address,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
-        **settings_kw,
+        trials_per_worker=trials_per_worker,
+        max_retries=max_retries,
+        max_consecutive_failures=max_consecutive_failures,
+        register=register,
+        mixed_precision=mixed_precision,
+        xla=xla,
+        workdir=workdir,
+        verbose=verbose,
     )
     settings.validate()
     sp = load_space(space)
@@ -130,7 +159,11 @@ def search(
         seed=seed,
         store_size=min(int(sp.upper("image_size")), 256),
         strict_images=strict_images,
+        validation_data=validation_data,
     )
+    from automl.progress import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
     return run_search(sp, bundle, settings)
 
 
@@ -167,12 +200,26 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     state = open_project(project, ident, settings)
     tracker = Tracker(uri, settings.experiment)
     started = time.time()  # the time budget counts from here, the workers' start-up included
+    progress = Progress(settings.verbose)
+    executor.on_epoch = progress.epoch
     try:
         accel = executor.start()
         return _run(
-            space, data, settings, uri, project, state, ident, tracker, executor, accel, started
+            space,
+            data,
+            settings,
+            uri,
+            project,
+            state,
+            ident,
+            tracker,
+            executor,
+            accel,
+            started,
+            progress,
         )
     finally:
+        progress.close()
         executor.close(kill=True)
 
 
@@ -234,7 +281,30 @@ def _parent_run(space, data, settings, uri, project, state, ident, tracker, acce
     return parent_id, search_id
 
 
-def _run(space, data, settings, uri, project, state, ident, tracker, executor, accel, started):
+def _progress_hooks(progress: Progress) -> tuple:
+    """The search loop's trial-start and trial-end hooks that drive the progress display."""
+    from automl.executors.base import JobFailure, JobResult
+    from automl.trial import TrialConfig
+
+    def started(tid: str, params: dict[str, Any]) -> None:
+        cfg = TrialConfig.from_values(params)
+        summary = ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
+        progress.trial_started(
+            tid, int(tid) + 1, sum(cfg.schedule(params.get("hyperband_epochs"))), summary
+        )
+
+    def ended(tid: str, out: Any) -> None:
+        if isinstance(out, JobFailure):
+            progress.trial_finished(tid, failed=out.reason)
+        elif isinstance(out, JobResult):
+            progress.trial_finished(tid, out.score)
+
+    return started, ended
+
+
+def _run(
+    space, data, settings, uri, project, state, ident, tracker, executor, accel, started, progress
+):
     from automl.trial import RunOptions, TrialConfig
 
     parent_id, search_id = _parent_run(
@@ -247,6 +317,7 @@ def _run(space, data, settings, uri, project, state, ident, tracker, executor, a
         project / "checkpoints", settings.keep_top_k, space.objective, data.class_names
     )
     oracle = open_oracle(space, settings, project)
+    on_start, on_end = _progress_hooks(progress)
     loop = SearchLoop(
         oracle,
         executor,
@@ -258,6 +329,8 @@ def _run(space, data, settings, uri, project, state, ident, tracker, executor, a
         options=asdict(options),
         to_config=lambda values: TrialConfig.from_values(values).to_dict(),
         deadline=deadline,
+        on_trial_start=[on_start],
+        on_trial_end=[on_end],
     )
     log.info(
         "search %s: %s tuner, up to %d trials%s; MLflow parent run %s in %s",
@@ -268,6 +341,8 @@ def _run(space, data, settings, uri, project, state, ident, tracker, executor, a
         parent_id,
         uri,
     )
+    done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
+    progress.search_started(settings.max_trials, space.objective, deadline, done)
     try:
         loop.run()
     except KeyboardInterrupt:
@@ -298,7 +373,10 @@ def _run(space, data, settings, uri, project, state, ident, tracker, executor, a
         uri, settings.experiment, parent_id, space.objective, data.class_names, data
     )
     held, loop.best_in_memory = loop.best_in_memory, None
-    finish(result, tracker, data, space, settings, checkpoints, held)
+    try:
+        finish(result, tracker, data, space, settings, checkpoints, held)
+    finally:
+        progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result
 
 

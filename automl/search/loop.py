@@ -169,7 +169,7 @@ class SearchLoop:
         run_id = self.tracker.start_trial(
             self.parent_id, self.search_id, tid, params, attempt=attempt
         )
-        log.info(
+        log.debug(
             "trial %s started (%d of at most %d): %s",
             tid,
             int(tid) + 1,
@@ -222,7 +222,7 @@ class SearchLoop:
                 self.best_in_memory = (tid, score, out.model)
             out.model = None
         self.tracker.end_run(r.run_id, "FINISHED")
-        log.info(
+        log.debug(
             "trial %s done: val_accuracy=%.4f val_loss=%.4f",
             tid,
             score["val_accuracy"],

@@ -32,6 +32,13 @@ class SearchResult:
     def tracker(self) -> Tracker:
         return Tracker(self.tracking_uri, self.experiment)
 
+    @property
+    def ui_url(self) -> str:
+        """This search's runs in the MLflow UI (`automl ui`), in the model-training view."""
+        from automl.tracking import ui_base, ui_link
+
+        return ui_link(self.tracker.experiment_id, ui_base(self.tracking_uri))
+
     def leaderboard(self):
         """pandas DataFrame, one row per trial run, best first."""
         return self.tracker.leaderboard(self.parent_run_id, self.objective)
@@ -46,6 +53,29 @@ class SearchResult:
         from automl.export import load_best_model
 
         return load_best_model(self.tracker, self.parent_run_id)
+
+    def best_models(self, n: int = 3) -> list:
+        """The ``n`` best finished trials' models (``keras.Model``, best first, best epochs).
+
+        Only the best ``keep_top_k`` trials keep a model file, so ``n`` is at most that.
+        """
+        from automl.results import best_models
+
+        return best_models(self, n)
+
+    def predict(self, images) -> list[str]:
+        """The best model's class name for each image (an (N, H, W[, C]) array, or a list of
+        HxWxC arrays or image files)."""
+        from automl.results import predict_classes
+
+        return predict_classes(self, images)
+
+    def evaluate(self, x, y) -> dict[str, float]:
+        """The best model's ``accuracy`` and ``loss`` on images ``x`` and labels ``y``
+        (labels as given to the search: ints or strings)."""
+        from automl.results import evaluate
+
+        return evaluate(self, x, y)
 
     def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
         """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`).
@@ -114,7 +144,7 @@ def finish(
         tracker.log_artifact(result.parent_run_id, path, "best_model")
     from automl.reports import log_search_reports
 
-    log_search_reports(
+    tags = log_search_reports(
         tracker,
         result.parent_run_id,
         board=result.leaderboard(),
@@ -133,3 +163,12 @@ def finish(
         best["metrics"]["val_accuracy"],
         acc,
     )
+    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
+        from automl.errors import RegistrationError
+
+        raise RegistrationError(
+            f"{tags['automl.register_error']}; the search finished and its runs and best model "
+            f"are kept (MLflow run {result.parent_run_id}): fix the registry and run the same "
+            "command again to register it",
+            result=result,
+        )

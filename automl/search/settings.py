@@ -40,6 +40,7 @@ class SearchSettings:
     ray_address: str | None = None  # default: $RAY_ADDRESS when workers > 1
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    verbose: int = 1  # progress display (automl.progress): 0 shows nothing
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
