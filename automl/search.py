@@ -70,6 +70,10 @@ class SearchSettings:
     # grew 10 % over its first trial (bounded memory); 0 runs them in the search's own
     # process. A one-trial search always runs in-process.
     trials_per_worker: int = 10
+    # issue 11: greedy ensemble of up to this many kept trials after the search (0 = off);
+    # TensorFlow deterministic ops so a seeded search reproduces its trials.
+    ensemble: int = 3
+    deterministic: bool = False
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -95,6 +99,10 @@ class SearchSettings:
         if self.time_budget is not None and not self.time_budget > 0:
             raise SearchError(
                 f"time_budget={self.time_budget!r} minutes must be positive; omit it for no budget"
+            )
+        if not isinstance(self.ensemble, int) or self.ensemble < 0:
+            raise SearchError(
+                f"ensemble={self.ensemble!r} must be 0 (off) or more; pass --ensemble 0 to turn it off"
             )
         if self.keep_top_k < 1:
             raise SearchError(
@@ -417,6 +425,7 @@ def execute_trial(job: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
         tracker.set_tags(
             run_id,
             {
+                **outcome.tags,  # e.g. automl.phase2_guard (issue 11)
                 "automl.checkpoint": str(ctx.checkpoints.path(tid)) if kept else "",
                 "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
                 "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)
@@ -657,8 +666,7 @@ def search(
 
 
 def _values(space: SearchSpace, name: str) -> list:
-    p = space.params[name]
-    return [p.value] if p.kind == "fixed" else list(p.values) if p.kind == "choice" else [p.low]
+    return space.values_of(name)  # across families (issue 11)
 
 
 def check_weights_files(space: SearchSpace) -> None:
@@ -781,7 +789,12 @@ def _run_search(space, data, settings, uri, project, state, identity, tracker, w
         accel = worker.info["accelerator"]
     else:
         accel = _setup_accelerator(settings)
-    options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
+    options = RunOptions(
+        embedding_cache=settings.embedding_cache,
+        jit_compile=accel["jit_compile"],
+        objective=space.objective,  # issue 11: the best-epoch keeper watches the objective
+        deterministic=settings.deterministic,
+    )
     search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
     params = {
         "tuner": settings.tuner,
