@@ -485,13 +485,19 @@ def _make_oracle(space: SearchSpace, settings: SearchSettings):
         # resumed search would stop at its first trial end) and raises before saving its state.
         max_consecutive_failed_trials=None,
     )
+    from automl.autospace import seeded_oracle  # issue 11: the space's seed trials run first
+
     if settings.tuner == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
+        cls = seeded_oracle(kt.oracles.RandomSearchOracle, space.seed_trials)
+        return cls(max_trials=settings.max_trials, **common)
     if settings.tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(
-            max_trials=settings.max_trials, num_initial_points=min(3, settings.max_trials), **common
+        cls = seeded_oracle(kt.oracles.BayesianOptimizationOracle, space.seed_trials)
+        return cls(
+            max_trials=settings.max_trials,
+            num_initial_points=min(3 + len(space.seed_trials), settings.max_trials),
+            **common,
         )
-    max_epochs = int(space.upper("head_epochs") + space.upper("fine_tune_epochs"))
+    max_epochs = space.max_epochs()  # issue 11: across families
     oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
     oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
     return oracle
@@ -623,7 +629,8 @@ def search(
 
     Args:
         data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` or ``(x, y)`` arrays.
-        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
+        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace;
+            None (the default) chooses one from the data (see :mod:`automl.autospace`).
         max_trials: trials to run in all (a resumed search counts those already done).
         tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
         experiment: MLflow experiment name; the same name resumes the search.
@@ -652,9 +659,17 @@ def search(
         **settings_kw,
     )
     settings.validate()
-    sp = load_space(space)
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
+    if space is None:  # issue 11: a data-aware default space, chosen once the data is loaded
+        from automl.autospace import default_space, probe_native_size, store_size_for
+
+        native = probe_native_size(data)
+        bundle = load_data(
+            data, seed=seed, store_size=store_size_for(native), strict_images=strict_images
+        )
+        return run_search(default_space(bundle, native), bundle, settings)
+    sp = load_space(space)
     check_weights_files(sp)
     bundle = load_data(
         data,
@@ -913,6 +928,12 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
     import keras
     import numpy as np
 
+    from automl.ensemble import build_search_ensemble  # issue 11: a nested run when it wins
+
+    try:
+        build_search_ensemble(result, tracker, session)
+    except Exception as e:  # an ensemble never costs the search its result
+        log.warning("ensemble not built: %s: %s", type(e).__name__, _first_line(e))
     try:
         best = result.best_trial
     except SearchError:
@@ -925,7 +946,9 @@ def _finish(result: SearchResult, tracker: Tracker, session: _Session) -> None:
     y = session.data.y_test
     acc = float(np.mean(np.argmax(probs, axis=1) == y))
     loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-    result.test_metrics = {"test_accuracy": acc, "test_loss": loss}
+    # issue 11: the val-to-test gap says how much selecting on validation flattered the model.
+    gap = float(best["metrics"]["val_accuracy"]) - acc
+    result.test_metrics = {"test_accuracy": acc, "test_loss": loss, "val_test_gap": gap}
     tracker.log_metrics(
         result.parent_run_id,
         {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},

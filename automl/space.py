@@ -46,7 +46,9 @@ class _HP:
 HYPERPARAMETERS: dict[str, _HP] = {
     "backbone": _HP("str", "efficientnet_lite0", doc="a registered backbone name"),
     "weights": _HP("str", "imagenet", doc="'imagenet', 'random', or a path to a .weights.h5 file"),
-    "image_size": _HP("int", 96, 32, 1024, doc="square input size fed to the backbone"),
+    "image_size": _HP(
+        "int", 96, 8, 1024, doc="square input size (pretrained backbones need 32 or more)"
+    ),
     "learning_rate": _HP("float", 1e-3, 1e-6, 1.0, doc="phase-1 (head) learning rate"),
     "fine_tune_lr_factor": _HP(
         "float", 0.1, 1e-4, 1.0, doc="phase-2 learning rate = learning_rate * this"
@@ -125,7 +127,7 @@ def split_name(name: str) -> tuple[str | None, str]:
     return (fam, base) if dot else (None, name)
 
 
-_TOP_KEYS = {"name", "description", "objective", "hyperparameters"}
+_TOP_KEYS = {"name", "description", "objective", "hyperparameters", "seed_trials"}
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class SearchSpace:
     description: str = ""
     objective: str = "val_accuracy"
     source: str = field(default="<dict>", compare=False)
+    # Fixed configurations the first trials run, in order (e.g. one known-good per family).
+    seed_trials: tuple = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The space as YAML-ready data; ``parse_space`` of it gives the same space."""
@@ -173,12 +177,15 @@ class SearchSpace:
                 hps[k] = p.to_dict()
             else:
                 hps.setdefault(fam, {})[base] = p.to_dict()
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "objective": self.objective,
             "hyperparameters": hps,
         }
+        if self.seed_trials:
+            out["seed_trials"] = [dict(t) for t in self.seed_trials]
+        return out
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -246,6 +253,15 @@ class SearchSpace:
             max(p.values) if p.kind == "choice" else p.high if p.kind == "range" else p.value
             for p in self.variants(name)
         )
+
+    def max_epochs(self) -> int:
+        """The most epochs a trial of this space can run (both phases; scratch: ``epochs``)."""
+        most = 0
+        if "pretrained" in self.families:
+            most = int(self.upper("head_epochs") + self.upper("fine_tune_epochs"))
+        if "scratch" in self.families:
+            most = max(most, int(self.upper("epochs")))
+        return most
 
     def defaults(self) -> dict[str, Any]:
         """One concrete configuration: fixed values, first choices, range lows."""
@@ -367,7 +383,50 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
         objective=objective,
         params=params,
         source=source,
+        seed_trials=_parse_seeds(raw.get("seed_trials"), params),
     )
+
+
+def _allows(p: Param, value: Any) -> bool:
+    if p.kind == "fixed":
+        return value == p.value
+    if p.kind == "choice":
+        return value in p.values
+    return p.low <= value <= p.high
+
+
+def _parse_seeds(raw: Any, params: dict[str, Param]) -> tuple:
+    """Validate ``seed_trials``: a list of mappings, each value one the space allows."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _err("seed_trials", raw, "expected a list of mappings of name: value")
+    fam_p = params["family"]
+    fams = list(fam_p.values) if fam_p.kind == "choice" else [fam_p.value]
+    out = []
+    for i, seed in enumerate(raw):
+        where = f"seed_trials[{i}]"
+        if not isinstance(seed, dict):
+            raise _err(where, seed, "expected a mapping of name: value")
+        family = seed.get("family", fams[0])
+        if family not in fams:
+            raise _err(f"{where}.family", family, f"choose one of: {', '.join(fams)}")
+        allowed = family_keys(family)
+        checked = {}
+        for k, v in seed.items():
+            if k not in allowed:
+                raise _err(
+                    f"{where}.{k}",
+                    v,
+                    f"not a {family} hyperparameter; allowed: {', '.join(allowed)}",
+                )
+            v = _check_scalar(k, HYPERPARAMETERS[k], v, f"{where}.{k}")
+            p = params.get(f"{family}.{k}") or params.get(k)
+            if p is not None and not _allows(p, v):
+                raise _err(f"{where}.{k}", v, f"the space allows {p.to_dict()!r}")
+            checked[k] = v
+        out.append(checked)
+    return tuple(out)
 
 
 def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
@@ -409,9 +468,19 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
 
     def one(f: str, name: str) -> Param:
         if name in sections.get(f, {}):
-            return _parse_param(name, sections[f][name], f"hyperparameters.{f}.{name}")
-        if name in hps:
-            return _parse_param(name, hps[name])
+            where = f"hyperparameters.{f}.{name}"
+            p = _parse_param(name, sections[f][name], where)
+        elif name in hps:
+            where = f"hyperparameters.{name}"
+            p = _parse_param(name, hps[name])
+        else:
+            where, p = "", None
+        if p is not None and f == "pretrained" and name == "image_size":
+            low = p.value if p.kind == "fixed" else min(p.values) if p.kind == "choice" else p.low
+            if low < 32:
+                raise _err(where, p.to_dict(), "pretrained backbones take 32 px or more")
+        if p is not None:
+            return p
         default = _FAMILY_DEFAULTS.get(f, {}).get(name, HYPERPARAMETERS[name].default)
         return Param(name, "fixed", value=default)
 
