@@ -10,7 +10,8 @@ multiplier, at the data's own resolution::
     -> global pooling -> dropout -> softmax
 
 Filters of block ``b`` are ``filters * width_multiplier ** b`` (rounded to 8). BatchNorm
-trains (there is no frozen backbone). Built-in Keras layers only.
+trains (momentum 0.9: short runs of a few hundred steps need its averages to settle).
+Built-in Keras layers only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def build_scratch(cfg, num_classes: int) -> ModelParts:
     x = L.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
     x = L.Conv2D(int(cfg.filters), 3, padding="same", use_bias=False, name="stem_conv")(x)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = L.ReLU(name="stem_relu")(x)
     spatial = size
     for b in range(int(cfg.blocks)):
@@ -45,13 +46,13 @@ def build_scratch(cfg, num_classes: int) -> ModelParts:
             x = conv_cls(
                 f, int(cfg.kernel_size), padding="same", use_bias=False, name=f"{p}conv{i}"
             )(x)
-            x = L.BatchNormalization(name=f"{p}bn{i}")(x)
+            x = L.BatchNormalization(momentum=0.9, name=f"{p}bn{i}")(x)
             if not (cfg.residual and i == int(cfg.conv_layers) - 1):
                 x = L.ReLU(name=f"{p}relu{i}")(x)
         if cfg.residual:
             if shortcut.shape[-1] != f:
                 shortcut = L.Conv2D(f, 1, use_bias=False, name=f"{p}proj")(shortcut)
-                shortcut = L.BatchNormalization(name=f"{p}proj_bn")(shortcut)
+                shortcut = L.BatchNormalization(momentum=0.9, name=f"{p}proj_bn")(shortcut)
             x = L.Add(name=f"{p}add")([x, shortcut])
             x = L.ReLU(name=f"{p}out_relu")(x)
         if spatial >= 8:
