@@ -55,7 +55,8 @@ def _non_negative_int(s: str) -> int:
     return v
 
 
-# issue 11: the budget, not the trial count, ends a default search.
+# issue 11: the budget, not the trial count, ends the default (data-aware) search; a search
+# with --space keeps the old defaults (6 trials, no budget).
 DEFAULT_TIME_BUDGET = 3.5  # minutes of search; start-up, ensemble and scoring add ~1 min
 DEFAULT_MAX_TRIALS = 100
 
@@ -81,19 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--max-trials",
         type=_positive_int,
-        default=DEFAULT_MAX_TRIALS,
-        help=f"at most this many trials (default {DEFAULT_MAX_TRIALS}: the time budget stops first)",
+        default=None,
+        help=f"at most this many trials (default: {DEFAULT_MAX_TRIALS} without --space, so the "
+        "time budget stops the search; 6 with --space)",
     )
     s.add_argument("--tuner", choices=TUNERS, default="bayesian")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--time-budget",
         type=float,
-        default=DEFAULT_TIME_BUDGET,
+        default=None,
         metavar="MINUTES",
         help=f"no new trial after this many minutes, a running one stops at its epoch end "
-        f"(default {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test scoring come on top, "
-        "under 5 minutes in all on 2 CPU cores); 0 = no budget",
+        f"(default without --space: {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test "
+        "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none); "
+        "0 = no budget",
     )
     s.add_argument(
         "--ensemble",
@@ -268,12 +271,14 @@ def cmd_search(a) -> int:
     result = automl.search(
         data=a.data,
         space=a.space,
-        max_trials=a.max_trials,
+        max_trials=a.max_trials or (DEFAULT_MAX_TRIALS if a.space is None else 6),
         tuner=a.tuner,
         experiment=a.experiment,
         tracking_uri=a.tracking_uri,
         seed=a.seed,
-        time_budget=a.time_budget or None,
+        time_budget=(DEFAULT_TIME_BUDGET if a.space is None else None)
+        if a.time_budget is None
+        else (a.time_budget or None),
         ensemble=a.ensemble,
         deterministic=a.deterministic,
         embedding_cache=not a.no_embedding_cache,
