@@ -4,7 +4,8 @@
 colour, number of images and classes, GPU or not) and builds a two-family space:
 
 * low-resolution (<= 48 px) or grayscale images: the ``scratch`` conv net at the data's
-  own resolution first, with ``pretrained`` EfficientNet-Lite0 at 64-96 px beside it;
+  own resolution first, with ``pretrained`` EfficientNet-Lite0 at 64-96 px beside it
+  (under 20 px, e.g. 8x8 digit scans, scratch only);
 * photos: ``pretrained`` EfficientNet-Lite0 at 96-128 px on a CPU (160-224 on a GPU)
   first, with ``scratch`` at 64 px beside it.
 
@@ -27,6 +28,7 @@ from automl.space import SearchSpace, parse_space
 log = logging.getLogger("automl")
 
 LOW_RES = 48  # at or below this native size, images are "low resolution"
+TINY = 20  # below this, only the scratch family (8x8 digits: ImageNet features do not fit)
 
 
 def probe_native_size(data: Any) -> int | None:
@@ -110,6 +112,8 @@ def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, 
     batch = 32 if small_data else 64
     scratch_epochs = [30, 45] if n < 600 else [20, 30]
     families = ["scratch", "pretrained"] if not photo else ["pretrained", "scratch"]
+    if native < TINY:  # ImageNet features of a few upscaled pixels do not fit: scratch only
+        families = ["scratch"]
     scratch_seed = {
         "family": "scratch",
         "image_size": scratch_size,
@@ -142,19 +146,15 @@ def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, 
         "augment": augment[0],
         "batch_size": batch,
     }
-    seeds = (
-        [scratch_seed, pretrained_seed]
-        if families[0] == "scratch"
-        else [pretrained_seed, scratch_seed]
-    )
-    return {
+    seeds = {"scratch": scratch_seed, "pretrained": pretrained_seed}
+    space = {
         "name": "auto",
         "description": (
             f"data-aware default for {n} {'grayscale' if info['grayscale'] else 'colour'} "
             f"images of {native} px in {info['classes']} classes ({'GPU' if gpu else 'CPU'})"
         ),
         "objective": "val_accuracy",
-        "seed_trials": seeds,
+        "seed_trials": [seeds[f] for f in families],
         "hyperparameters": {
             "family": {"choice": families},
             "batch_size": {"choice": [batch, batch * 2] if batch == 32 else [batch, 32]},
@@ -191,6 +191,13 @@ def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, 
             },
         },
     }
+    hps = space["hyperparameters"]
+    for f in ("pretrained", "scratch"):
+        if f not in families:
+            del hps[f]
+    if len(families) == 1:
+        hps["family"] = families[0]
+    return space
 
 
 def default_space(bundle, native: int | None = None, *, gpu: bool | None = None) -> SearchSpace:

@@ -57,7 +57,7 @@ def _non_negative_int(s: str) -> int:
 
 # issue 11: the budget, not the trial count, ends the default (data-aware) search; a search
 # with --space keeps the old defaults (6 trials, no budget).
-DEFAULT_TIME_BUDGET = 3.5  # minutes of search; start-up, ensemble and scoring add ~1 min
+DEFAULT_TIME_BUDGET = 3.0  # minutes of search; start-up, ensemble and scoring add 1-1.5 min
 DEFAULT_MAX_TRIALS = 100
 
 

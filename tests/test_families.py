@@ -215,3 +215,23 @@ def test_greedy_selection_finds_a_better_mix():
     assert 2 not in chosen and {0, 1} <= set(chosen)
     mix = np.mean([[a, b, c][i] for i in chosen], axis=0)
     assert np.mean(mix.argmax(1) == y) == 1.0  # each alone gets 4/6
+
+
+@pytest.mark.parametrize(
+    "info, families",
+    [
+        (dict(native_size=8, grayscale=True, images=1797, classes=10), ("scratch",)),
+        (dict(native_size=25, grayscale=True, images=200, classes=2), ("scratch", "pretrained")),
+        (dict(native_size=300, grayscale=False, images=400, classes=10), ("pretrained", "scratch")),
+    ],
+)
+def test_default_space_follows_the_data(info, families):
+    from automl.autospace import LOW_RES, default_space_dict
+
+    info = dict(info, low_res=info["native_size"] <= LOW_RES)
+    space = parse_space(default_space_dict(info, gpu=False))
+    assert space.families == families
+    assert [s["family"] for s in space.seed_trials] == list(families)  # one seed per family
+    assert parse_space(space.to_dict()) == space  # the logged YAML reproduces it (seeds too)
+    if "pretrained" in families:
+        assert space.upper("image_size") <= 128  # CPU sizes
