@@ -95,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
         help=f"no new trial after this many minutes, a running one stops at its epoch end "
         f"(default without --space: {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test "
-        "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none); "
-        "0 = no budget",
+        "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none)",
     )
     s.add_argument(
         "--ensemble",
@@ -278,7 +277,7 @@ def cmd_search(a) -> int:
         seed=a.seed,
         time_budget=(DEFAULT_TIME_BUDGET if a.space is None else None)
         if a.time_budget is None
-        else (a.time_budget or None),
+        else a.time_budget,
         ensemble=a.ensemble,
         deterministic=a.deterministic,
         embedding_cache=not a.no_embedding_cache,
