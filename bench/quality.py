@@ -102,7 +102,7 @@ def keras_transfer_baseline(b, size: int = 128) -> float:
     ftr, fva = fmodel.predict(xtr, verbose=0), fmodel.predict(xva, verbose=0)
     hin = keras.Input(ftr.shape[1:])
     hm = keras.Model(hin, head(hin))
-    hm.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    hm.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     hm.fit(ftr, b.y_train, validation_data=(fva, b.y_val), epochs=10, batch_size=32, verbose=0)
     # Phase 2: the top 20 % of the backbone's layers, BatchNorm frozen, at 1e-5.
     bb.trainable = True
@@ -111,7 +111,9 @@ def keras_transfer_baseline(b, size: int = 128) -> float:
         la.trainable = i >= int(len(layers) * 0.8) and not isinstance(
             la, keras.layers.BatchNormalization
         )
-    model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(xtr, b.y_train, validation_data=(xva, b.y_val), epochs=5, batch_size=32, verbose=0)
     p = model.predict(b.x_test.astype("float32"), verbose=0)
     return float(np.mean(p.argmax(1) == b.y_test))
@@ -134,13 +136,15 @@ def main() -> None:
                 src = str(write_folder(x, y, names, Path(tmp) / "data" / name))
             work = Path(tmp) / "run" / name
             work.mkdir(parents=True)
-            acc, wall, board = run_automl(src, work)
-            print(f"--- {name}: automl search --data {src}\n{board}\n", flush=True)
+            # the split automl makes of this source (same seed, same stored size)
             b = load_data(src, seed=0, store_size=store_size_for(probe_native_size(src)))
             svc = svc_baseline(b)
             t0 = time.perf_counter()
             tl = keras_transfer_baseline(b)
             tl_s = time.perf_counter() - t0
+            print(f"{name}: SVC {svc:.4f} | keras transfer {tl:.4f} ({tl_s:.0f} s)", flush=True)
+            acc, wall, board = run_automl(src, work)
+            print(f"--- {name}: automl search --data {src}\n{board}\n", flush=True)
             rows.append((name, b, acc, wall, svc, tl, tl_s))
             print(
                 f"{name}: automl {acc:.4f} ({wall:.0f} s) | SVC {svc:.4f} | keras transfer "
