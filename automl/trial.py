@@ -155,7 +155,14 @@ def _augmenter(kind: str):
 
 
 def make_dataset(
-    x, y, batch_size: int, *, shuffle: bool = False, augment: str = "none", seed: int = 0
+    x,
+    y,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    augment: str = "none",
+    seed: int = 0,
+    deterministic: bool = False,
 ):
     """A tf.data pipeline (shuffle, batch, parallel augmentation, prefetch) over in-memory images.
 
@@ -174,7 +181,9 @@ def make_dataset(
     if aug is not None:
         ds = ds.map(
             lambda a, b: (aug(tf.cast(a, "float32"), training=True), b),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            # Random augmentation draws from one seed generator: in parallel calls the draws
+            # reach the images in a varying order, so a deterministic run maps in sequence.
+            num_parallel_calls=None if deterministic else tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -458,6 +467,7 @@ def run_trial(
                     shuffle=True,
                     augment=cfg.augment if scratch else "none",
                     seed=seed,
+                    deterministic=options.deterministic,
                 ),
                 make_dataset(data.x_val, y_va, cfg.batch_size),
                 cfg.batch_size,
@@ -494,7 +504,13 @@ def run_trial(
         _fit(
             model,
             make_dataset(
-                data.x_train, y_tr, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=seed
+                data.x_train,
+                y_tr,
+                cfg.batch_size,
+                shuffle=True,
+                augment=cfg.augment,
+                seed=seed,
+                deterministic=options.deterministic,
             ),
             make_dataset(data.x_val, y_va, cfg.batch_size),
             cfg.batch_size,

@@ -44,6 +44,8 @@ def run(det: bool) -> tuple[list, float]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         env = dict(os.environ, PYTHONPATH=os.getcwd(), MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/m.db")
+        if det and os.environ.get("ONEDNN_OFF"):
+            env["TF_ENABLE_ONEDNN_OPTS"] = "0"
         out = subprocess.run(
             [sys.executable, "-c", CHILD, "1" if det else "0"],
             cwd=tmp,
