@@ -70,9 +70,9 @@ class SearchSettings:
     # grew 10 % over its first trial (bounded memory); 0 runs them in the search's own
     # process. A one-trial search always runs in-process.
     trials_per_worker: int = 10
-    # issue 11: greedy ensemble of up to this many kept trials after the search (0 = off);
-    # TensorFlow deterministic ops so a seeded search reproduces its trials.
-    ensemble: int = 3
+    # issue 11: greedy ensemble of up to this many kept trials after the search (0 = off;
+    # the CLI's --ensemble defaults to 3); TensorFlow deterministic ops.
+    ensemble: int = 0
     deterministic: bool = False
 
     def validate(self) -> None:
@@ -644,7 +644,9 @@ def search(
         **settings_kw: the other :class:`SearchSettings`, e.g. ``trials_per_worker`` (trials
             run in a worker process replaced after that many, default 10, or once its memory
             grew 10 %, so memory stays bounded; 0 runs them in this process),
-            ``max_retries``, ``register``.
+            ``max_retries``, ``register``, ``ensemble`` (a greedy ensemble of up to K kept
+            trials after the search, kept only if it beats the best trial on validation;
+            default 0 here, 3 from the CLI) and ``deterministic``.
     """
     settings = SearchSettings(
         experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,

@@ -21,6 +21,7 @@ def searched(tmp_path_factory, tiny_arrays_module, tiny_space_module):
         tracking_uri=uri,
         seed=1,
         workdir=str(root / "work"),
+        ensemble=3,  # what the CLI does by default (the API's default is off)
     )
     return result, uri
 
