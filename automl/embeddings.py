@@ -25,7 +25,7 @@ log = logging.getLogger("automl")
 
 
 class EmbeddingCache:
-    """LRU cache of (train, val) pooled features keyed by backbone, weights, size and data."""
+    """LRU cache of (train, val) pooled features keyed by backbone, weights, size, pooling, data."""
 
     def __init__(
         self,
@@ -50,7 +50,8 @@ class EmbeddingCache:
         weights_key = (
             (cfg.weights, seed) if cfg.weights in (None, "random", "none") else cfg.weights
         )
-        return (cfg.backbone, weights_key, int(cfg.image_size), data.digest())
+        pooling = getattr(cfg, "pooling", "avg")
+        return (cfg.backbone, weights_key, int(cfg.image_size), pooling, data.digest())
 
     def get(self, features_model, cfg, data, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Cached features of ``data``'s train and val splits; computed on a miss."""

@@ -206,11 +206,16 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def image_size_of(model) -> int | None:
-    """The square size the model resizes its input to (its ``resize`` layer), if any."""
+    """The square size the model resizes its input to (its ``resize`` layer), if any.
+
+    An ensemble has no ``resize`` layer of its own: its largest member's size.
+    """
     try:
         layer = model.get_layer("resize")
     except ValueError:
-        return None
+        sizes = [image_size_of(m) for m in getattr(model, "layers", []) if hasattr(m, "layers")]
+        sizes = [s for s in sizes if s]
+        return max(sizes) if sizes else None
     return int(layer.height)
 
 

@@ -49,6 +49,8 @@ def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
         if not best:
             raise TrackingError(f"search run {run_id} has no best trial yet; pass a trial run id")
         run = tracker.client.get_run(best)
+    if run.data.tags.get(TAG_KIND) == "ensemble":  # retrain its main member (issue 11)
+        run = tracker.client.get_run(run.data.tags["automl.ensemble_best_member"])
     from automl.reports import CONFIG_FILE
 
     path = tracker.download(run.info.run_id, CONFIG_FILE)

@@ -30,6 +30,8 @@ from automl.errors import SpaceError, UnknownBackboneError
 # name -> (kind, default, check) ; kind is "int", "float", "str" or "bool".
 _AUGMENT = ("none", "light", "flip")
 _WEIGHTS = ("imagenet", "random")
+_POOLING = ("avg", "max", "avgmax")
+FAMILIES = ("pretrained", "scratch")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ class _HP:
 HYPERPARAMETERS: dict[str, _HP] = {
     "backbone": _HP("str", "efficientnet_lite0", doc="a registered backbone name"),
     "weights": _HP("str", "imagenet", doc="'imagenet', 'random', or a path to a .weights.h5 file"),
-    "image_size": _HP("int", 96, 32, 1024, doc="square input size fed to the backbone"),
+    "image_size": _HP(
+        "int", 96, 8, 1024, doc="square input size (pretrained backbones need 32 or more)"
+    ),
     "learning_rate": _HP("float", 1e-3, 1e-6, 1.0, doc="phase-1 (head) learning rate"),
     "fine_tune_lr_factor": _HP(
         "float", 0.1, 1e-4, 1.0, doc="phase-2 learning rate = learning_rate * this"
@@ -59,9 +63,72 @@ HYPERPARAMETERS: dict[str, _HP] = {
     "fine_tune_epochs": _HP("int", 2, 0, 1000, doc="phase-2 epochs (fine-tuning)"),
     "augment": _HP("str", "none", allowed=_AUGMENT, doc="phase-2 augmentation"),
     "label_smoothing": _HP("float", 0.0, 0.0, 0.5),
+    "family": _HP("str", "pretrained", allowed=FAMILIES, doc="model family: pretrained | scratch"),
+    "weight_decay": _HP("float", 0.0, 0.0, 1.0, doc="AdamW decoupled weight decay"),
+    "lr_schedule": _HP(
+        "str", "cosine", allowed=("cosine", "constant"), doc="warm-up + cosine decay per phase"
+    ),
+    "pooling": _HP("str", "avg", allowed=_POOLING, doc="global pooling: avg, max or avgmax"),
+    # pretrained head
+    "head_layers": _HP("int", 0, 0, 2, doc="hidden Dense layers in the head"),
+    "head_units": _HP("int", 128, 8, 4096, doc="width of the first hidden Dense layer"),
+    "head_batchnorm": _HP("bool", False, doc="BatchNorm on the pooled features"),
+    # scratch
+    "epochs": _HP("int", 20, 1, 1000, doc="scratch: training epochs (one phase)"),
+    "blocks": _HP("int", 3, 1, 6, doc="scratch: conv blocks (each halves the resolution)"),
+    "conv_layers": _HP("int", 2, 1, 4, doc="scratch: conv layers per block"),
+    "filters": _HP("int", 32, 8, 512, doc="scratch: filters of the first block"),
+    "width_multiplier": _HP("float", 2.0, 1.0, 4.0, doc="scratch: filter growth per block"),
+    "kernel_size": _HP("int", 3, 1, 9, doc="scratch: convolution kernel size"),
+    "separable": _HP("bool", False, doc="scratch: depthwise-separable convolutions"),
+    "residual": _HP("bool", False, doc="scratch: residual connection around each block"),
 }
 
-_TOP_KEYS = {"name", "description", "objective", "hyperparameters"}
+# Hyperparameters that belong to one family; every other one (but ``family``) is shared.
+FAMILY_KEYS: dict[str, tuple[str, ...]] = {
+    "pretrained": (
+        "backbone",
+        "weights",
+        "image_size",
+        "fine_tune_depth",
+        "fine_tune_lr_factor",
+        "head_epochs",
+        "fine_tune_epochs",
+        "head_layers",
+        "head_units",
+        "head_batchnorm",
+    ),
+    "scratch": (
+        "image_size",
+        "epochs",
+        "blocks",
+        "conv_layers",
+        "filters",
+        "width_multiplier",
+        "kernel_size",
+        "separable",
+        "residual",
+    ),
+}
+SHARED_KEYS = tuple(
+    k for k in HYPERPARAMETERS if k != "family" and not any(k in v for v in FAMILY_KEYS.values())
+)
+# Defaults that differ by family (the scratch net works at the data's small resolution).
+_FAMILY_DEFAULTS = {"scratch": {"image_size": 32}}
+
+
+def family_keys(family: str) -> tuple[str, ...]:
+    """Every hyperparameter a trial of ``family`` uses (``family`` included)."""
+    return ("family", *SHARED_KEYS, *FAMILY_KEYS[family])
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """``"scratch.blocks"`` -> ``("scratch", "blocks")``; ``"dropout"`` -> ``(None, "dropout")``."""
+    fam, dot, base = name.partition(".")
+    return (fam, base) if dot else (None, name)
+
+
+_TOP_KEYS = {"name", "description", "objective", "hyperparameters", "seed_trials"}
 
 
 @dataclass(frozen=True)
@@ -99,14 +166,51 @@ class SearchSpace:
     description: str = ""
     objective: str = "val_accuracy"
     source: str = field(default="<dict>", compare=False)
+    # Fixed configurations the first trials run, in order (e.g. one known-good per family).
+    seed_trials: tuple = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The space as YAML-ready data; ``parse_space`` of it gives the same space."""
+        hps: dict[str, Any] = {}
+        for k, p in self.params.items():
+            fam, base = split_name(k)
+            if fam is None:
+                hps[k] = p.to_dict()
+            else:
+                hps.setdefault(fam, {})[base] = p.to_dict()
+        out = {
             "name": self.name,
             "description": self.description,
             "objective": self.objective,
-            "hyperparameters": {k: p.to_dict() for k, p in self.params.items()},
+            "hyperparameters": hps,
         }
+        if self.seed_trials:
+            out["seed_trials"] = [dict(t) for t in self.seed_trials]
+        return out
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families this space can choose."""
+        p = self.params["family"]
+        return tuple(p.values) if p.kind == "choice" else (p.value,)
+
+    def variants(self, name: str) -> list[Param]:
+        """Every parameter of base name ``name`` (one per family where the families differ)."""
+        return [p for k, p in self.params.items() if split_name(k)[1] == name]
+
+    def values_of(self, name: str) -> list:
+        """Every value ``name`` can take (ranges: their low end), across families."""
+        out: list = []
+        for p in self.variants(name):
+            vals = (
+                [p.value]
+                if p.kind == "fixed"
+                else list(p.values)
+                if p.kind == "choice"
+                else [p.low]
+            )
+            out += [v for v in vals if v not in out]
+        return out
 
     def digest(self) -> str:
         """Stable hash of the space's content (used to detect a changed space on resume)."""
@@ -119,24 +223,46 @@ class SearchSpace:
 
     def to_keras_tuner(self):
         """The space as ``keras_tuner.HyperParameters`` (fixed values included)."""
+        import contextlib
+
         import keras_tuner as kt
 
         hp = kt.HyperParameters()
         for name, p in self.params.items():
-            if p.kind == "fixed":
-                hp.Fixed(name, p.value)
-            elif p.kind == "choice":
-                hp.Choice(name, list(p.values))
-            elif HYPERPARAMETERS[name].kind == "int":
-                hp.Int(name, int(p.low), int(p.high), step=int(p.step or 1), sampling=p.sampling)
-            else:
-                hp.Float(name, p.low, p.high, step=p.step, sampling=p.sampling)
+            fam, base = split_name(name)
+            scope = (
+                hp.conditional_scope("family", [fam]) if fam else contextlib.nullcontext()
+            )  # a family's own hyperparameters are active only when it is chosen
+            with scope:
+                if p.kind == "fixed":
+                    hp.Fixed(name, p.value)
+                elif p.kind == "choice" and set(p.values) == {True, False}:
+                    hp.Boolean(name, default=p.values[0])
+                elif p.kind == "choice":
+                    hp.Choice(name, list(p.values))
+                elif HYPERPARAMETERS[base].kind == "int":
+                    hp.Int(
+                        name, int(p.low), int(p.high), step=int(p.step or 1), sampling=p.sampling
+                    )
+                else:
+                    hp.Float(name, p.low, p.high, step=p.step, sampling=p.sampling)
         return hp
 
     def upper(self, name: str) -> Any:
-        """The largest value ``name`` can take in this space."""
-        p = self.params[name]
-        return max(p.values) if p.kind == "choice" else p.high if p.kind == "range" else p.value
+        """The largest value ``name`` can take in this space (across families)."""
+        return max(
+            max(p.values) if p.kind == "choice" else p.high if p.kind == "range" else p.value
+            for p in self.variants(name)
+        )
+
+    def max_epochs(self) -> int:
+        """The most epochs a trial of this space can run (both phases; scratch: ``epochs``)."""
+        most = 0
+        if "pretrained" in self.families:
+            most = int(self.upper("head_epochs") + self.upper("fine_tune_epochs"))
+        if "scratch" in self.families:
+            most = max(most, int(self.upper("epochs")))
+        return most
 
     def defaults(self) -> dict[str, Any]:
         """One concrete configuration: fixed values, first choices, range lows."""
@@ -165,6 +291,9 @@ def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
     elif spec.kind == "str":
         if not isinstance(value, str):
             raise _err(key, value, "expected a string")
+    elif spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise _err(key, value, "expected true or false")
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
         raise _err(key, value, f"allowed range is [{spec.low:g}, {spec.high:g}]")
     if spec.allowed is not None and value not in spec.allowed:
@@ -181,9 +310,9 @@ def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
     return value
 
 
-def _parse_param(name: str, raw: Any) -> Param:
+def _parse_param(name: str, raw: Any, where: str | None = None) -> Param:
     spec = HYPERPARAMETERS[name]
-    where = f"hyperparameters.{name}"
+    where = where or f"hyperparameters.{name}"
     if not isinstance(raw, dict):
         return Param(name, "fixed", value=_check_scalar(name, spec, raw, where))
     keys = set(raw)
@@ -238,20 +367,14 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
     hps = raw.get("hyperparameters") or {}
     if not isinstance(hps, dict):
         raise _err("hyperparameters", hps, "expected a mapping of name: value")
-    unknown = set(hps) - set(HYPERPARAMETERS)
+    unknown = set(hps) - set(HYPERPARAMETERS) - set(FAMILIES)
     if unknown:
         k = sorted(unknown)[0]
         raise SpaceError(
             f"search space: unknown key hyperparameters.{k} (value {hps[k]!r}); "
-            f"known keys are: {', '.join(HYPERPARAMETERS)}"
+            f"known keys are: {', '.join([*HYPERPARAMETERS, *FAMILIES])}"
         )
-    params = {}
-    for name, spec in HYPERPARAMETERS.items():
-        params[name] = (
-            _parse_param(name, hps[name])
-            if name in hps
-            else Param(name, "fixed", value=spec.default)
-        )
+    params = _parse_families(hps)
     objective = raw.get("objective", "val_accuracy")
     if objective not in ("val_accuracy", "val_loss"):
         raise _err("objective", objective, "choose one of: val_accuracy, val_loss")
@@ -261,7 +384,123 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
         objective=objective,
         params=params,
         source=source,
+        seed_trials=_parse_seeds(raw.get("seed_trials"), params),
     )
+
+
+def _allows(p: Param, value: Any) -> bool:
+    if p.kind == "fixed":
+        return value == p.value
+    if p.kind == "choice":
+        return value in p.values
+    return p.low <= value <= p.high
+
+
+def _parse_seeds(raw: Any, params: dict[str, Param]) -> tuple:
+    """Validate ``seed_trials``: a list of mappings, each value one the space allows."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _err("seed_trials", raw, "expected a list of mappings of name: value")
+    fam_p = params["family"]
+    fams = list(fam_p.values) if fam_p.kind == "choice" else [fam_p.value]
+    out = []
+    for i, seed in enumerate(raw):
+        where = f"seed_trials[{i}]"
+        if not isinstance(seed, dict):
+            raise _err(where, seed, "expected a mapping of name: value")
+        family = seed.get("family", fams[0])
+        if family not in fams:
+            raise _err(f"{where}.family", family, f"choose one of: {', '.join(fams)}")
+        allowed = family_keys(family)
+        checked = {}
+        for k, v in seed.items():
+            if k not in allowed:
+                raise _err(
+                    f"{where}.{k}",
+                    v,
+                    f"not a {family} hyperparameter; allowed: {', '.join(allowed)}",
+                )
+            v = _check_scalar(k, HYPERPARAMETERS[k], v, f"{where}.{k}")
+            p = params.get(f"{family}.{k}") or params.get(k)
+            if p is not None and not _allows(p, v):
+                raise _err(f"{where}.{k}", v, f"the space allows {p.to_dict()!r}")
+            checked[k] = v
+        out.append(checked)
+    return tuple(out)
+
+
+def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
+    """Flat params; a family's own keys get a ``family.`` prefix where the space has several."""
+    fam_param = _parse_param("family", hps.get("family", "pretrained"))
+    fams = list(fam_param.values) if fam_param.kind == "choice" else [fam_param.value]
+    sections: dict[str, dict[str, Any]] = {}
+    for f in FAMILIES:
+        if f not in hps:
+            continue
+        sec = hps[f]
+        if f not in fams:
+            raise _err(
+                f"hyperparameters.{f}",
+                sec,
+                f"the space does not choose family {f!r}; add it to hyperparameters.family "
+                "or remove the section",
+            )
+        if not isinstance(sec, dict):
+            raise _err(f"hyperparameters.{f}", sec, "expected a mapping of name: value")
+        allowed = set(SHARED_KEYS) | set(FAMILY_KEYS[f])
+        for k in sec:
+            if k not in allowed:
+                raise _err(
+                    f"hyperparameters.{f}.{k}",
+                    sec[k],
+                    f"not a {f} hyperparameter; allowed: {', '.join(sorted(allowed))}",
+                )
+        sections[f] = sec
+    for k in hps:
+        owners = [f for f, keys in FAMILY_KEYS.items() if k in keys]
+        if owners and not set(owners) & set(fams):
+            raise _err(
+                f"hyperparameters.{k}",
+                hps[k],
+                f"it belongs to family {owners[0]}, which the space does not choose "
+                f"(family: {fam_param.to_dict()!r})",
+            )
+
+    def one(f: str, name: str) -> Param:
+        if name in sections.get(f, {}):
+            where = f"hyperparameters.{f}.{name}"
+            p = _parse_param(name, sections[f][name], where)
+        elif name in hps:
+            where = f"hyperparameters.{name}"
+            p = _parse_param(name, hps[name])
+        else:
+            where, p = "", None
+        if p is not None and f == "pretrained" and name == "image_size":
+            low = p.value if p.kind == "fixed" else min(p.values) if p.kind == "choice" else p.low
+            if low < 32:
+                raise _err(where, p.to_dict(), "pretrained backbones take 32 px or more")
+        if p is not None:
+            return p
+        default = _FAMILY_DEFAULTS.get(f, {}).get(name, HYPERPARAMETERS[name].default)
+        return Param(name, "fixed", value=default)
+
+    params: dict[str, Param] = {"family": fam_param}
+    multi = len(fams) > 1
+    for name in HYPERPARAMETERS:
+        if name == "family":
+            continue
+        users = [f for f in fams if name in SHARED_KEYS or name in FAMILY_KEYS[f]]
+        if not users:
+            continue
+        per = {f: one(f, name) for f in users}
+        own = name not in SHARED_KEYS or any(name in sections.get(f, {}) for f in users)
+        if not multi or not own:
+            params[name] = per[users[0]]
+        else:
+            for f in users:
+                params[f"{f}.{name}"] = per[f]
+    return params
 
 
 # The built-in spaces ship inside the package (``automl/spaces/*.yaml``, package data);

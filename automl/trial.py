@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from automl.data import DataBundle
-from automl.model import build_model, unfreeze_top
+from automl.families import build as build_family
+from automl.families.pretrained import unfreeze_top
 
 log = logging.getLogger("automl")
 
@@ -28,31 +29,76 @@ class DivergedError(Exception):
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """The hyperparameters of one trial (see ``automl.space.HYPERPARAMETERS``)."""
+    """The hyperparameters of one trial (see ``automl.space.HYPERPARAMETERS``).
 
-    backbone: str
-    weights: str
-    image_size: int
-    learning_rate: float
-    batch_size: int
-    dropout: float
-    fine_tune_depth: float
-    head_epochs: int
-    fine_tune_epochs: int
+    Defaults reproduce what automl did before a field existed, so a configuration logged
+    by an older version trains the same way again.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    image_size: int = 96
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    dropout: float = 0.2
+    fine_tune_depth: float = 0.0
+    head_epochs: int = 5
+    fine_tune_epochs: int = 2
     augment: str = "none"
     fine_tune_lr_factor: float = 0.1
     label_smoothing: float = 0.0
+    family: str = "pretrained"
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    pooling: str = "avg"
+    head_layers: int = 0
+    head_units: int = 128
+    head_batchnorm: bool = False
+    epochs: int = 20
+    blocks: int = 3
+    conv_layers: int = 2
+    filters: int = 32
+    width_multiplier: float = 2.0
+    kernel_size: int = 3
+    separable: bool = False
+    residual: bool = False
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> TrialConfig:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """From KerasTuner values (``family.name`` keys of the chosen family win) or a dict."""
+        family = values.get("family", "pretrained")
+        flat: dict[str, Any] = {}
+        for k, v in values.items():
+            if "." not in k and "/" not in k:
+                flat[k] = v
+        prefix = f"{family}."
+        for k, v in values.items():
+            if k.startswith(prefix):
+                flat[k[len(prefix) :]] = v
+        fields = cls.__dataclass_fields__
+        out = {}
+        for k, v in flat.items():
+            if k not in fields:
+                continue
+            if fields[k].type == "bool" and not isinstance(v, bool):
+                v = str(v).lower() in ("1", "true", "yes")
+            out[k] = v
+        return cls(**out)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hyperparameters this trial's family uses (what MLflow logs as params)."""
+        from automl.space import family_keys
+
+        d = asdict(self)
+        return {k: d[k] for k in d if k in family_keys(self.family)}
 
     def schedule(self, budget: int | None = None) -> tuple[int, int]:
-        """Epochs of (phase 1, phase 2). ``budget`` (Hyperband's resource) is the total of both."""
+        """Epochs of (phase 1, phase 2). ``budget`` (Hyperband's resource) is the total of both.
+
+        A scratch trial has one phase of ``epochs``.
+        """
+        if self.family == "scratch":
+            return (self.epochs if budget is None else budget), 0
         p2 = self.fine_tune_epochs if self.fine_tune_depth > 0 else 0
         if budget is None:
             return self.head_epochs, p2
@@ -70,6 +116,7 @@ class TrialOutcome:
     metrics: dict[str, float]
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by_deadline: bool = False
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. automl.phase2_guard
 
 
 @dataclass
@@ -81,6 +128,10 @@ class RunOptions:
     early_stopping_patience: int = 3
     deadline: float | None = None  # time.time() after which a running fit stops at its epoch end
     verbose: int = 0
+    objective: str = "val_accuracy"  # what the best-epoch keeper and early stopping watch
+    # Phase 2 stops (phase-1 best weights stand) after this many epochs worse than phase 1's best.
+    phase2_guard_patience: int = 2
+    deterministic: bool = False  # TensorFlow's deterministic ops (slower, reproducible)
 
 
 def _keras():
@@ -104,7 +155,14 @@ def _augmenter(kind: str):
 
 
 def make_dataset(
-    x, y, batch_size: int, *, shuffle: bool = False, augment: str = "none", seed: int = 0
+    x,
+    y,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    augment: str = "none",
+    seed: int = 0,
+    deterministic: bool = False,
 ):
     """A tf.data pipeline (shuffle, batch, parallel augmentation, prefetch) over in-memory images.
 
@@ -123,24 +181,54 @@ def make_dataset(
     if aug is not None:
         ds = ds.map(
             lambda a, b: (aug(tf.cast(a, "float32"), training=True), b),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            # Random augmentation draws from one seed generator: in parallel calls the draws
+            # reach the images in a varying order, so a deterministic run maps in sequence.
+            num_parallel_calls=None if deterministic else tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+# Phase 2's learning rate is phase 1's times fine_tune_lr_factor, with the factor capped here
+# and the result capped at PHASE2_MAX_LR: a fine-tuning rate above that wrecks pretrained
+# features (a trial collapsed to chance at 3e-3).
+PHASE2_MAX_FACTOR = 0.3
+PHASE2_MAX_LR = 5e-4
+
+
+def phase2_learning_rate(cfg: TrialConfig) -> float:
+    """Phase 2's learning rate, bounded relative to phase 1's and absolutely."""
+    return min(cfg.learning_rate * min(cfg.fine_tune_lr_factor, PHASE2_MAX_FACTOR), PHASE2_MAX_LR)
+
+
+def rank(logs: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
+    """Sort key of an epoch's scores, higher is better (ties: the other score)."""
+    acc = logs.get("val_accuracy", 0.0)
+    loss = logs.get("val_loss", float("inf"))
+    if objective == "val_loss":
+        return (-loss, acc)
+    return (acc, -loss)
+
+
 class _EpochWatch:
-    """Keras callback pieces folded into one: report, keep the best weights, NaN guard, deadline."""
+    """Keras callback pieces folded into one: report, keep the best weights, NaN guard,
+    deadline, and phase 2's guard."""
 
     def __new__(cls, *args, **kwargs):  # build the subclass lazily so importing needs no keras
         keras = _keras()
 
         class EpochWatch(keras.callbacks.Callback):
-            def __init__(self, target, phase, on_epoch, tracker, deadline):
+            def __init__(self, target, phase, on_epoch, tracker, deadline, guard=None):
                 super().__init__()
                 self.target, self.phase, self.on_epoch = target, phase, on_epoch
                 self.tracker, self.deadline = tracker, deadline
                 self.diverged = False
                 self.deadline_hit = False
+                # guard: (baseline rank, patience): stop after `patience` epochs in a row that
+                # rank below the baseline, unless an epoch has beaten it already.
+                self.guard = guard
+                self.worse_in_a_row = 0
+                self.beat_baseline = False
+                self.guard_hit = False
 
             # The batch hook only reads the loss and sets stop_training: safe to run on Keras's
             # async dispatch thread, so the accelerator's queue stays full (without this flag,
@@ -162,46 +250,88 @@ class _EpochWatch:
                     self.model.stop_training = True
                 else:
                     self.tracker.offer(epoch, logs, self.target)
+                    self._check_guard(logs)
                 if self.on_epoch is not None:
                     self.on_epoch(entry)
                 if self.deadline is not None and time.time() > self.deadline:
                     self.deadline_hit = True
                     self.model.stop_training = True
 
+            def _check_guard(self, logs):
+                if self.guard is None or self.beat_baseline:
+                    return
+                baseline, patience = self.guard
+                if rank(logs, self.tracker.objective) > baseline:
+                    self.beat_baseline = True
+                    return
+                if rank(logs, self.tracker.objective) < baseline:
+                    self.worse_in_a_row += 1
+                else:
+                    self.worse_in_a_row = 0
+                if self.worse_in_a_row >= patience:
+                    self.guard_hit = True
+                    self.model.stop_training = True
+
         return EpochWatch(*args, **kwargs)
 
 
-class _Best:
-    """Best epoch across both phases by val_accuracy (ties: lower val_loss); its weights in memory."""
+class BestEpoch:
+    """Keeps the best epoch across both phases by the objective; its weights in memory.
 
-    def __init__(self):
+    ``val_accuracy`` ranks by accuracy (ties: lower val_loss); ``val_loss`` by loss (ties:
+    higher accuracy). :meth:`restore` puts the best epoch's weights back into the model.
+    """
+
+    def __init__(self, objective: str = "val_accuracy"):
+        self.objective = objective
         self.score: tuple[float, float] | None = None
         self.epoch: int = -1
         self.logs: dict[str, float] = {}
         self.weights: list[tuple[Any, np.ndarray]] | None = None
         self.history: list[dict[str, Any]] = []
 
-    def offer(self, epoch: int, logs: dict[str, float], target) -> None:
-        score = (logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0))
+    def offer(self, epoch: int, logs: dict[str, float], target) -> bool:
+        """Keep ``target``'s weights if this epoch ranks above the best so far. True if kept."""
+        score = rank(logs, self.objective)
         if self.score is None or score > self.score:
             self.score, self.epoch, self.logs = score, epoch, dict(logs)
             # Pair each variable with its value: robust to trainable flags changing between phases.
             self.weights = [(v, np.array(v)) for v in target.weights]
+            return True
+        return False
 
     def restore(self, target) -> None:
         for v, value in self.weights or []:
             v.assign(value)
 
 
-def _compile(model, lr: float, label_smoothing: float, jit_compile):
+def _optimizer(cfg: TrialConfig, lr: float, steps: int, steps_per_epoch: int):
+    """AdamW (plain Adam at weight_decay 0); with ``lr_schedule: cosine``, linear warm-up from
+    lr/10 over one epoch (at most a fifth of the phase), then cosine decay to lr/100."""
+    keras = _keras()
+    if cfg.lr_schedule == "cosine" and steps > 1:
+        warm = min(steps_per_epoch, steps // 5)
+        lr = keras.optimizers.schedules.CosineDecay(
+            lr / 10.0 if warm else lr,
+            decay_steps=max(steps - warm, 1),
+            alpha=0.01,
+            warmup_target=lr if warm else None,
+            warmup_steps=warm,
+        )
+    if cfg.weight_decay > 0:
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def _compile(model, cfg: TrialConfig, lr: float, jit_compile, steps: int = 0, per_epoch: int = 1):
     keras = _keras()
     loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-        if label_smoothing > 0
+        keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        if cfg.label_smoothing > 0
         else keras.losses.SparseCategoricalCrossentropy()
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=_optimizer(cfg, lr, steps, per_epoch),
         loss=loss,
         metrics=["accuracy"],
         jit_compile=jit_compile,
@@ -223,6 +353,15 @@ def _labels(y, num_classes: int, label_smoothing: float):
     return y
 
 
+def _enable_determinism() -> None:
+    try:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    except (ImportError, AttributeError):  # not TensorFlow: seeds are all there is
+        pass
+
+
 def run_trial(
     cfg: TrialConfig,
     data: DataBundle,
@@ -237,10 +376,14 @@ def run_trial(
 ) -> TrialOutcome:
     """Train one configuration on ``data`` and return the model at its best epoch.
 
+    A ``pretrained`` trial trains the head on the frozen backbone (phase 1), then fine-tunes
+    the top of the backbone (phase 2, guarded: if it only makes validation worse, it stops
+    and phase 1's best weights stand). A ``scratch`` trial trains the whole net in one phase.
+
     Args:
         cfg: the trial's hyperparameters.
         data: the split data; validation scores the epochs, test is not touched here.
-        options: how to run (embedding cache, XLA, early stopping, deadline).
+        options: how to run (embedding cache, XLA, early stopping, deadline, objective).
         embeddings: an :class:`automl.embeddings.EmbeddingCache` shared across trials.
         on_epoch: called after every epoch with ``{"step", "phase", loss, accuracy, ...}``.
         budget: total epochs across both phases (Hyperband's resource); None = the config's.
@@ -250,26 +393,26 @@ def run_trial(
     """
     keras = _keras()
     options = options or RunOptions()
+    if options.deterministic:
+        _enable_determinism()
     keras.utils.set_random_seed(seed)
-    parts = build_model(
-        cfg.backbone,
-        num_classes=data.num_classes,
-        image_size=cfg.image_size,
-        dropout=cfg.dropout,
-        weights=cfg.weights,
-    )
+    parts = build_family(cfg, data.num_classes)
     model = parts.model
     if initial_weights:
         model.load_weights(initial_weights)
     p1, p2 = cfg.schedule(budget)
-    best = _Best()
+    best = BestEpoch(options.objective)
     y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
     y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)
+    steps_per_epoch = max(math.ceil(len(data.y_train) / cfg.batch_size), 1)
     stopped = False
     times = {"phase1_seconds": 0.0, "phase2_seconds": 0.0}
+    tags: dict[str, str] = {}
+    scratch = cfg.family == "scratch"
+    mode = "min" if options.objective == "val_loss" else "max"
 
-    def watch(phase):
-        return _EpochWatch(model, phase, on_epoch, best, options.deadline)
+    def watch(phase, guard=None):
+        return _EpochWatch(model, phase, on_epoch, best, options.deadline, guard)
 
     def check(w):
         if w.diverged:
@@ -277,18 +420,22 @@ def run_trial(
         return w.deadline_hit
 
     if initial_epoch > 0:  # a continued trial: its starting point is a candidate best
-        _compile(model, cfg.learning_rate, cfg.label_smoothing, options.jit_compile)
+        _compile(model, cfg, cfg.learning_rate, options.jit_compile)
         loss, acc = model.evaluate(data.x_val, y_va, batch_size=cfg.batch_size, verbose=0)
         best.offer(initial_epoch - 1, {"val_loss": float(loss), "val_accuracy": float(acc)}, model)
 
-    # Phase 1: head only, backbone frozen. On cached embeddings by default.
+    # Phase 1: the head on a frozen backbone (on cached embeddings by default), or the whole
+    # scratch net, with augmentation and early stopping.
     t0 = time.perf_counter()
     if initial_epoch < p1:
         w = watch("phase1")
-        if options.embedding_cache and embeddings is not None:
+        steps = steps_per_epoch * (p1 - initial_epoch)
+        if not scratch and options.embedding_cache and embeddings is not None:
             f_tr, f_va = embeddings.get(parts.features, cfg, data, seed=seed)
             head_model = keras.Sequential([keras.Input(shape=f_tr.shape[1:]), parts.head])
-            _compile(head_model, cfg.learning_rate, cfg.label_smoothing, options.jit_compile)
+            _compile(
+                head_model, cfg, cfg.learning_rate, options.jit_compile, steps, steps_per_epoch
+            )
             head_model.fit(
                 f_tr,
                 y_tr,
@@ -301,44 +448,69 @@ def run_trial(
                 callbacks=[w],
             )
         else:
-            _compile(model, cfg.learning_rate, cfg.label_smoothing, options.jit_compile)
+            _compile(model, cfg, cfg.learning_rate, options.jit_compile, steps, steps_per_epoch)
+            callbacks = [w]
+            if scratch and options.early_stopping_patience:
+                callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor=options.objective,
+                        patience=2 * options.early_stopping_patience,
+                        mode=mode,
+                    )
+                )
             _fit(
                 model,
-                make_dataset(data.x_train, y_tr, cfg.batch_size, shuffle=True, seed=seed),
+                make_dataset(
+                    data.x_train,
+                    y_tr,
+                    cfg.batch_size,
+                    shuffle=True,
+                    augment=cfg.augment if scratch else "none",
+                    seed=seed,
+                    deterministic=options.deterministic,
+                ),
                 make_dataset(data.x_val, y_va, cfg.batch_size),
                 cfg.batch_size,
                 epochs=p1,
                 initial_epoch=initial_epoch,
                 verbose=options.verbose,
-                callbacks=[w],
+                callbacks=callbacks,
             )
         stopped = check(w)
         best.restore(model)
     times["phase1_seconds"] = time.perf_counter() - t0
 
-    # Phase 2: unfreeze the top of the backbone, lower learning rate, augmentation.
+    # Phase 2: unfreeze the top of the backbone, a bounded lower learning rate, augmentation,
+    # early stopping, and the guard against fine-tuning that only makes validation worse.
     t0 = time.perf_counter()
     if p2 > 0 and not stopped:
         n = unfreeze_top(parts.backbone, cfg.fine_tune_depth)
-        log.debug("phase 2: %d backbone layers unfrozen", n)
-        _compile(
-            model,
-            cfg.learning_rate * cfg.fine_tune_lr_factor,
-            cfg.label_smoothing,
-            options.jit_compile,
+        lr2 = phase2_learning_rate(cfg)
+        log.debug("phase 2: %d backbone layers unfrozen, learning rate %.2g", n, lr2)
+        _compile(model, cfg, lr2, options.jit_compile, steps_per_epoch * p2, steps_per_epoch)
+        guard = (
+            (best.score, options.phase2_guard_patience)
+            if options.phase2_guard_patience and best.score is not None
+            else None
         )
-        w = watch("phase2")
+        w = watch("phase2", guard)
         callbacks = [w]
         if options.early_stopping_patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor="val_accuracy", patience=options.early_stopping_patience, mode="max"
+                    monitor=options.objective, patience=options.early_stopping_patience, mode=mode
                 )
             )
         _fit(
             model,
             make_dataset(
-                data.x_train, y_tr, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=seed
+                data.x_train,
+                y_tr,
+                cfg.batch_size,
+                shuffle=True,
+                augment=cfg.augment,
+                seed=seed,
+                deterministic=options.deterministic,
             ),
             make_dataset(data.x_val, y_va, cfg.batch_size),
             cfg.batch_size,
@@ -348,6 +520,13 @@ def run_trial(
             callbacks=callbacks,
         )
         stopped = check(w)
+        if guard is not None:
+            tags["automl.phase2_guard"] = (
+                f"stopped phase 2 after {w.worse_in_a_row} epochs worse than phase 1's best "
+                f"{options.objective}; phase-1 best weights kept"
+                if w.guard_hit
+                else "not triggered"
+            )
         best.restore(model)
         parts.backbone.trainable = False  # the saved model reloads frozen, as exported
     times["phase2_seconds"] = time.perf_counter() - t0
@@ -363,8 +542,15 @@ def run_trial(
         "epochs_run": float(len(best.history)),
         **times,
     }
+    if p2 > 0:
+        metrics["phase2_learning_rate"] = phase2_learning_rate(cfg)
+        metrics["phase2_guard"] = float(tags.get("automl.phase2_guard", "").startswith("stopped"))
     best.weights = None  # release the snapshot before the next trial
     gc.collect()
     return TrialOutcome(
-        model=model, metrics=metrics, history=best.history, stopped_by_deadline=stopped
+        model=model,
+        metrics=metrics,
+        history=best.history,
+        stopped_by_deadline=stopped,
+        tags=tags,
     )

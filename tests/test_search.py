@@ -21,6 +21,7 @@ def searched(tmp_path_factory, tiny_arrays_module, tiny_space_module):
         tracking_uri=uri,
         seed=1,
         workdir=str(root / "work"),
+        ensemble=3,  # what the CLI does by default (the API's default is off)
     )
     return result, uri
 
@@ -47,8 +48,16 @@ def test_mlflow_holds_parent_and_nested_runs(searched):
     assert parent.data.params["tuner"] == "random"
     assert parent.data.tags["automl.best_run_id"] == result.best_trial["run_id"]
     assert 0.0 <= parent.data.metrics["test_accuracy"] <= 1.0
-    trials = t.trial_runs(result.parent_run_id)
-    assert len(trials) >= 2
+    runs = t.trial_runs(result.parent_run_id)
+    trials = [r for r in runs if r.data.tags["automl.kind"] == "trial"]
+    ensembles = [r for r in runs if r.data.tags["automl.kind"] == "ensemble"]
+    assert len(trials) >= 2 and len(runs) == len(trials) + len(ensembles)
+    for run in ensembles:  # a kept ensemble: a nested run naming its members' runs
+        assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert parent.data.tags["automl.ensemble_run_id"] == run.info.run_id
+        members = run.data.params["member_run_ids"].split(",")
+        assert len(members) >= 2 and set(members) <= {r.info.run_id for r in trials}
+        assert run.data.tags["automl.checkpoint"].endswith("ensemble.keras")
     for run in trials:
         assert run.info.status == "FINISHED"
         assert {"lr", "batch_size", "dropout", "backbone"} <= set(run.data.params)
@@ -61,9 +70,12 @@ def test_mlflow_holds_parent_and_nested_runs(searched):
 def test_leaderboard_best_first(searched):
     result, _ = searched
     board = result.leaderboard()
-    assert len(board) == 2 and board["val_accuracy"].is_monotonic_decreasing
+    trials = board[board["trial"] != "ensemble"]  # a kept ensemble is a row of its own
+    assert len(trials) == 2 and len(board) - len(trials) in (0, 1)
+    assert board["val_accuracy"].is_monotonic_decreasing
     assert board.iloc[0]["run_id"] == result.best_trial["run_id"]
-    assert result.best_trial["hyperparameters"]["backbone"] == "mobilenet_v3_small"
+    assert trials.iloc[0]["backbone"] == "mobilenet_v3_small"
+    assert set(trials["family"]) == {"pretrained"}
 
 
 def test_best_model_is_the_best_epoch_and_export_round_trips(searched, tmp_path):

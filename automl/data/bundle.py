@@ -12,6 +12,9 @@ from automl.errors import DataError
 
 log = logging.getLogger("automl")
 
+VAL_PER_CLASS = 10  # validation images per class at least (see split)
+VAL_MAX_FRACTION = 0.25  # ... but never more than this fraction of the data
+
 
 @dataclass
 class DataBundle:
@@ -135,7 +138,11 @@ def split(
         )
     n = len(y)
     n_test = max(int(round(n * test_fraction)), n_classes)
-    n_val = max(int(round(n * val_fraction)), n_classes)
+    # Validation picks the best trial, epoch and ensemble: on small data 15 % is a handful of
+    # images per class and its scores are noise. A floor of VAL_PER_CLASS images per class
+    # (capped at VAL_MAX_FRACTION of the data, so training keeps the most) steadies them.
+    floor = min(VAL_PER_CLASS * n_classes, int(round(n * VAL_MAX_FRACTION)))
+    n_val = max(int(round(n * val_fraction)), floor, n_classes)
     if n - n_test - n_val < n_classes:
         raise DataError(
             f"data {source!r} has {n} images for {n_classes} classes: too few to split "

@@ -71,9 +71,7 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             # Workers import automl as installed (no repository path is added); the plugin
             # modules (AUTOML_PLUGINS) and any PYTHONPATH of the driver travel with them.
-            env = {
-                k: os.environ[k] for k in ("PYTHONPATH", "AUTOML_PLUGINS") if os.environ.get(k)
-            }
+            env = {k: os.environ[k] for k in ("PYTHONPATH", "AUTOML_PLUGINS") if os.environ.get(k)}
             kw: dict[str, Any] = dict(
                 runtime_env={"env_vars": env},
                 log_to_driver=False,

@@ -160,6 +160,7 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
         tracker.set_tags(
             run_id,
             {
+                **outcome.tags,  # e.g. automl.phase2_guard: why fine-tuning stopped early
                 "automl.checkpoint": checkpoint,
                 "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
                 "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)

@@ -85,6 +85,8 @@ def search(
     xla: bool = True,
     workdir: str | None = None,
     verbose: int = 1,
+    ensemble: int = 0,
+    deterministic: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -93,7 +95,8 @@ def search(
             train/validation/test splits where it has them), ``(x, y)`` NumPy arrays, a
             ``tf.data.Dataset`` of ``(image, label)``, or a pandas DataFrame with an image-path
             column and a label column (see :func:`automl.data.load_data`).
-        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace.
+        space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace;
+            None (the default) chooses one from the data (see :mod:`automl.autospace`).
         max_trials: trials to run in all (a resumed search counts those already done).
         tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
         experiment: MLflow experiment name; the same name resumes the search.
@@ -125,6 +128,11 @@ def search(
         workdir: where the search keeps its resume state and model files (default: next to
             the MLflow store, ``mlruns/automl/EXPERIMENT``).
         verbose: 1 shows progress on stderr (bars in a terminal, lines otherwise); 0 nothing.
+        ensemble: after the search, a greedy ensemble of up to this many kept trials (their
+            best epochs), kept only if it beats the best trial on validation (0 = off here;
+            the CLI's ``--ensemble`` defaults to 3).
+        deterministic: TensorFlow's deterministic ops, so a seeded search reproduces its
+            trials (slower).
     """
     settings = SearchSettings(
         experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
@@ -148,19 +156,34 @@ def search(
         xla=xla,
         workdir=workdir,
         verbose=verbose,
+        ensemble=ensemble,
+        deterministic=deterministic,
     )
     settings.validate()
-    sp = load_space(space)
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
-    check_weights_files(sp)
-    bundle = load_data(
-        data,
-        seed=seed,
-        store_size=min(int(sp.upper("image_size")), 256),
-        strict_images=strict_images,
-        validation_data=validation_data,
-    )
+    if space is None:  # a data-aware default space, chosen once the data is loaded
+        from automl.autospace import default_space, probe_native_size, store_size_for
+
+        native = probe_native_size(data)
+        bundle = load_data(
+            data,
+            seed=seed,
+            store_size=store_size_for(native),
+            strict_images=strict_images,
+            validation_data=validation_data,
+        )
+        sp = default_space(bundle, native)
+    else:
+        sp = load_space(space)
+        check_weights_files(sp)
+        bundle = load_data(
+            data,
+            seed=seed,
+            store_size=min(int(sp.upper("image_size")), 256),
+            strict_images=strict_images,
+            validation_data=validation_data,
+        )
     from automl.progress import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
@@ -311,7 +334,12 @@ def _run(
         space, data, settings, uri, project, state, ident, tracker, accel
     )
     deadline = started + settings.time_budget * 60 if settings.time_budget else None
-    options = RunOptions(embedding_cache=settings.embedding_cache, jit_compile=accel["jit_compile"])
+    options = RunOptions(
+        embedding_cache=settings.embedding_cache,
+        jit_compile=accel["jit_compile"],
+        objective=space.objective,  # the best-epoch keeper and early stopping watch it
+        deterministic=settings.deterministic,
+    )
     options.deadline = deadline
     checkpoints = Checkpoints(
         project / "checkpoints", settings.keep_top_k, space.objective, data.class_names
@@ -374,7 +402,7 @@ def _run(
     )
     held, loop.best_in_memory = loop.best_in_memory, None
     try:
-        finish(result, tracker, data, space, settings, checkpoints, held)
+        finish(result, tracker, data, space, settings, checkpoints, held, search_id=search_id)
     finally:
         progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result

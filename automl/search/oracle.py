@@ -28,13 +28,19 @@ def make_oracle(space: SearchSpace, settings: SearchSettings):
         # (a resumed search would stop at its first trial end) and raises before saving.
         max_consecutive_failed_trials=None,
     )
+    from automl.autospace import seeded_oracle  # the space's seed trials run first
+
     if settings.tuner == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=settings.max_trials, **common)
+        cls = seeded_oracle(kt.oracles.RandomSearchOracle, space.seed_trials)
+        return cls(max_trials=settings.max_trials, **common)
     if settings.tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(
-            max_trials=settings.max_trials, num_initial_points=min(3, settings.max_trials), **common
+        cls = seeded_oracle(kt.oracles.BayesianOptimizationOracle, space.seed_trials)
+        return cls(
+            max_trials=settings.max_trials,
+            num_initial_points=min(3 + len(space.seed_trials), settings.max_trials),
+            **common,
         )
-    max_epochs = int(space.upper("head_epochs") + space.upper("fine_tune_epochs"))
+    max_epochs = space.max_epochs()  # across families
     oracle = kt.oracles.HyperbandOracle(max_epochs=max(max_epochs, 2), factor=3, **common)
     oracle.max_trials = settings.max_trials  # Hyperband has no max_trials of its own; cap it
     return oracle

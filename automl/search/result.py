@@ -103,6 +103,7 @@ def finish(
     settings,
     checkpoints,
     model_in_memory: tuple[str, dict[str, float], Any] | None = None,
+    search_id: str = "",
 ) -> None:
     """Score the best model on the test split once, and record it on the parent run.
 
@@ -112,6 +113,20 @@ def finish(
     import keras
     import numpy as np
 
+    from automl.ensemble import build_search_ensemble  # a nested run of its own when it wins
+
+    try:
+        build_search_ensemble(
+            result,
+            tracker,
+            k=settings.ensemble,
+            checkpoints=checkpoints,
+            data=data,
+            search_id=search_id,
+        )
+    except Exception as e:  # an ensemble never costs the search its result
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        log.warning("ensemble not built: %s: %s", type(e).__name__, first)
     try:
         best = result.best_trial
     except SearchError:
@@ -124,7 +139,9 @@ def finish(
     y = data.y_test
     acc = float(np.mean(np.argmax(probs, axis=1) == y))
     loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-    result.test_metrics = {"test_accuracy": acc, "test_loss": loss}
+    # The val-to-test gap says how much selecting on validation flattered the model.
+    gap = float(best["metrics"]["val_accuracy"]) - acc
+    result.test_metrics = {"test_accuracy": acc, "test_loss": loss, "val_test_gap": gap}
     tracker.log_metrics(
         result.parent_run_id,
         {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},

@@ -41,6 +41,10 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     verbose: int = 1  # progress display (automl.progress): 0 shows nothing
+    # A greedy ensemble of up to this many kept trials after the search (0 = off; the CLI's
+    # --ensemble defaults to 3); TensorFlow deterministic ops.
+    ensemble: int = 0
+    deterministic: bool = False
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -53,6 +57,10 @@ class SearchSettings:
             raise SearchError(
                 f"max_consecutive_failures={self.max_consecutive_failures!r} must be 1 or more; "
                 "pass --max-consecutive-failures 1 or more"
+            )
+        if not isinstance(self.ensemble, int) or self.ensemble < 0:
+            raise SearchError(
+                f"ensemble={self.ensemble!r} must be 0 (off) or more; pass --ensemble 0 to turn it off"
             )
         if not isinstance(self.trials_per_worker, int) or self.trials_per_worker < 0:
             raise SearchError(

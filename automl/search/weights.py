@@ -10,8 +10,7 @@ from automl.space import SearchSpace
 
 
 def _values(space: SearchSpace, name: str) -> list:
-    p = space.params[name]
-    return [p.value] if p.kind == "fixed" else list(p.values) if p.kind == "choice" else [p.low]
+    return space.values_of(name)  # across families
 
 
 def check_weights_files(space: SearchSpace) -> None:

@@ -1,0 +1,222 @@
+"""Greedy ensemble selection (Caruana et al., 2004) over a search's kept trials.
+
+After the search, the best epochs of up to K kept trials (the top-k checkpoints) predict
+the validation split; members are added greedily, with replacement, whenever that makes
+the average of their probabilities score best, and the best prefix wins. The ensemble is
+kept only if it beats the best single trial on validation.
+
+It is one Keras model of built-in layers: each member (a saved trial model, raw images ->
+probabilities) scaled by its weight (``Rescaling``), summed (``Add``). It loads in safe
+mode and exports to every format like any trial model. In MLflow it is a nested run of
+the search (``automl.trial_id = ensemble``), so the leaderboard shows it as its own row,
+and ``automl export`` exports it when it won; the parent run holds its members' run ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("automl")
+
+ENSEMBLE_ID = "ensemble"  # the ensemble run's automl.trial_id
+FILE = "ensemble.keras"
+
+
+def _scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    p = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return {
+        "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
+        "val_loss": float(np.mean(-np.log(p))),
+    }
+
+
+def _rank(s: dict[str, float], objective: str) -> tuple[float, float]:
+    if objective == "val_loss":
+        return (-s["val_loss"], s["val_accuracy"])
+    return (s["val_accuracy"], -s["val_loss"])
+
+
+def greedy_selection(
+    probs: list[np.ndarray], y: np.ndarray, *, rounds: int = 10, objective: str = "val_accuracy"
+) -> list[int]:
+    """Caruana's selection with replacement: the indices of the best prefix, repeats included.
+
+    Starts from the best single member; each round adds the member whose addition scores
+    best; the best-scoring prefix is returned.
+    """
+    if not probs:
+        return []
+    singles = [_rank(_scores(p, y), objective) for p in probs]
+    chosen = [max(range(len(probs)), key=lambda i: singles[i])]
+    total = probs[chosen[0]].astype(np.float64).copy()
+    best_prefix, best_score = list(chosen), singles[chosen[0]]
+    for _ in range(rounds - 1):
+        cand = [_rank(_scores((total + p) / (len(chosen) + 1), y), objective) for p in probs]
+        j = max(range(len(probs)), key=lambda i: cand[i])
+        chosen.append(j)
+        total += probs[j]
+        if cand[j] > best_score:
+            best_prefix, best_score = list(chosen), cand[j]
+    return best_prefix
+
+
+def ensemble_model(members: list[Any], weights: list[float]):
+    """One ``keras.Model``: sum of ``weights[i] * members[i](image)`` (built-in layers only)."""
+    import keras
+
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    outs = []
+    for i, (m, w) in enumerate(zip(members, weights)):
+        m.name = f"member{i}"  # loaded trial models may share a name
+        outs.append(keras.layers.Rescaling(float(w), name=f"member{i}_weight")(m(inputs)))
+    out = outs[0] if len(outs) == 1 else keras.layers.Add(name="ensemble_sum")(outs)
+    return keras.Model(inputs, out, name="automl_ensemble")
+
+
+@dataclass
+class EnsembleResult:
+    """What the selection found (``kept``: it beat the best single trial on validation)."""
+
+    kept: bool
+    trial_ids: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    best_single: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+    model: Any = None
+
+
+def select(
+    paths: dict[str, Path],
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    objective: str = "val_accuracy",
+    rounds: int = 10,
+) -> EnsembleResult:
+    """Greedy selection over the saved models ``paths`` (trial id -> .keras file)."""
+    import keras
+
+    ids = list(paths)
+    models = [keras.models.load_model(paths[t], safe_mode=True, compile=False) for t in ids]
+    probs = [m.predict(x_val, batch_size=64, verbose=0).astype(np.float64) for m in models]
+    singles = [_scores(p, y_val) for p in probs]
+    best_single = max(singles, key=lambda s: _rank(s, objective))
+    prefix = greedy_selection(probs, y_val, rounds=rounds, objective=objective)
+    counts = Counter(prefix)
+    used = sorted(counts)
+    weights = [counts[i] / len(prefix) for i in used]
+    mix = sum(w * probs[i] for i, w in zip(used, weights))
+    scores = _scores(mix, y_val)
+    kept = len(used) > 1 and _rank(scores, objective) > _rank(best_single, objective)
+    result = EnsembleResult(
+        kept=kept,
+        trial_ids=[ids[i] for i in used],
+        weights=weights,
+        scores=scores,
+        best_single=best_single,
+    )
+    if kept:
+        result.model = ensemble_model([models[i] for i in used], weights)
+    return result
+
+
+def build_search_ensemble(
+    result, tracker, *, k: int, checkpoints, data, search_id: str
+) -> EnsembleResult | None:
+    """The end-of-search hook: select, and when kept, save and record the ensemble.
+
+    ``result`` is the :class:`automl.search.SearchResult`, ``checkpoints`` the search's
+    :class:`automl.checkpoints.Checkpoints` (the candidates), ``k`` the most members.
+    """
+    from automl.tracking import TAG_KIND, TAG_TRIAL
+
+    k = int(k)
+    parent = result.parent_run_id
+    for r in tracker.trial_runs(parent):  # a resumed search builds its ensemble again
+        if r.data.tags.get(TAG_TRIAL) == ENSEMBLE_ID:
+            tracker.client.delete_run(r.info.run_id)
+    if k < 2:
+        return None
+    ckpts = checkpoints
+    ckpts.reload()
+    ranked = sorted(ckpts.scores.items(), key=lambda kv: ckpts.rank(kv[1]), reverse=True)
+    paths = {tid: ckpts.path(tid) for tid, _ in ranked if ckpts.path(tid).exists()}
+    paths = dict(list(paths.items())[:k])
+    if len(paths) < 2:
+        log.info("ensemble: fewer than 2 kept trials, none built")
+        return None
+    out = select(paths, data.x_val, data.y_val, objective=result.objective)
+    runs = {r.data.tags.get(TAG_TRIAL): r.info.run_id for r in tracker.trial_runs(parent)}
+    member_runs = [runs.get(t, "") for t in out.trial_ids]
+    summary = {
+        "kept": out.kept,
+        "candidates": list(paths),
+        "members": out.trial_ids,
+        "member_run_ids": member_runs,
+        "weights": out.weights,
+        "val_scores": out.scores,
+        "best_single_val_scores": out.best_single,
+    }
+    tracker.log_dict(parent, summary, "ensemble.json")
+    if not out.kept:
+        tracker.set_tags(
+            parent,
+            {
+                "automl.ensemble": (
+                    f"not kept: {result.objective} {out.scores[result.objective]:.4f} does not "
+                    f"beat the best trial's {out.best_single[result.objective]:.4f}"
+                )
+            },
+        )
+        log.info("ensemble of %s not kept: no better than the best trial", out.trial_ids)
+        return out
+    from automl.export import export_model
+
+    out.path = export_model(
+        out.model, ckpts.folder / FILE, class_names=data.class_names, force=True
+    )
+    run_id = tracker.start_trial(
+        parent,
+        search_id,
+        ENSEMBLE_ID,
+        {
+            "family": "ensemble",
+            "members": ",".join(out.trial_ids),
+            "member_run_ids": ",".join(member_runs),
+            "weights": ",".join(f"{w:.4g}" for w in out.weights),
+        },
+    )
+    tracker.log_metrics(run_id, {f"best_{k}": v for k, v in out.scores.items()})
+    tracker.set_tags(
+        run_id,
+        {
+            TAG_KIND: "ensemble",
+            "automl.checkpoint": str(out.path),
+            "automl.ensemble_best_member": member_runs[int(np.argmax(out.weights))],
+        },
+    )
+    tracker.end_run(run_id, "FINISHED")
+    tracker.set_tags(
+        parent,
+        {
+            "automl.ensemble": "kept",
+            "automl.ensemble_run_id": run_id,
+            "automl.ensemble_members": ",".join(member_runs),
+        },
+    )
+    log.info(
+        "ensemble kept: trials %s weights %s, %s %.4f (best trial %.4f)",
+        out.trial_ids,
+        [round(w, 3) for w in out.weights],
+        result.objective,
+        out.scores[result.objective],
+        out.best_single[result.objective],
+    )
+    return out

@@ -1,0 +1,84 @@
+"""Offline image datasets built from data that pip packages ship (no download).
+
+* ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 grayscale scans, 10 classes
+  (automl's demo set).
+* ``lfw``: scikit-image's ``lfw_subset()``, 200 real 25x25 grayscale photos, faces vs
+  non-faces (low resolution).
+* ``photos``: 400 crops (96 px, colour) of ten real photos that scikit-image and
+  scikit-learn ship (astronaut, coffee, chelsea, rocket, Hubble deep field,
+  immunohistochemistry, retina, motorcycle, china, flower); the class is the source photo.
+  Crops are random squares of 15-35 % of the photo's shorter side, randomly flipped, so a
+  model must recognise texture, colour and object parts, not memorise one view.
+
+    python -m bench.datasets   # prints each set's shape and class counts
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def digits():
+    from automl.data.sources import load_demo
+
+    x, y, names, _ = load_demo()
+    return x, y, names
+
+
+def lfw():
+    from skimage import data
+
+    x = (data.lfw_subset() * 255).round().astype(np.uint8)
+    x = np.repeat(x[..., None], 3, axis=-1)
+    return x, np.repeat([0, 1], 100), ["face", "not_face"]
+
+
+def _photos():
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    out = {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "rocket": data.rocket(),
+        "hubble": data.hubble_deep_field(),
+        "ihc": data.immunohistochemistry(),
+        "retina": data.retina(),
+        "motorcycle": data.stereo_motorcycle()[0],
+    }
+    sk = load_sample_images()
+    for name, img in zip(sk.filenames, sk.images):
+        out[name.split("/")[-1].split(".")[0]] = img
+    return out
+
+
+def photos(per_class: int = 40, size: int = 96, seed: int = 0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    srcs = _photos()
+    xs, ys = [], []
+    for c, img in enumerate(srcs.values()):
+        h, w = img.shape[:2]
+        for _ in range(per_class):
+            side = int(rng.uniform(0.15, 0.35) * min(h, w))
+            top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+            crop = img[top : top + side, left : left + side, :3]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crop = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR)
+            xs.append(np.asarray(crop, np.uint8))
+            ys.append(c)
+    return np.stack(xs), np.asarray(ys), list(srcs)
+
+
+DATASETS = {"digits": digits, "lfw": lfw, "photos": photos}
+
+
+if __name__ == "__main__":
+    for name, fn in DATASETS.items():
+        x, y, names = fn()
+        print(
+            f"{name}: x {x.shape} {x.dtype}, {len(names)} classes, counts {np.bincount(y).tolist()}"
+        )
