@@ -33,7 +33,17 @@ def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
     env.pop("RAY_ADDRESS", None)
     space = tmp_path / "space.yaml"
     space.write_text(FAST_SPACE_YAML)
-    cmd = cli("search", "--data", str(image_folder), "--space", str(space), "--max-trials", "3")
+    cmd = cli(
+        "search",
+        "--data",
+        str(image_folder),
+        "--space",
+        str(space),
+        "--max-trials",
+        "3",
+        "--ensemble",
+        "0",
+    )
     cmd += ["--tuner", "random", "--experiment", "rk", "--workers", "2"]
     project = tmp_path / "mlruns" / "automl" / "rk"
 

@@ -74,6 +74,8 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
         str(space_file),
         "--max-trials",
         "2",
+        "--ensemble",
+        "0",  # the trials' runs only (an ensemble run would depend on the scores)
         "--tuner",
         "random",
         "--experiment",
