@@ -173,6 +173,9 @@ def search(
             strict_images=strict_images,
             validation_data=validation_data,
         )
+        from automl.progress import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         sp = default_space(bundle, native)
     else:
         sp = load_space(space)
