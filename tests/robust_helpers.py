@@ -185,3 +185,19 @@ for i in range(int(n)):
 t.end_run(parent, "FINISHED")
 print("done", exp)
 """
+
+
+def wait_for_text(proc, log, text, timeout=300.0):
+    """Wait until ``text`` appears in the subprocess's ``log`` file; fail if it exits first."""
+    import time
+
+    import pytest
+
+    t0 = time.time()
+    while text not in log.read_text():
+        if proc.poll() is not None:
+            pytest.fail(f"search exited ({proc.returncode}) before {text!r}:\n{log.read_text()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            pytest.fail(f"no {text!r} after {timeout}s:\n{log.read_text()}")
+        time.sleep(0.2)

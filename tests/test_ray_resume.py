@@ -12,20 +12,9 @@ import psutil
 import pytest
 
 from tests.distributed_helpers import assert_each_trial_once, trial_runs
-from tests.robust_helpers import FAST_SPACE_YAML, cli, cli_env, tuner_state
+from tests.robust_helpers import FAST_SPACE_YAML, cli, cli_env, tuner_state, wait_for_text
 
 pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[distributed]"')
-
-
-def _wait_for(proc, log, text, timeout=300.0):
-    t0 = time.time()
-    while text not in log.read_text():
-        if proc.poll() is not None:
-            pytest.fail(f"search exited ({proc.returncode}) before {text!r}:\n{log.read_text()}")
-        if time.time() - t0 > timeout:
-            proc.kill()
-            pytest.fail(f"no {text!r} after {timeout}s:\n{log.read_text()}")
-        time.sleep(0.2)
 
 
 def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
@@ -58,7 +47,7 @@ def test_sigkill_a_two_worker_search_then_resume(tmp_path, image_folder):
 
     # 1. Two trials in flight on Ray; the driver is SIGKILLed (no chance to clean up).
     proc, log, fh = start("kill")
-    _wait_for(proc, log, "trial 1 started")
+    wait_for_text(proc, log, "trial 1 started")
     time.sleep(3.0)  # both trials are in their Ray workers (a trial takes 20 s or more here)
     ray_procs, names = [], {}
     for p in psutil.Process(proc.pid).children(recursive=True):

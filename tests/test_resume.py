@@ -28,6 +28,7 @@ from tests.robust_helpers import (
     runs_by_trial,
     settings,
     tuner_state,
+    wait_for_text,
 )
 
 
@@ -50,17 +51,6 @@ def _killed_reason(uri, experiment, tid):
     parent = t.latest_search().info.run_id
     board = t.leaderboard(parent)
     return board[(board["trial"] == tid) & (board["status"] == "KILLED")]["reason"].tolist()
-
-
-def _wait_for(proc, log, text, timeout=240.0):
-    t0 = time.time()
-    while text not in log.read_text():
-        if proc.poll() is not None:
-            pytest.fail(f"search exited ({proc.returncode}) before {text!r}:\n{log.read_text()}")
-        if time.time() - t0 > timeout:
-            proc.kill()
-            pytest.fail(f"no {text!r} after {timeout}s:\n{log.read_text()}")
-        time.sleep(0.2)
 
 
 def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, space_file):
@@ -100,7 +90,7 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
 
     # 1. Ctrl-C in the middle of trial 0: exit 130, its run and the parent closed as KILLED.
     proc, log, fh = start("sigint")
-    _wait_for(proc, log, "trial 0 started")
+    wait_for_text(proc, log, "trial 0 started")
     workers = psutil.Process(proc.pid).children()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()
@@ -116,7 +106,7 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
 
     # 2. Resumed; SIGKILL (no chance to clean up) in the middle of trial 1.
     proc, log, fh = start("sigkill")
-    _wait_for(proc, log, "trial 1 started")
+    wait_for_text(proc, log, "trial 1 started")
     workers = psutil.Process(proc.pid).children()
     assert len(workers) == 1 and "automl.executors.process" in " ".join(workers[0].cmdline())
     proc.kill()
