@@ -1,5 +1,5 @@
 """Third-party backbones without forking: an installed package's ``automl.backbones`` entry point
-and ``--plugin MODULE`` both reach the trial worker processes of a search."""
+and ``--plugin MODULE`` both reach the trial worker processes of a search, and Ray's workers."""
 
 from __future__ import annotations
 
@@ -51,9 +51,14 @@ def plugin_installed(tmp_path, monkeypatch):
     return site
 
 
+@pytest.mark.parametrize("executor", ["process", "ray"])
 def test_plugin_backbones_run_in_the_worker_processes_of_a_search(
-    plugin_installed, tmp_path, capsys, image_folder
+    plugin_installed, tmp_path, capsys, image_folder, executor
 ):
+    if executor == "ray":
+        pytest.importorskip(
+            "ray", reason='Ray is an optional extra: pip install -e ".[distributed]"'
+        )
     from mlflow.tracking import MlflowClient
 
     from automl import cli
@@ -67,12 +72,15 @@ def test_plugin_backbones_run_in_the_worker_processes_of_a_search(
         ["search", "--space", str(space), "--max-trials", "2", "--tuner", "random"]
         + ["--seed", "3", "--experiment", "plug", "--data", str(image_folder)]
         + ["--plugin", "automl_test_plugin.extra"]
+        + (["--workers", "2", "--cpus-per-trial", "1"] if executor == "ray" else [])
     )
     out = capsys.readouterr()
     assert rc == 0, out.err
     # The worker's epochs reach the search's progress display; its TensorFlow start-up
     # chatter does not; no stray Keras progress bar before the leaderboard.
-    assert "epoch 1/1 (phase1)" in out.err and "trial 1 done" in out.err
+    if executor == "process":  # (Ray's workers report trials, not epochs)
+        assert "epoch 1/1 (phase1)" in out.err
+    assert "trial 1 done" in out.err
     assert "oneDNN" not in out.err and "absl::InitializeLog" not in out.err
     assert "━" not in out.out and "1/1" not in out.out.split("trial")[0]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
@@ -83,6 +91,8 @@ def test_plugin_backbones_run_in_the_worker_processes_of_a_search(
     assert {r.data.params["backbone"] for r in trials} == {"plugin_tiny", "plugin_tiny_cli"}
     pids = {r.data.tags["automl.pid"] for r in trials}
     assert str(os.getpid()) not in pids  # trained in a worker process, which knew both
+    if executor == "ray":
+        assert all(r.data.tags.get("automl.node") for r in trials)  # on a Ray node
 
 
 def test_a_plugin_that_cannot_be_imported_is_one_line_exit_2(capsys, monkeypatch):
