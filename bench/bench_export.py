@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from automl.export import export_model
-    from automl.model import build_model
+    from automl.families.pretrained import build_model
 
     if a.threads:
         tf.config.threading.set_intra_op_parallelism_threads(a.threads)

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from automl.data.bundle import DataBundle  # noqa: E402
-from automl.model import build_model, unfreeze_top  # noqa: E402
+from automl.families.pretrained import build_model, unfreeze_top  # noqa: E402
 from automl.trial import RunOptions, TrialConfig, run_trial  # noqa: E402
 
 

@@ -75,7 +75,7 @@ def _confident_model(x, y):
     """
     import keras
 
-    from automl.model import build_model
+    from automl.families.pretrained import build_model
 
     keras.utils.set_random_seed(0)
     parts = build_model("mobilenet_v3_small", num_classes=3, image_size=32, weights="random")

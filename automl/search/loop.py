@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob
-from automl.tracking import TAG_TRIAL, Tracker
+from automl.tracking import Tracker
 
 log = logging.getLogger("automl")
 
@@ -256,8 +256,4 @@ class SearchLoop:
 
     def _previous_runs(self, tid: str) -> list:
         """This search's MLflow runs of trial ``tid`` (earlier attempts, earlier processes)."""
-        return [
-            r
-            for r in self.tracker.trial_runs(self.parent_id, tid)
-            if r.data.tags.get(TAG_TRIAL) == tid
-        ]
+        return self.tracker.trial_runs(self.parent_id, tid)  # filtered by the trial's tag

@@ -9,10 +9,6 @@ from automl.errors import AutoMLError
 from automl.space import SearchSpace
 
 
-def _values(space: SearchSpace, name: str) -> list:
-    return space.values_of(name)  # across families
-
-
 def check_weights_files(space: SearchSpace) -> None:
     """Refuse, before the search starts, a local weights file that is missing or does not fit.
 
@@ -22,7 +18,7 @@ def check_weights_files(space: SearchSpace) -> None:
     from automl.backbones.registry import create_backbone
     from automl.errors import WeightsUnavailableError
 
-    files = [w for w in _values(space, "weights") if w not in ("imagenet", "random", "none")]
+    files = [w for w in space.values_of("weights") if w not in ("imagenet", "random", "none")]
     if not files:
         return
     for w in files:
@@ -33,9 +29,9 @@ def check_weights_files(space: SearchSpace) -> None:
             )
     import keras
 
-    size = int(min(_values(space, "image_size")))
+    size = int(min(space.values_of("image_size")))
     for w in files:
-        for name in _values(space, "backbone"):
+        for name in space.values_of("backbone"):
             try:
                 with warnings.catch_warnings():  # Keras warns once per layer it cannot match
                     warnings.simplefilter("ignore")
