@@ -86,3 +86,24 @@ def test_tensorflow_startup_noise_is_told_from_warnings():
     ]
     assert all(is_startup_noise(line) for line in noise)
     assert not any(is_startup_noise(line) for line in real)
+
+
+def test_a_single_run_outside_a_search_as_lines_or_one_bar():
+    from automl.progress import Progress
+
+    out = io.StringIO()
+    p = Progress(stream=out)
+    p.run_started("retrain of trial 3", 2, summary="backbone=x")
+    p.epoch({"step": 0, "phase": "phase1", "loss": 1.5, "val_accuracy": 0.25})
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("retrain of trial 3 started (2 epochs): backbone=x")
+    assert lines[1].endswith(
+        "retrain of trial 3 epoch 1/2 (phase1): loss=1.5000 val_accuracy=0.2500"
+    )
+    bar = io.StringIO()
+    b = Progress(stream=bar, bars=True)
+    b.run_started("retrain of trial 3", 2)
+    b.epoch({"step": 1, "phase": "phase2", "val_loss": 0.7})
+    b.close()
+    assert "retrain of trial 3:" in bar.getvalue() and "2/2" in bar.getvalue()
