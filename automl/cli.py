@@ -2,7 +2,7 @@
 
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
-automl retrain --run-id ID [--full] [--data SRC] [--register NAME]
+automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
 automl predict IMAGE... --model PATH [--top-k K] [--json]
 automl ui [--port N] [--host HOST]
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
     )
     rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    rt.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
     _plugin_option(rt)
     _common(rt)
 
@@ -397,6 +398,7 @@ def cmd_retrain(a) -> int:
         tracking_uri=a.tracking_uri,
         experiment=a.experiment,
         register=a.register,
+        verbose=0 if a.quiet else 1,
     )
     print(
         f"retrained run {r.retrained_from} as run {r.run_id}: "

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from automl.errors import TrackingError
+from automl.progress import Progress
 from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, with_retries
 
 log = logging.getLogger("automl")
@@ -71,6 +72,7 @@ def retrain(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     register: str | None = None,
+    verbose: int = 1,
 ) -> RetrainResult:
     """Train the configuration logged in run ``run_id`` again and log it as a new run.
 
@@ -83,6 +85,7 @@ def retrain(
         tracking_uri: the store holding ``run_id`` (default as for :func:`automl.search`).
         experiment: where the new run goes (default: the original run's experiment).
         register: also register the retrained model under this Model Registry name.
+        verbose: 1 shows each epoch on stderr (a bar in a terminal, lines otherwise); 0 nothing.
     """
     from mlflow.tracking import MlflowClient
 
@@ -171,18 +174,32 @@ def retrain(
             "retrained_from": run.info.run_id,
         },
     )
+    progress = Progress(verbose)
+    progress.run_started(
+        f"retrain of trial {tid}",
+        sum(cfg.schedule(budget)),
+        ("train + validation, " if full else "")
+        + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+    )
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        tracker.log_epoch(new_id, entry)
+        progress.epoch(entry)
+
     try:
         outcome = run_trial(
             cfg,
             train,
             options=options,
-            on_epoch=lambda e: tracker.log_epoch(new_id, e),
+            on_epoch=on_epoch,
             budget=budget,
             seed=int(config.get("seed", 0)),
         )
     except Exception as e:
         tracker.fail_trial(new_id, f"{type(e).__name__}: {str(e)[:300]}")
         raise
+    finally:
+        progress.close()
     probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))
     y = bundle.y_test
     test = {
