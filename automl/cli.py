@@ -389,23 +389,35 @@ def _print_search(a, result) -> None:
 
 
 def cmd_retrain(a) -> int:
+    from automl.errors import RegistrationError
     from automl.retrain import retrain
 
-    r = retrain(
-        a.run_id,
-        full=a.full,
-        data=a.data,
-        tracking_uri=a.tracking_uri,
-        experiment=a.experiment,
-        register=a.register,
-        verbose=0 if a.quiet else 1,
-    )
+    try:
+        r = retrain(
+            a.run_id,
+            full=a.full,
+            data=a.data,
+            tracking_uri=a.tracking_uri,
+            experiment=a.experiment,
+            register=a.register,
+            verbose=0 if a.quiet else 1,
+        )
+    except RegistrationError as e:  # the retrain itself finished: show it, then fail
+        _print_retrain(e.result)
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 1
+    _print_retrain(r)
+    return 0
+
+
+def _print_retrain(r) -> None:
     print(
         f"retrained run {r.retrained_from} as run {r.run_id}: "
         f"val_accuracy={r.metrics.get('val_accuracy', float('nan')):.4f} "
         f"test_accuracy={r.test_metrics['test_accuracy']:.4f}; model {r.model_uri}"
     )
-    return 0
+    if r.registered_model:
+        print(f"registered: {r.registered_model} (Model Registry)")
 
 
 def _tracker(a):
