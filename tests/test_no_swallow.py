@@ -165,3 +165,5 @@ def test_a_failed_retrain_does_not_leave_its_run_running(
     assert [r.info.status for r in runs] == [status]
     reason = runs[0].data.tags["automl.failure_reason"]
     assert reason == ("interrupted" if status == "KILLED" else f"{type(error).__name__}: {error}")
+    traceback = [f.path for f in t.client.list_artifacts(runs[0].info.run_id, "error")]
+    assert traceback == ([] if status == "KILLED" else ["error/traceback.txt"])
