@@ -2,7 +2,7 @@
 
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
-automl retrain --run-id ID [--full] [--data SRC] [--register NAME]
+automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
 automl predict IMAGE... --model PATH [--top-k K] [--json]
 automl ui [--port N] [--host HOST]
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
     )
     rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    rt.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
     _plugin_option(rt)
     _common(rt)
 
@@ -388,22 +389,35 @@ def _print_search(a, result) -> None:
 
 
 def cmd_retrain(a) -> int:
+    from automl.errors import RegistrationError
     from automl.retrain import retrain
 
-    r = retrain(
-        a.run_id,
-        full=a.full,
-        data=a.data,
-        tracking_uri=a.tracking_uri,
-        experiment=a.experiment,
-        register=a.register,
-    )
+    try:
+        r = retrain(
+            a.run_id,
+            full=a.full,
+            data=a.data,
+            tracking_uri=a.tracking_uri,
+            experiment=a.experiment,
+            register=a.register,
+            verbose=0 if a.quiet else 1,
+        )
+    except RegistrationError as e:  # the retrain itself finished: show it, then fail
+        _print_retrain(e.result)
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 1
+    _print_retrain(r)
+    return 0
+
+
+def _print_retrain(r) -> None:
     print(
         f"retrained run {r.retrained_from} as run {r.run_id}: "
         f"val_accuracy={r.metrics.get('val_accuracy', float('nan')):.4f} "
         f"test_accuracy={r.test_metrics['test_accuracy']:.4f}; model {r.model_uri}"
     )
-    return 0
+    if r.registered_model:
+        print(f"registered: {r.registered_model} (Model Registry)")
 
 
 def _tracker(a):

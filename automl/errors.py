@@ -47,10 +47,11 @@ class NoCompletedSearchError(SearchError, ExportError):
 
 
 class RegistrationError(AutoMLError):
-    """The search finished, but registering its best model failed.
+    """The search (or retrain) finished, but registering its model failed.
 
-    ``result`` is the finished search's :class:`automl.search.SearchResult`: its runs,
-    leaderboard and best model are all kept.
+    ``result`` is the finished search's :class:`automl.search.SearchResult` (its runs,
+    leaderboard and best model are all kept), or the retrain's
+    :class:`automl.retrain.RetrainResult` (its run and model are kept).
     """
 
     def __init__(self, message: str, result=None):

@@ -8,7 +8,9 @@ start and end, one per epoch. Everything goes to stderr, so stdout keeps the res
 
 The search calls :meth:`Progress.search_started`, :meth:`trial_started`, :meth:`epoch`,
 :meth:`trial_finished` and :meth:`close`; trial workers send their epochs to the search,
-which hands them here (one reporter, whichever process trains).
+which hands them here (one reporter, whichever process trains). A training outside a search
+(``automl retrain``) calls :meth:`run_started`, :meth:`epoch` and :meth:`close`: one epoch bar,
+or its start line and one line per epoch.
 
 Also here: :func:`import_tensorflow_quietly` and :func:`is_startup_noise`, which drop
 TensorFlow's C++ start-up chatter (oneDNN, "could not find cuda drivers", absl's preamble)
@@ -105,6 +107,7 @@ class Progress:
         self.best: float | None = None
         self.started = time.time()
         self.current: str | None = None
+        self.label = ""  # what an epoch line is of: "trial 3", "retrain of trial 3"
         self.epochs = 0
         self._trials_bar = self._epochs_bar = None
 
@@ -136,29 +139,27 @@ class Progress:
             )
 
     def trial_started(self, trial_id: str, number: int, epochs: int, summary: str = "") -> None:
-        self.current, self.epochs = trial_id, int(epochs)
+        self.current, self.label, self.epochs = trial_id, f"trial {trial_id}", int(epochs)
         if not self.verbose:
             return
         if self.bars:
-            from tqdm.auto import tqdm
-
-            if self._epochs_bar is None:
-                self._epochs_bar = tqdm(
-                    total=self.epochs,
-                    desc=f"trial {trial_id}",
-                    unit="epoch",
-                    file=self.stream,
-                    position=1,
-                    leave=False,
-                    dynamic_ncols=True,
-                )
-            else:
-                self._epochs_bar.reset(total=self.epochs)
-                self._epochs_bar.set_description(f"trial {trial_id}")
+            self._epochs_bar_for(position=1)
         else:
             self._line(
                 f"trial {trial_id} started ({number} of at most {self.max_trials})"
                 + (f": {summary}" if summary else "")
+            )
+
+    def run_started(self, label: str, epochs: int, summary: str = "") -> None:
+        """A training outside a search (``label``: "retrain of trial 3") of ``epochs`` epochs."""
+        self.label, self.epochs = label, int(epochs)
+        if not self.verbose:
+            return
+        if self.bars:
+            self._epochs_bar_for(position=0)
+        else:
+            self._line(
+                f"{label} started ({self.epochs} epochs)" + (f": {summary}" if summary else "")
             )
 
     def epoch(self, entry: dict[str, Any]) -> None:
@@ -176,8 +177,7 @@ class Progress:
             self._epochs_bar.set_postfix_str(scores, refresh=True)
         else:
             self._line(
-                f"trial {self.current} epoch {step}/{self.epochs} ({entry.get('phase', '')}): "
-                + scores
+                f"{self.label} epoch {step}/{self.epochs} ({entry.get('phase', '')}): " + scores
             )
 
     def trial_finished(
@@ -219,6 +219,24 @@ class Progress:
         self._epochs_bar = self._trials_bar = None
 
     # --- helpers ----------------------------------------------------------------------------
+    def _epochs_bar_for(self, position: int) -> None:
+        """The epoch bar (one, reused from trial to trial), reset for :attr:`label`."""
+        if self._epochs_bar is None:
+            from tqdm.auto import tqdm
+
+            self._epochs_bar = tqdm(
+                total=self.epochs,
+                desc=self.label,
+                unit="epoch",
+                file=self.stream,
+                position=position,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        else:
+            self._epochs_bar.reset(total=self.epochs)
+            self._epochs_bar.set_description(self.label)
+
     def _status(self) -> str:
         best = f"best {self.objective}={self.best:.4f}" if self.best is not None else "no best yet"
         if self.deadline is not None:

@@ -518,6 +518,21 @@ def log_mlflow_model(
     return out
 
 
+def register_model(tracker, model_uri: str, name: str) -> str:
+    """Register a logged model (``models:/<model_id>``) as a new version of ``name``; the
+    version links to its run, as one registered while logging does. Returns the version."""
+    import mlflow
+
+    with _tracking_uri(tracker.uri):
+        return str(mlflow.register_model(model_uri, name).version)
+
+
+def error_line(e: BaseException) -> str:
+    """``"Type: first line of the message"``, at most 200 characters of it (one-line errors)."""
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}{': ' + first if first else ''}"
+
+
 def log_search_reports(
     tracker,
     parent_id: str,
@@ -588,8 +603,7 @@ def log_search_reports(
         try:
             mlflow_model()
         except Exception as e:  # noqa: BLE001 - recorded, then raised by the caller
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            failure.append(f"{type(e).__name__}{': ' + first if first else ''}")
+            failure.append(error_line(e))
             tags["automl.register_error"] = (
                 f"could not register the best model as {register!r} ({failure[0]})"
             )

@@ -9,14 +9,17 @@ never enters the leaderboard) tagged ``automl.retrained_from`` = the original ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import yaml
 
-from automl.errors import TrackingError
+from automl.errors import RegistrationError, TrackingError
+from automl.progress import Progress
 from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, with_retries
 
 log = logging.getLogger("automl")
@@ -34,6 +37,7 @@ class RetrainResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
     model: Any = field(default=None, repr=False)
+    registered_model: str | None = None  # "NAME/VERSION" when registered
 
 
 def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
@@ -71,6 +75,7 @@ def retrain(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     register: str | None = None,
+    verbose: int = 1,
 ) -> RetrainResult:
     """Train the configuration logged in run ``run_id`` again and log it as a new run.
 
@@ -82,16 +87,23 @@ def retrain(
             logged source; must split into the same digest, else the run is tagged.
         tracking_uri: the store holding ``run_id`` (default as for :func:`automl.search`).
         experiment: where the new run goes (default: the original run's experiment).
-        register: also register the retrained model under this Model Registry name.
+        register: also register the retrained model under this Model Registry name; a
+            failure raises :class:`automl.errors.RegistrationError` once the run has finished
+            (its ``result`` is kept, and the run is tagged ``automl.register_error``).
+        verbose: 1 shows each epoch on stderr (a bar in a terminal, lines otherwise); 0 nothing.
+
+    A failure after the new run is created ends it FAILED (KILLED on Ctrl-C), never RUNNING.
     """
     from mlflow.tracking import MlflowClient
 
     from automl.data import DataBundle, load_data
     from automl.reports import (
+        error_line,
         evaluation_reports,
         log_datasets,
         log_mlflow_model,
         log_trial_reports,
+        register_model,
     )
     from automl.tracking import resolve_tracking_uri
     from automl.trial import RunOptions, TrialConfig, run_trial
@@ -161,65 +173,99 @@ def retrain(
         },
     )
     new_id = new.info.run_id
-    tracker.log_params(
-        new_id,
-        {
-            **cfg.to_dict(),
-            "seed": config.get("seed", 0),
-            "full": full,
-            "epochs_budget": budget,
-            "retrained_from": run.info.run_id,
-        },
-    )
+    progress = Progress(verbose)
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        tracker.log_epoch(new_id, entry)
+        progress.epoch(entry)
+
     try:
-        outcome = run_trial(
-            cfg,
-            train,
-            options=options,
-            on_epoch=lambda e: tracker.log_epoch(new_id, e),
-            budget=budget,
-            seed=int(config.get("seed", 0)),
-        )
-    except Exception as e:
-        tracker.fail_trial(new_id, f"{type(e).__name__}: {str(e)[:300]}")
-        raise
-    probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))
-    y = bundle.y_test
-    test = {
-        "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
-        "test_loss": float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))),
-    }
-    last = max((int(e["step"]) for e in outcome.history), default=0)
-    tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)  # latest = best epoch's
-    log_trial_reports(
-        tracker,
-        new_id,
-        outcome,
-        bundle,
-        cfg,
-        seed=int(config.get("seed", 0)),
-        split_seed=int(src.get("split_seed", 0)),
-        budget=budget,
-        datasets=False,
-        trial_id=tid,
-        retrained_from=run.info.run_id,
-        full=full,
-    )
-    evaluation_reports(
-        tracker, new_id, outcome.model, bundle.x_test, bundle.y_test, bundle.class_names, "test"
-    )
-    log_datasets(tracker, new_id, train, ("train", "test") if full else ("train", "validation"))
-    info = log_mlflow_model(
-        tracker,
-        new_id,
-        outcome.model,
-        bundle.x_test[:2],
-        name="model",
-        class_names=bundle.class_names,
-        register=register,
-    )
-    tracker.set_tags(new_id, {"automl.model_uri": info["model_uri"]})
-    tracker.end_run(new_id, "FINISHED")
+        with _closed_on_failure(tracker, new_id):
+            tracker.log_params(
+                new_id,
+                {
+                    **cfg.to_dict(),
+                    "seed": config.get("seed", 0),
+                    "full": full,
+                    "epochs_budget": budget,
+                    "retrained_from": run.info.run_id,
+                },
+            )
+            progress.run_started(
+                f"retrain of trial {tid}",
+                sum(cfg.schedule(budget)),
+                ("train + validation, " if full else "")
+                + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+            )
+            outcome = run_trial(
+                cfg,
+                train,
+                options=options,
+                on_epoch=on_epoch,
+                budget=budget,
+                seed=int(config.get("seed", 0)),
+            )
+            progress.close()
+            probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))
+            y = bundle.y_test
+            test = {
+                "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
+                "test_loss": float(
+                    np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))
+                ),
+            }
+            last = max((int(e["step"]) for e in outcome.history), default=0)
+            # the latest value of each metric = the best epoch's
+            tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)
+            log_trial_reports(
+                tracker,
+                new_id,
+                outcome,
+                bundle,
+                cfg,
+                seed=int(config.get("seed", 0)),
+                split_seed=int(src.get("split_seed", 0)),
+                budget=budget,
+                datasets=False,
+                trial_id=tid,
+                retrained_from=run.info.run_id,
+                full=full,
+            )
+            evaluation_reports(
+                tracker,
+                new_id,
+                outcome.model,
+                bundle.x_test,
+                bundle.y_test,
+                bundle.class_names,
+                "test",
+            )
+            log_datasets(
+                tracker, new_id, train, ("train", "test") if full else ("train", "validation")
+            )
+            info = log_mlflow_model(
+                tracker,
+                new_id,
+                outcome.model,
+                bundle.x_test[:2],
+                name="model",
+                class_names=bundle.class_names,
+            )
+            tags = {"automl.model_uri": info["model_uri"]}
+            if register:
+                # Registering comes after logging: when the registry fails, the run and its
+                # model are complete (as a search's are), and the error is the caller's.
+                try:
+                    version = register_model(tracker, info["model_uri"], register)
+                    tags["automl.registered_model"] = f"{register}/{version}"
+                except Exception as e:  # noqa: BLE001 - recorded, then raised below
+                    tags["automl.register_error"] = (
+                        f"could not register the retrained model as {register!r} ({error_line(e)})"
+                    )
+            tracker.set_tags(new_id, tags)
+            tracker.end_run(new_id, "FINISHED")
+    finally:
+        progress.close()
     log.info(
         "retrained %s as run %s: val_accuracy=%.4f test_accuracy=%.4f",
         run.info.run_id,
@@ -227,6 +273,43 @@ def retrain(
         outcome.metrics["val_accuracy"],
         test["test_accuracy"],
     )
-    return RetrainResult(
-        new_id, run.info.run_id, outcome.metrics, test, info["model_uri"], outcome.model
+    result = RetrainResult(
+        new_id,
+        run.info.run_id,
+        outcome.metrics,
+        test,
+        info["model_uri"],
+        outcome.model,
+        tags.get("automl.registered_model"),
     )
+    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
+        raise RegistrationError(
+            f"{tags['automl.register_error']}; the retrain finished and its model is kept as "
+            f"{result.model_uri} (MLflow run {new_id}): fix the registry, then register it: "
+            f"mlflow.register_model({result.model_uri!r}, {register!r})",
+            result=result,
+        )
+    return result
+
+
+@contextlib.contextmanager
+def _closed_on_failure(tracker: Tracker, run_id: str):
+    """If the block raises, run ``run_id`` ends FAILED with the reason and traceback (KILLED on
+    Ctrl-C or SIGTERM), never left RUNNING; the exception goes on."""
+    from automl.reports import error_line
+
+    try:
+        yield
+    except BaseException as e:
+        killed = not isinstance(e, Exception)
+        status = "KILLED" if killed else "FAILED"
+        try:
+            tracker.fail_trial(
+                run_id,
+                "interrupted" if killed else f"{type(e).__name__}: {str(e)[:300]}",
+                None if killed else traceback.format_exc(),
+                status=status,
+            )
+        except Exception as closing:  # noqa: BLE001 - the first error is the one to see
+            log.warning("retrain run %s not closed as %s: %s", run_id, status, error_line(closing))
+        raise

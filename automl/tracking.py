@@ -346,11 +346,28 @@ class Tracker:
         """A run's artifact as a local path (downloaded to a temp folder where needed)."""
         dst = tempfile.mkdtemp(prefix="automl-dl-")
         try:
-            return Path(with_retries(self.client.download_artifacts, run_id, artifact_path, dst))
+            with _no_artifact_progress_bar():
+                path = with_retries(self.client.download_artifacts, run_id, artifact_path, dst)
+            return Path(path)
         except Exception as e:
             raise TrackingError(
                 f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
             ) from None
+
+
+@contextlib.contextmanager
+def _no_artifact_progress_bar():
+    """No MLflow "Downloading artifacts" bar on stderr for the files automl reads itself
+    (unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def ui_link(experiment_id: str, base: str = DEFAULT_UI) -> str:

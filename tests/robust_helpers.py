@@ -112,6 +112,36 @@ class FakeTrials:
         )
 
 
+def searched_trial(monkeypatch, tmp_path: Path, folder: Path, retrain_with=None) -> str:
+    """A one-trial search (:class:`FakeTrials`) of an image folder; returns the trial's run id.
+
+    ``retrain_with`` (default: a :class:`FakeTrials`) then stands in for the training of
+    ``automl retrain``.
+    """
+    import copy
+
+    import pytest
+
+    import automl.reports as reports
+    import automl.trial as trial
+    from tests.conftest import TINY_SPACE
+
+    search_mod = fast_search(monkeypatch, tmp_path, FakeTrials())
+    with pytest.MonkeyPatch.context() as mp:  # the search's model as an MLflow model: seconds
+        mp.setattr(reports, "log_mlflow_model", lambda *a, **k: {"model_uri": "models:/x"})
+        result = search_mod.search(
+            str(folder),
+            space=copy.deepcopy(TINY_SPACE),
+            max_trials=1,
+            tuner="random",
+            trials_per_worker=0,
+            experiment="retrain",
+            verbose=0,
+        )
+    monkeypatch.setattr(trial, "run_trial", retrain_with or FakeTrials())
+    return result.best_trial["run_id"]
+
+
 def settings(experiment: str = "exp", max_trials: int = 3, **kw):
     from automl.search import SearchSettings
 

@@ -254,11 +254,19 @@ def test_retrain_full_from_the_cli_logs_a_linked_run(searched, client, capsys):
     result, uri = searched
     trial_id = _trials(result)[0]
     original = client.get_run(trial_id)
-    rc = main(["retrain", "--run-id", trial_id, "--full", "--tracking-uri", uri])
+    args = ["retrain", "--run-id", trial_id, "--full", "--tracking-uri", uri]
+    rc = main(args + ["--register", "tiny-retrained"])
     assert rc == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     new_id = out.split(" as run ")[1].split(":")[0]
     new = client.get_run(new_id)
+    assert "retrain of trial " in captured.err and " epoch 1/" in captured.err  # progress lines
+    # registered after its model is logged: the version links to the new run
+    assert "registered: tiny-retrained/1 (Model Registry)" in out
+    assert new.data.tags["automl.registered_model"] == "tiny-retrained/1"
+    version = client.get_model_version("tiny-retrained", "1")
+    assert version.run_id == new_id and version.source == new.data.tags["automl.model_uri"]
     assert new.data.tags["automl.retrained_from"] == trial_id
     assert new.data.tags["automl.kind"] == "retrain" and new.data.tags["automl.full"] == "True"
     assert new.data.tags["automl.same_data"] == "True"

@@ -7,7 +7,14 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_SPACE
-from tests.robust_helpers import FakeTrials, fast_search, prebuilt_store, runs_by_trial, settings
+from tests.robust_helpers import (
+    FakeTrials,
+    fast_search,
+    prebuilt_store,
+    runs_by_trial,
+    searched_trial,
+    settings,
+)
 
 
 def _registry_down(*args, **kwargs):
@@ -98,3 +105,65 @@ def test_class_names_of_raises_instead_of_returning_nothing(tmp_path):
         class_names_of(t, run.info.run_id)
     t.log_dict(run.info.run_id, {"class_names": ["cat", "dog"]}, "class_names.json")
     assert class_names_of(t, run.info.run_id) == ["cat", "dog"]
+
+
+def test_retrain_register_failure_exits_1_and_finishes_its_run(
+    monkeypatch, tmp_path, image_folder, capsys
+):
+    """The retrain succeeded: its run is FINISHED (not left RUNNING), tagged with the registry's
+    error, its model kept; the command still fails, on one line."""
+    from mlflow.tracking import MlflowClient
+
+    from automl import cli
+    from automl.tracking import Tracker
+
+    trial_run = searched_trial(monkeypatch, tmp_path, image_folder)
+    monkeypatch.setattr(MlflowClient, "create_registered_model", _registry_down)
+    capsys.readouterr()
+    rc = cli.main(["retrain", "--run-id", trial_run, "--register", "cats", "-q"])
+    out = capsys.readouterr()
+    assert rc == 1
+    t = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "retrain")
+    runs = t.client.search_runs([t.experiment_id], "tags.`automl.kind` = 'retrain'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    tags = runs[0].data.tags
+    assert tags["automl.register_error"] == (
+        "could not register the retrained model as 'cats' (RuntimeError: registry is down)"
+    )
+    assert out.out.startswith(f"retrained run {trial_run} as run {runs[0].info.run_id}: ")
+    err = out.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"automl: error: {tags['automl.register_error']}")
+    assert tags["automl.model_uri"] in err[0]  # the model is kept: its URI to register it
+    assert t.client.get_logged_model(tags["automl.model_uri"].split("/")[-1]).source_run_id == (
+        runs[0].info.run_id
+    )
+
+
+@pytest.mark.parametrize(
+    "where, error, status",
+    [
+        ("automl.trial.run_trial", RuntimeError("boom"), "FAILED"),
+        ("automl.reports.evaluation_reports", OSError("No space left on device"), "FAILED"),
+        ("automl.trial.run_trial", KeyboardInterrupt(), "KILLED"),
+    ],
+)
+def test_a_failed_retrain_does_not_leave_its_run_running(
+    monkeypatch, tmp_path, image_folder, where, error, status
+):
+    import automl
+    from automl.tracking import Tracker
+
+    def fail(*args, **kwargs):
+        raise error
+
+    trial_run = searched_trial(monkeypatch, tmp_path, image_folder)
+    monkeypatch.setattr(where, fail)
+    with pytest.raises(type(error)):
+        automl.retrain(trial_run, verbose=0)
+    t = Tracker(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "retrain")
+    runs = t.client.search_runs([t.experiment_id], "tags.`automl.kind` = 'retrain'")
+    assert [r.info.status for r in runs] == [status]
+    reason = runs[0].data.tags["automl.failure_reason"]
+    assert reason == ("interrupted" if status == "KILLED" else f"{type(error).__name__}: {error}")
+    traceback = [f.path for f in t.client.list_artifacts(runs[0].info.run_id, "error")]
+    assert traceback == ([] if status == "KILLED" else ["error/traceback.txt"])

@@ -6,7 +6,7 @@ import io
 import time
 
 from tests.conftest import TINY_SPACE
-from tests.robust_helpers import FakeTrials, fast_search
+from tests.robust_helpers import FakeTrials, fast_search, searched_trial
 
 
 def test_plain_lines_when_not_a_terminal():
@@ -86,3 +86,45 @@ def test_tensorflow_startup_noise_is_told_from_warnings():
     ]
     assert all(is_startup_noise(line) for line in noise)
     assert not any(is_startup_noise(line) for line in real)
+
+
+def test_a_single_run_outside_a_search_as_lines_or_one_bar():
+    from automl.progress import Progress
+
+    out = io.StringIO()
+    p = Progress(stream=out)
+    p.run_started("retrain of trial 3", 2, summary="backbone=x")
+    p.epoch({"step": 0, "phase": "phase1", "loss": 1.5, "val_accuracy": 0.25})
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("retrain of trial 3 started (2 epochs): backbone=x")
+    assert lines[1].endswith(
+        "retrain of trial 3 epoch 1/2 (phase1): loss=1.5000 val_accuracy=0.2500"
+    )
+    bar = io.StringIO()
+    b = Progress(stream=bar, bars=True)
+    b.run_started("retrain of trial 3", 2)
+    b.epoch({"step": 1, "phase": "phase2", "val_loss": 0.7})
+    b.close()
+    assert "retrain of trial 3:" in bar.getvalue() and "2/2" in bar.getvalue()
+
+
+def test_retrain_shows_its_epochs_and_nothing_when_quiet(
+    monkeypatch, tmp_path, image_folder, capsys
+):
+    import automl.reports as reports
+    from automl import cli
+
+    trial_run = searched_trial(monkeypatch, tmp_path, image_folder)
+    monkeypatch.setattr(reports, "log_mlflow_model", lambda *a, **k: {"model_uri": "models:/x"})
+    capsys.readouterr()
+    assert cli.main(["retrain", "--run-id", trial_run]) == 0
+    out = capsys.readouterr()
+    assert "retrain of trial 0 started (3 epochs): " in out.err  # not a terminal: lines
+    assert "retrain of trial 0 epoch 1/3 (phase1): loss=1.0000 val_loss=1.0000" in out.err
+    assert "━" not in out.out + out.err  # no Keras progress bar
+    assert out.out.startswith(f"retrained run {trial_run} as run ")
+    assert cli.main(["retrain", "--run-id", trial_run, "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""  # no progress, no MLflow download bar
+    assert out.out.startswith(f"retrained run {trial_run} as run ")
