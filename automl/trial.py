@@ -155,14 +155,7 @@ def _augmenter(kind: str):
 
 
 def make_dataset(
-    x,
-    y,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    augment: str = "none",
-    seed: int = 0,
-    deterministic: bool = False,
+    x, y, batch_size: int, *, shuffle: bool = False, augment: str = "none", seed: int = 0
 ):
     """A tf.data pipeline (shuffle, batch, parallel augmentation, prefetch) over in-memory images.
 
@@ -181,9 +174,7 @@ def make_dataset(
     if aug is not None:
         ds = ds.map(
             lambda a, b: (aug(tf.cast(a, "float32"), training=True), b),
-            # Random augmentation draws from one seed generator: in parallel calls the draws
-            # reach the images in a varying order, so a deterministic run maps in sequence.
-            num_parallel_calls=None if deterministic else tf.data.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -357,6 +348,7 @@ def _enable_determinism() -> None:
     try:
         import tensorflow as tf
 
+        # Also runs tf.data maps with stateful random ops (the augmentation) in sequence.
         tf.config.experimental.enable_op_determinism()
     except (ImportError, AttributeError):  # not TensorFlow: seeds are all there is
         pass
@@ -467,7 +459,6 @@ def run_trial(
                     shuffle=True,
                     augment=cfg.augment if scratch else "none",
                     seed=seed,
-                    deterministic=options.deterministic,
                 ),
                 make_dataset(data.x_val, y_va, cfg.batch_size),
                 cfg.batch_size,
@@ -504,13 +495,7 @@ def run_trial(
         _fit(
             model,
             make_dataset(
-                data.x_train,
-                y_tr,
-                cfg.batch_size,
-                shuffle=True,
-                augment=cfg.augment,
-                seed=seed,
-                deterministic=options.deterministic,
+                data.x_train, y_tr, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=seed
             ),
             make_dataset(data.x_val, y_va, cfg.batch_size),
             cfg.batch_size,

@@ -2,8 +2,9 @@
 
 Runs the same small seeded search (random tuner, 3 trials: one pretrained, two scratch
 on the LFW subset) twice without and twice with ``deterministic=True`` (TensorFlow's
-deterministic ops), each in a fresh process-free store, and prints every trial's
-val_accuracy / val_loss, whether the two runs match exactly, and the wall time.
+deterministic ops), alternating, each in a fresh process and store, and prints every trial's
+family, learning rate, val_accuracy / val_loss, whether the two runs match exactly, and the
+wall time.
 
     PYTHONPATH=. python bench/deterministic.py
 """
@@ -33,8 +34,9 @@ space = {"seed_trials": [{"family": "pretrained"}],
 r = automl.search(data=(x, y), space=space, max_trials=3, tuner="random", seed=0,
                   trials_per_worker=0, ensemble=0, deterministic=sys.argv[1] == "1")
 b = r.leaderboard().sort_values("trial")
-print(json.dumps([[str(t), round(float(a), 6), round(float(l), 6)]
-                  for t, a, l in zip(b["trial"], b["val_accuracy"], b["val_loss"])]))
+print(json.dumps([[str(t), f, round(float(lr), 6), round(float(a), 6), round(float(l), 6)]
+                  for t, f, lr, a, l in zip(b["trial"], b["family"], b["learning_rate"],
+                                            b["val_accuracy"], b["val_loss"])]))
 """
 
 
@@ -58,9 +60,15 @@ def run(det: bool) -> tuple[list, float]:
 
 
 def main() -> None:
+    # The two settings alternate (off, on, off, on) so that the other jobs' load on the CPU
+    # falls on both alike.
+    runs: dict[bool, list] = {False: [], True: []}
+    for _ in range(2):
+        for det in (False, True):
+            runs[det].append(run(det))
+            print(f"deterministic={det}: {runs[det][-1][1]:.1f} s, load {os.getloadavg()[0]:.1f}")
     for det in (False, True):
-        a, ta = run(det)
-        b, tb = run(det)
+        (a, ta), (b, tb) = runs[det]
         print(f"deterministic={det}: run 1 {ta:.0f} s, run 2 {tb:.0f} s")
         for ra, rb in zip(a, b):
             print(f"  trial {ra[0]}: {ra[1:]} vs {rb[1:]}  {'same' if ra == rb else 'DIFFERENT'}")

@@ -14,6 +14,16 @@ from automl.errors import SearchError
 from automl.search.settings import SearchSettings
 from automl.space import SearchSpace
 
+# KerasTuner reads a seed of 0 as no seed (``seed or random.randint(1, 10000)``): every
+# search with the default seed 0 proposed values drawn from Python's global random state.
+# Seed 0 goes to KerasTuner as this one instead; other seeds as they are.
+TUNER_SEED_FOR_ZERO = 2**31 - 1
+
+
+def tuner_seed(seed: int) -> int:
+    """The seed handed to KerasTuner for the search's ``seed`` (never 0, which it ignores)."""
+    return seed if seed != 0 else TUNER_SEED_FOR_ZERO
+
 
 def make_oracle(space: SearchSpace, settings: SearchSettings):
     import keras_tuner as kt
@@ -22,7 +32,7 @@ def make_oracle(space: SearchSpace, settings: SearchSettings):
     common = dict(
         objective=objective,
         hyperparameters=space.to_keras_tuner(),
-        seed=settings.seed,
+        seed=tuner_seed(settings.seed),
         max_retries_per_trial=settings.max_retries,
         # Counted by the search loop instead: KerasTuner's own count spans resumed processes
         # (a resumed search would stop at its first trial end) and raises before saving.
