@@ -1,7 +1,7 @@
 """automl: Keras 3 AutoML for image transfer learning, every trial tracked in MLflow.
 
 import automl
-result = automl.search(data="demo", max_trials=6, tuner="bayesian")
+result = automl.search(data="demo")  # the CLI's default search: data-aware space, 3 minutes
 result.leaderboard(); result.best_model(); result.export("best.keras")
 result.predict(images); result.evaluate(x, y); result.best_models(3)
 automl.predict(["cat.jpg"], "best.keras"); automl.export_model(model, "m.tflite", format="tflite")

@@ -76,14 +76,9 @@ def _non_negative_float(s: str) -> float:
     return v
 
 
-# issue 11: the budget, not the trial count, ends the default (data-aware) search; a search
-# with --space keeps the old defaults (6 trials, no budget).
-DEFAULT_TIME_BUDGET = 3.0  # minutes of search; start-up, ensemble and scoring add 1-1.5 min
-DEFAULT_MAX_TRIALS = 100
-
-
 def build_parser() -> argparse.ArgumentParser:
     from automl.search import TUNERS
+    from automl.search.settings import DEFAULT_ENSEMBLE, DEFAULT_MAX_TRIALS, DEFAULT_TIME_BUDGET
 
     ap = _Parser(
         prog="automl", description="Keras AutoML for image transfer learning, tracked in MLflow."
@@ -121,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--ensemble",
         type=_non_negative_int,
-        default=3,
+        default=DEFAULT_ENSEMBLE,
         metavar="K",
         help="after the search, a greedy ensemble of up to K kept trials, kept only if it beats "
-        "the best trial on validation (default 3; 0 = off)",
+        f"the best trial on validation (default {DEFAULT_ENSEMBLE}; 0 = off)",
     )
     s.add_argument(
         "--deterministic",
@@ -330,14 +325,12 @@ def cmd_search(a) -> int:
         result = automl.search(
             data=a.data,
             space=a.space,
-            max_trials=a.max_trials or (DEFAULT_MAX_TRIALS if a.space is None else 6),
+            max_trials=a.max_trials,  # None: the default for this search (see automl.search)
             tuner=a.tuner,
             experiment=a.experiment,
             tracking_uri=a.tracking_uri,
             seed=a.seed,
-            time_budget=(DEFAULT_TIME_BUDGET if a.space is None else None)
-            if a.time_budget is None
-            else a.time_budget,
+            time_budget=a.time_budget,
             ensemble=a.ensemble,
             deterministic=a.deterministic,
             embedding_cache=not a.no_embedding_cache,

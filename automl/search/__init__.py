@@ -30,7 +30,14 @@ from automl.progress import Progress
 from automl.search.loop import SearchLoop, TooManyFailures
 from automl.search.oracle import open_oracle
 from automl.search.result import SearchResult, finish
-from automl.search.settings import DEFAULT_EXPERIMENT, TUNERS, SearchSettings
+from automl.search.settings import (
+    DEFAULT_ENSEMBLE,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_TIME_BUDGET,
+    TUNERS,
+    SearchSettings,
+)
 from automl.search.state import (
     STATE_FILE,
     identity,
@@ -62,7 +69,7 @@ def search(
     data: Any = "demo",
     space: str | Path | dict | SearchSpace | None = None,
     *,
-    max_trials: int = 6,
+    max_trials: int | None = None,
     tuner: str = "bayesian",
     experiment: str | None = None,
     tracking_uri: str | None = None,
@@ -85,7 +92,7 @@ def search(
     xla: bool = True,
     workdir: str | None = None,
     verbose: int = 1,
-    ensemble: int = 0,
+    ensemble: int | None = None,
     deterministic: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
@@ -97,13 +104,15 @@ def search(
             column and a label column (see :func:`automl.data.load_data`).
         space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace;
             None (the default) chooses one from the data (see :mod:`automl.autospace`).
-        max_trials: trials to run in all (a resumed search counts those already done).
+        max_trials: trials to run in all (a resumed search counts those already done); None:
+            100 with the data-aware space (the time budget ends the search), 6 with ``space``.
         tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
         experiment: MLflow experiment name; the same name resumes the search.
         tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
             Several workers on several machines need a tracking server (``http://HOST:5000``).
         seed: seeds the split, the oracle and every trial.
         time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
+            None: 3 with the data-aware space (the ``automl search`` default), none with ``space``.
         validation_data: your own validation split, any source ``data`` accepts; ``data`` is
             then split into train and test only.
         embedding_cache: train phase 1 on cached backbone features.
@@ -129,18 +138,19 @@ def search(
             the MLflow store, ``mlruns/automl/EXPERIMENT``).
         verbose: 1 shows progress on stderr (bars in a terminal, lines otherwise); 0 nothing.
         ensemble: after the search, a greedy ensemble of up to this many kept trials (their
-            best epochs), kept only if it beats the best trial on validation (0 = off here;
-            the CLI's ``--ensemble`` defaults to 3).
+            best epochs), kept only if it beats the best trial on validation; 0 = off. None: 3
+            with the data-aware space, 0 with ``space`` (the CLI's ``--ensemble``: 3).
         deterministic: TensorFlow's deterministic ops, so a seeded search reproduces its
             trials (slower).
     """
+    auto = space is None  # the data-aware default search: the same defaults as the CLI's
     settings = SearchSettings(
         experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
         tracking_uri=tracking_uri,
         tuner=tuner,
-        max_trials=max_trials,
+        max_trials=max_trials if max_trials is not None else DEFAULT_MAX_TRIALS if auto else 6,
         seed=seed,
-        time_budget=time_budget,
+        time_budget=time_budget if time_budget is not None or not auto else DEFAULT_TIME_BUDGET,
         embedding_cache=embedding_cache,
         keep_top_k=keep_top_k,
         overwrite=overwrite,
@@ -156,7 +166,7 @@ def search(
         xla=xla,
         workdir=workdir,
         verbose=verbose,
-        ensemble=ensemble,
+        ensemble=ensemble if ensemble is not None else DEFAULT_ENSEMBLE if auto else 0,
         deterministic=deterministic,
     )
     settings.validate()
