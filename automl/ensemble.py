@@ -1,9 +1,16 @@
 """Greedy ensemble selection (Caruana et al., 2004) over a search's kept trials.
 
 After the search, the best epochs of up to K kept trials (the top-k checkpoints) predict
-the validation split; members are added greedily, with replacement, whenever that makes
-the average of their probabilities score best, and the best prefix wins. The ensemble is
-kept only if it beats the best single trial on validation.
+the validation split. The ensemble starts from the two best trials (Caruana's "sorted
+initialisation", which keeps the hill-climb from overfitting a small validation split),
+then members are added greedily, with replacement, whenever that makes the average of
+their probabilities score best, and the best prefix wins. The ensemble is kept only if it
+beats the best single trial on validation.
+
+Measured (bench/README.md, "Ensemble selection"): on the kept trials of three searches
+(textures, photos, tiny_photos; 150-180 test images each), test accuracy of the chosen
+model averaged 0.9722 for the best single trial, 0.9830 for greedy selection from the best
+one, 0.9874 from the best two.
 
 It is one Keras model of built-in layers: each member (a saved trial model, raw images ->
 probabilities) scaled by its weight (``Rescaling``), summed (``Add``). It loads in safe
@@ -43,20 +50,27 @@ def _rank(s: dict[str, float], objective: str) -> tuple[float, float]:
 
 
 def greedy_selection(
-    probs: list[np.ndarray], y: np.ndarray, *, rounds: int = 10, objective: str = "val_accuracy"
+    probs: list[np.ndarray],
+    y: np.ndarray,
+    *,
+    rounds: int = 10,
+    objective: str = "val_accuracy",
+    init: int = 2,
 ) -> list[int]:
     """Caruana's selection with replacement: the indices of the best prefix, repeats included.
 
-    Starts from the best single member; each round adds the member whose addition scores
-    best; the best-scoring prefix is returned.
+    Starts from the ``init`` best single members (sorted initialisation); each round adds
+    the member whose addition scores best; the best-scoring prefix is returned.
     """
     if not probs:
         return []
     singles = [_rank(_scores(p, y), objective) for p in probs]
-    chosen = [max(range(len(probs)), key=lambda i: singles[i])]
-    total = probs[chosen[0]].astype(np.float64).copy()
-    best_prefix, best_score = list(chosen), singles[chosen[0]]
-    for _ in range(rounds - 1):
+    order = sorted(range(len(probs)), key=lambda i: singles[i], reverse=True)
+    chosen = order[: max(1, min(init, len(probs), rounds))]
+    total = sum(probs[i].astype(np.float64) for i in chosen)
+    best_prefix = list(chosen)
+    best_score = _rank(_scores(total / len(chosen), y), objective)
+    for _ in range(rounds - len(chosen)):
         cand = [_rank(_scores((total + p) / (len(chosen) + 1), y), objective) for p in probs]
         j = max(range(len(probs)), key=lambda i: cand[i])
         chosen.append(j)

@@ -217,6 +217,20 @@ def test_greedy_selection_finds_a_better_mix():
     assert np.mean(mix.argmax(1) == y) == 1.0  # each alone gets 4/6
 
 
+def test_greedy_selection_starts_from_the_two_best():
+    from automl.ensemble import greedy_selection
+
+    y = np.array([0, 1, 0, 1])
+    eye = np.eye(2)
+    best = eye[y] * 0.8 + 0.1  # 4/4 right
+    second = eye[[0, 1, 0, 0]] * 0.6 + 0.2  # 3/4 right
+    worst = eye[1 - y] * 0.8 + 0.1  # all wrong
+    # Sorted initialisation: the two best singles come first, whatever follows.
+    assert greedy_selection([worst, second, best], y, rounds=1)[:1] == [2]
+    assert greedy_selection([worst, second, best], y, rounds=4)[:2] == [2, 1]
+    assert greedy_selection([worst, second, best], y, init=1, rounds=1) == [2]
+
+
 @pytest.mark.parametrize(
     "info, families",
     [
