@@ -2,13 +2,18 @@
 
 * ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 grayscale scans, 10 classes
   (automl's demo set).
-* ``lfw``: scikit-image's ``lfw_subset()``, 200 real 25x25 grayscale photos, faces vs
-  non-faces (low resolution).
-* ``photos``: 400 crops (96 px, colour) of ten real photos that scikit-image and
+* ``textures``: 1,200 crops (32 px, grayscale; low resolution) of ten grayscale photos
+  scikit-image ships (brick, grass, gravel, camera, cell, coins, moon, page, text, clock).
+* ``photos``: 1,000 crops (96 px, colour) of ten real photos that scikit-image and
   scikit-learn ship (astronaut, coffee, chelsea, rocket, Hubble deep field,
-  immunohistochemistry, retina, motorcycle, china, flower); the class is the source photo.
-  Crops are random squares of 15-35 % of the photo's shorter side, randomly flipped, so a
-  model must recognise texture, colour and object parts, not memorise one view.
+  immunohistochemistry, retina, motorcycle, china, flower).
+* ``tiny_photos``: 1,000 other crops of the same ten photos at 32 px (low resolution, colour).
+* ``lfw``: scikit-image's ``lfw_subset()``, 200 real 25x25 grayscale photos, faces vs
+  non-faces (too small to rank methods: 30 test images; not in the default bench).
+
+The class of a crop is its source photo. Crops are random squares of 10-25 % (textures
+10-20 %) of the photo's shorter side, randomly flipped, so a model must recognise texture,
+colour and object parts, not memorise one view.
 
     python -m bench.datasets   # prints each set's shape and class counts
 """
@@ -53,27 +58,56 @@ def _photos():
     return out
 
 
-def photos(per_class: int = 40, size: int = 96, seed: int = 0):
+def _gray_photos():
+    from skimage import data
+
+    names = ("brick", "grass", "gravel", "camera", "cell", "coins", "moon", "page", "text", "clock")
+    return {n: getattr(data, n)() for n in names}
+
+
+def _crops(srcs, per_class, size, lo, hi, seed):
+    """``per_class`` random square crops of each source, ``lo``-``hi`` of its shorter side."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    srcs = _photos()
     xs, ys = [], []
     for c, img in enumerate(srcs.values()):
         h, w = img.shape[:2]
         for _ in range(per_class):
-            side = int(rng.uniform(0.15, 0.35) * min(h, w))
+            side = int(rng.uniform(lo, hi) * min(h, w))
             top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-            crop = img[top : top + side, left : left + side, :3]
+            crop = img[top : top + side, left : left + side]
+            if crop.ndim == 3:
+                crop = crop[..., :3]
             if rng.random() < 0.5:
                 crop = crop[:, ::-1]
             crop = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR)
-            xs.append(np.asarray(crop, np.uint8))
+            crop = np.asarray(crop, np.uint8)
+            xs.append(crop if crop.ndim == 3 else np.repeat(crop[..., None], 3, axis=-1))
             ys.append(c)
     return np.stack(xs), np.asarray(ys), list(srcs)
 
 
-DATASETS = {"digits": digits, "lfw": lfw, "photos": photos}
+def photos(per_class: int = 100, size: int = 96, seed: int = 0):
+    return _crops(_photos(), per_class, size, 0.1, 0.25, seed)
+
+
+def textures(per_class: int = 120, size: int = 32, seed: int = 0):
+    return _crops(_gray_photos(), per_class, size, 0.1, 0.2, seed)
+
+
+def tiny_photos(per_class: int = 100, size: int = 32, seed: int = 1):
+    return _crops(_photos(), per_class, size, 0.1, 0.25, seed)
+
+
+DATASETS = {
+    "digits": digits,
+    "textures": textures,
+    "photos": photos,
+    "tiny_photos": tiny_photos,
+    "lfw": lfw,
+}
+DEFAULT = ("digits", "textures", "photos", "tiny_photos")
 
 
 if __name__ == "__main__":
