@@ -110,6 +110,37 @@ DATASETS = {
 DEFAULT = ("digits", "textures", "photos", "tiny_photos")
 
 
+def write_folder(x, y, names, root):
+    """The images as a folder of class sub-folders of PNGs (what a user points automl at)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / names[label]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i:05d}.png")
+    return root
+
+
+def as_source(name: str, root) -> str:
+    """``automl search --data`` for dataset ``name``: "demo", or a folder written under ``root``."""
+    if name == "digits":
+        return "demo"
+    x, y, names = DATASETS[name]()
+    return str(write_folder(x, y, names, f"{root}/{name}"))
+
+
+def automl_split(src: str):
+    """(bundle, native size): the split the default search makes of ``src`` (seed 0)."""
+    from automl.autospace import probe_native_size, store_size_for
+    from automl.data import load_data
+
+    native = probe_native_size(src)
+    return load_data(src, seed=0, store_size=store_size_for(native)), native
+
+
 if __name__ == "__main__":
     for name, fn in DATASETS.items():
         x, y, names = fn()

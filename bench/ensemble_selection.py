@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from automl.ensemble import _rank, _scores, greedy_selection  # noqa: E402
-from bench.datasets import DATASETS  # noqa: E402
+from bench.datasets import as_source, automl_split  # noqa: E402
 
 
 def search_probs(name: str, root: Path) -> Path:
@@ -30,13 +30,9 @@ def search_probs(name: str, root: Path) -> Path:
     import keras
 
     import automl
-    from automl.autospace import probe_native_size, store_size_for
-    from automl.data import load_data
-    from bench.quality import write_folder
 
-    x, y, names = DATASETS[name]()
-    src = str(write_folder(x, y, names, root / "data" / name))
-    b = load_data(src, seed=0, store_size=store_size_for(probe_native_size(src)))
+    src = as_source(name, root / "data")
+    b, _ = automl_split(src)
     automl.search(
         src,
         ensemble=0,

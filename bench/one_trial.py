@@ -19,20 +19,16 @@ from pathlib import Path
 import yaml
 
 import automl
-from automl.autospace import default_space_dict, describe, probe_native_size, store_size_for
-from automl.data import load_data
-from bench.datasets import DATASETS
-from bench.quality import write_folder
+from automl.autospace import default_space_dict, describe
+from bench.datasets import as_source, automl_split
 
 name = sys.argv[1]
 family = sys.argv[2]
 sizes = [int(s) for s in sys.argv[3].split(",")]
 extra = dict(a.split("=") for a in sys.argv[4:])
-x, y, names = DATASETS[name]()
 tmp = Path(tempfile.mkdtemp())
-src = str(write_folder(x, y, names, tmp / name))
-native = probe_native_size(src)
-b = load_data(src, seed=0, store_size=store_size_for(native))
+src = as_source(name, tmp)
+b, native = automl_split(src)
 info = describe(b, native)
 for size in sizes:
     d = default_space_dict(info)

@@ -21,17 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from automl.autospace import (  # noqa: E402
-    default_space_dict,
-    describe,
-    probe_native_size,
-    store_size_for,
-)
-from automl.data import load_data  # noqa: E402
+from automl.autospace import default_space_dict, describe  # noqa: E402
 from automl.embeddings import EmbeddingCache  # noqa: E402
 from automl.trial import TrialConfig, run_trial  # noqa: E402
-from bench.datasets import DATASETS  # noqa: E402
-from bench.quality import write_folder  # noqa: E402
+from bench.datasets import as_source, automl_split  # noqa: E402
 
 name = sys.argv[1]
 seeds = [int(s) for s in sys.argv[2].split(",")]
@@ -39,11 +32,9 @@ variants = {}
 for a in sys.argv[3:]:
     label, _, kv = a.partition(":")
     variants[label] = {k: yaml.safe_load(v) for k, v in (p.split("=") for p in kv.split(",") if p)}
-x, y, names = DATASETS[name]()
 tmp = Path(tempfile.mkdtemp())
-src = str(write_folder(x, y, names, tmp / name))
-native = probe_native_size(src)
-b = load_data(src, seed=0, store_size=store_size_for(native))
+src = as_source(name, tmp)
+b, native = automl_split(src)
 d = default_space_dict(describe(b, native))
 base = dict(d["seed_trials"][[s["family"] for s in d["seed_trials"]].index("pretrained")])
 base.update(label_smoothing=0.1, weight_decay=0.01, lr_schedule="cosine", fine_tune_lr_factor=0.1)

@@ -32,19 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from bench.datasets import DATASETS, DEFAULT  # noqa: E402
+from bench.datasets import DATASETS, DEFAULT, as_source, automl_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_folder(x, y, names, root: Path) -> Path:
-    from PIL import Image
-
-    for i, (img, label) in enumerate(zip(x, y)):
-        d = root / names[label]
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i:05d}.png")
-    return root
 
 
 def run_automl(src: str, workdir: Path) -> tuple[float, float, str]:
@@ -125,21 +115,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", default=list(DEFAULT), choices=list(DATASETS))
     a = ap.parse_args()
-    from automl.autospace import probe_native_size, store_size_for
-    from automl.data import load_data
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="automl-quality-") as tmp:
         for name in a.only:
-            if name == "digits":
-                src = "demo"
-            else:
-                x, y, names = DATASETS[name]()
-                src = str(write_folder(x, y, names, Path(tmp) / "data" / name))
+            src = as_source(name, Path(tmp) / "data")
             work = Path(tmp) / "run" / name
             work.mkdir(parents=True)
             # the split automl makes of this source (same seed, same stored size)
-            b = load_data(src, seed=0, store_size=store_size_for(probe_native_size(src)))
+            b, _ = automl_split(src)
             svc = svc_baseline(b)
             t0 = time.perf_counter()
             tl = keras_transfer_baseline(b)
