@@ -317,12 +317,25 @@ def _print_board(board) -> None:
         print(board[cols].to_string(index=False))
 
 
-def cmd_search(a) -> int:
-    import automl
+def _shown(run, show) -> int:
+    """Run, show its result, exit 0; a registry failure still shows the result, then exit 1."""
     from automl.errors import RegistrationError
 
     try:
-        result = automl.search(
+        result = run()
+    except RegistrationError as e:  # the work itself finished: show it, then fail
+        show(e.result)
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 1
+    show(result)
+    return 0
+
+
+def cmd_search(a) -> int:
+    import automl
+
+    return _shown(
+        lambda: automl.search(
             data=a.data,
             space=a.space,
             max_trials=a.max_trials,  # None: the default for this search (see automl.search)
@@ -348,13 +361,9 @@ def cmd_search(a) -> int:
             cpus_per_trial=a.cpus_per_trial,
             gpus_per_trial=a.gpus_per_trial,
             verbose=0 if a.quiet else 1,
-        )
-    except RegistrationError as e:  # the search itself finished: show it, then fail
-        _print_search(a, e.result)
-        print(f"automl: error: {e}", file=sys.stderr)
-        return 1
-    _print_search(a, result)
-    return 0
+        ),
+        lambda result: _print_search(a, result),
+    )
 
 
 def _print_search(a, result) -> None:
@@ -382,11 +391,10 @@ def _print_search(a, result) -> None:
 
 
 def cmd_retrain(a) -> int:
-    from automl.errors import RegistrationError
     from automl.retrain import retrain
 
-    try:
-        r = retrain(
+    return _shown(
+        lambda: retrain(
             a.run_id,
             full=a.full,
             data=a.data,
@@ -394,13 +402,9 @@ def cmd_retrain(a) -> int:
             experiment=a.experiment,
             register=a.register,
             verbose=0 if a.quiet else 1,
-        )
-    except RegistrationError as e:  # the retrain itself finished: show it, then fail
-        _print_retrain(e.result)
-        print(f"automl: error: {e}", file=sys.stderr)
-        return 1
-    _print_retrain(r)
-    return 0
+        ),
+        _print_retrain,
+    )
 
 
 def _print_retrain(r) -> None:
