@@ -92,3 +92,38 @@ def test_a_dead_node_costs_one_attempt_and_the_search_goes_on(cluster, tmp_path,
     assert runs[tid][-1].data.tags["automl.attempt"] == "2"
     assert all(rs[-1].info.status == "FINISHED" for rs in runs.values())
     assert result.best_trial["trial_id"] in runs
+
+
+LOCAL_RUNTIME = """
+import json, os
+from automl.executors.base import WorkerSetup
+from automl.executors.ray import RayExecutor
+setup = WorkerSetup("sqlite:///x.db", "e", "ckpt", 1, "val_accuracy")
+ex = RayExecutor(setup, None, workers=2)
+info = ex.start()
+ex.close(kill=True)
+print(json.dumps({"nodes": info["ray_nodes"], "cpus": info["ray_cpus"]}))
+"""
+
+
+def test_a_search_without_an_address_starts_its_own_runtime_beside_a_running_cluster(
+    cluster, tmp_path
+):
+    """A two-node cluster is up on this machine (``ray start`` by the user, or another test):
+    a search given no address must not join it (ray.init would, then refuse num_cpus)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(
+        [sys.executable, "-c", LOCAL_RUNTIME],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info == {"nodes": 1, "cpus": float(os.cpu_count())}, info

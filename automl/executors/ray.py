@@ -89,7 +89,10 @@ class RayExecutor(Executor):
                     ) from None
             else:  # a local runtime sized to this machine, stopped at the end
                 _kill_leftovers(self._pid_file())
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kw)
+                # address="local": a new runtime of our own, even when a cluster started by
+                # someone else (`ray start`, another search's test) is up on this machine;
+                # without it ray.init joins that cluster and refuses num_cpus.
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kw)
                 _record_runtime(self._pid_file())
             self.connected = True
         total = ray.cluster_resources()
