@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="MINUTES",
-        help=f"no new trial after this many minutes, a running one stops at its epoch end "
+        help=f"no new trial after this many minutes, a running one stops at its epoch end; "
+        "with --refit the trials stop at 85 %% of it and the refit has the rest "
         f"(default without --space: {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test "
         "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none)",
     )
@@ -120,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="after the search, a greedy ensemble of up to K kept trials, kept only if it beats "
         f"the best trial on validation (default {DEFAULT_ENSEMBLE}; 0 = off)",
+    )
+    s.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="once the search has chosen, train the winning trial again on train + validation "
+        "(not when the ensemble wins; default: on without --space, off with it)",
     )
     s.add_argument(
         "--deterministic",
@@ -346,6 +354,7 @@ def cmd_search(a) -> int:
             time_budget=a.time_budget,
             ensemble=a.ensemble,
             deterministic=a.deterministic,
+            refit=a.refit,
             embedding_cache=not a.no_embedding_cache,
             keep_top_k=a.keep_top_k,
             overwrite=a.overwrite,
@@ -375,7 +384,12 @@ def _print_search(a, result) -> None:
         f"test_accuracy={tm.get('test_accuracy', float('nan')):.4f} "
         f"(val-to-test gap {tm.get('val_test_gap', float('nan')):+.4f}; MLflow run {best['run_id']})"
     )
-    ckpt = result.tracker.client.get_run(best["run_id"]).data.tags.get("automl.checkpoint")
+    tags = result.tracker.client.get_run(best["run_id"]).data.tags
+    if tags.get("automl.kind") == "refit":
+        print(
+            f"refit:       {result.tracker.client.get_run(result.parent_run_id).data.tags['automl.refit']}"
+        )
+    ckpt = tags.get("automl.checkpoint")
     print(
         f"best model:  {ckpt} (and MLflow run {result.parent_run_id}, artifact best_model/model.keras)"
     )

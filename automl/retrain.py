@@ -55,6 +55,8 @@ def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
         run = tracker.client.get_run(best)
     if run.data.tags.get(TAG_KIND) == "ensemble":  # retrain its main member (issue 11)
         run = tracker.client.get_run(run.data.tags["automl.ensemble_best_member"])
+    if run.data.tags.get(TAG_KIND) == "refit":  # the trial it refit (--full refits it again)
+        run = tracker.client.get_run(run.data.tags["automl.refit_of"])
     from automl.reports import CONFIG_FILE
 
     path = tracker.download(run.info.run_id, CONFIG_FILE)
@@ -96,7 +98,7 @@ def retrain(
     """
     from mlflow.tracking import MlflowClient
 
-    from automl.data import DataBundle, load_data
+    from automl.data import load_data
     from automl.reports import (
         error_line,
         evaluation_reports,
@@ -106,7 +108,7 @@ def retrain(
         register_model,
     )
     from automl.tracking import resolve_tracking_uri
-    from automl.trial import RunOptions, TrialConfig, run_trial
+    from automl.trial import RunOptions, TrialConfig, full_data, refit_budget, run_trial
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(uri)
@@ -141,20 +143,9 @@ def retrain(
     options = RunOptions(embedding_cache=False, jit_compile=False)
     train = bundle
     if full:
-        best_epoch = run.data.metrics.get("best_epoch")
-        budget = int(best_epoch) + 1 if best_epoch is not None else budget
+        budget = refit_budget(run.data.metrics.get("best_epoch"), budget)
         options.early_stopping_patience = 0
-        train = DataBundle(
-            name=bundle.name,
-            source=bundle.source,
-            class_names=bundle.class_names,
-            x_train=np.concatenate([bundle.x_train, bundle.x_val]),
-            y_train=np.concatenate([bundle.y_train, bundle.y_val]),
-            x_val=bundle.x_val,
-            y_val=bundle.y_val,
-            x_test=bundle.x_test,
-            y_test=bundle.y_test,
-        )
+        train = full_data(bundle)
     orig_tags = run.data.tags
     tid = orig_tags.get(TAG_TRIAL, "?")
     new = with_retries(

@@ -334,13 +334,15 @@ class Tracker:
             return df
         ok = df["status"].eq("FINISHED") & df[objective].notna()
         df["_ok"] = ok
+        # A refit carries the validation scores of the trial it refits and ranks above it.
+        df["_refit"] = df["trial"].eq("refit")
         other = "val_accuracy" if objective == "val_loss" else "val_loss"  # breaks ties
         df = df.sort_values(
-            ["_ok", objective, other],
-            ascending=[False, objective == "val_loss", other == "val_loss"],
+            ["_ok", objective, other, "_refit"],
+            ascending=[False, objective == "val_loss", other == "val_loss", False],
             kind="stable",
         )
-        return df.drop(columns="_ok").reset_index(drop=True)
+        return df.drop(columns=["_ok", "_refit"]).reset_index(drop=True)
 
     def download(self, run_id: str, artifact_path: str) -> Path:
         """A run's artifact as a local path (downloaded to a temp folder where needed)."""

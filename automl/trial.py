@@ -356,6 +356,30 @@ def _enable_determinism() -> None:
         pass
 
 
+def full_data(data: DataBundle) -> DataBundle:
+    """``data`` with the validation split added to the training split (for a refit on both).
+
+    The validation split stays as it is: a refit's validation scores are on images it trained
+    on, so they only tell a collapsed fit from a working one.
+    """
+    return DataBundle(
+        name=data.name,
+        source=data.source,
+        class_names=data.class_names,
+        x_train=np.concatenate([data.x_train, data.x_val]),
+        y_train=np.concatenate([data.y_train, data.y_val]),
+        x_val=data.x_val,
+        y_val=data.y_val,
+        x_test=data.x_test,
+        y_test=data.y_test,
+    )
+
+
+def refit_budget(best_epoch: float | None, budget: int | None) -> int | None:
+    """A refit's epochs in all: the original trial's up to its best epoch (no early stopping)."""
+    return int(best_epoch) + 1 if best_epoch is not None and best_epoch == best_epoch else budget
+
+
 def run_trial(
     cfg: TrialConfig,
     data: DataBundle,

@@ -27,6 +27,7 @@ from automl.data import DataBundle, load_data
 from automl.errors import SearchError
 from automl.executors import WorkerSetup, executor_class
 from automl.progress import Progress
+from automl.refit import RESERVE as REFIT_RESERVE
 from automl.search.loop import SearchLoop, TooManyFailures
 from automl.search.oracle import open_oracle
 from automl.search.result import SearchResult, finish
@@ -94,6 +95,7 @@ def search(
     verbose: int = 1,
     ensemble: int | None = None,
     deterministic: bool = False,
+    refit: bool | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -142,6 +144,9 @@ def search(
             with the data-aware space, 0 with ``space`` (the CLI's ``--ensemble``: 3).
         deterministic: TensorFlow's deterministic ops, so a seeded search reproduces its
             trials (slower).
+        refit: once the search has chosen, train the winning trial again on train +
+            validation for its epochs up to its best one (see :mod:`automl.refit`; not when
+            the ensemble wins). None: on with the data-aware space, off with ``space``.
     """
     auto = space is None  # the data-aware default search: the same defaults as the CLI's
     settings = SearchSettings(
@@ -168,6 +173,7 @@ def search(
         verbose=verbose,
         ensemble=ensemble if ensemble is not None else DEFAULT_ENSEMBLE if auto else 0,
         deterministic=deterministic,
+        refit=refit if refit is not None else auto,
     )
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
@@ -346,7 +352,10 @@ def _run(
     parent_id, search_id = _parent_run(
         space, data, settings, uri, project, state, ident, tracker, accel
     )
-    deadline = started + settings.time_budget * 60 if settings.time_budget else None
+    budget_end = started + settings.time_budget * 60 if settings.time_budget else None
+    deadline = budget_end
+    if budget_end is not None and settings.refit:  # the trials leave the refit its share
+        deadline = budget_end - REFIT_RESERVE * settings.time_budget * 60
     options = RunOptions(
         embedding_cache=settings.embedding_cache,
         jit_compile=accel["jit_compile"],
@@ -415,7 +424,19 @@ def _run(
     )
     held, loop.best_in_memory = loop.best_in_memory, None
     try:
-        finish(result, tracker, data, space, settings, checkpoints, held, search_id=search_id)
+        finish(
+            result,
+            tracker,
+            data,
+            space,
+            settings,
+            checkpoints,
+            held,
+            search_id=search_id,
+            options=options,
+            budget_end=budget_end,
+            progress=progress,
+        )
     finally:
         progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result

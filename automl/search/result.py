@@ -104,11 +104,16 @@ def finish(
     checkpoints,
     model_in_memory: tuple[str, dict[str, float], Any] | None = None,
     search_id: str = "",
+    options=None,
+    budget_end: float | None = None,
+    progress=None,
 ) -> None:
-    """Score the best model on the test split once, and record it on the parent run.
+    """Build the ensemble, refit the winner, score the best model on the test split once,
+    and record it on the parent run.
 
     ``checkpoints``: the search's top-k model files; ``model_in_memory``: the best model
-    when trials ran in this process. Steps after the search (an ensemble, say) go here.
+    when trials ran in this process; ``options``: the trials' run options (the refit's);
+    ``budget_end``: when the time budget ends (``time.time()``); ``progress``: the display.
     """
     import keras
     import numpy as np
@@ -127,6 +132,27 @@ def finish(
     except Exception as e:  # an ensemble never costs the search its result
         first = (str(e).strip().splitlines() or [""])[0][:300]
         log.warning("ensemble not built: %s: %s", type(e).__name__, first)
+    if settings.refit:
+        from automl.refit import build_search_refit
+        from automl.trial import RunOptions
+
+        try:
+            build_search_refit(
+                result,
+                tracker,
+                data=data,
+                checkpoints=checkpoints,
+                search_id=search_id,
+                options=options or RunOptions(objective=result.objective),
+                budget_end=budget_end,
+                budget_seconds=settings.time_budget * 60 if settings.time_budget else None,
+                progress=progress,
+            )
+        except SearchError:  # no finished trial: reported below
+            pass
+        except Exception as e:  # nor does a refit
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            log.warning("refit not done: %s: %s", type(e).__name__, first)
     try:
         best = result.best_trial
     except SearchError:

@@ -51,6 +51,9 @@ class SearchSettings:
     # --ensemble defaults to 3); TensorFlow deterministic ops.
     ensemble: int = 0
     deterministic: bool = False
+    # Train the winning trial again on train + validation (automl.refit); on by default for
+    # the data-aware search, off with a given space. Trials leave it 15 % of a time budget.
+    refit: bool = False
 
     def validate(self) -> None:
         if self.tuner not in TUNERS:
@@ -68,6 +71,8 @@ class SearchSettings:
             raise SearchError(
                 f"ensemble={self.ensemble!r} must be 0 (off) or more; pass --ensemble 0 to turn it off"
             )
+        if not isinstance(self.refit, bool):
+            raise SearchError(f"refit={self.refit!r} must be True or False")
         if not isinstance(self.trials_per_worker, int) or self.trials_per_worker < 0:
             raise SearchError(
                 f"trials_per_worker={self.trials_per_worker!r} must be 0 or more; pass "
