@@ -83,8 +83,9 @@ def retrain(
 
     Args:
         run_id: a trial run (or a search run: its best trial).
-        full: train on train + validation; the number of epochs is the original trial's best
-            epoch count (no early stopping), and the test split scores the result.
+        full: train on train + validation, as a search's refit does: the same schedules,
+            stopped after the original trial's best epoch (no early stopping, no phase-2
+            guard, the last epoch kept); the test split scores the result.
         data: the data when the trial ran on in-memory arrays (``(x, y)``), or to override the
             logged source; must split into the same digest, else the run is tagged.
         tracking_uri: the store holding ``run_id`` (default as for :func:`automl.search`).
@@ -108,7 +109,7 @@ def retrain(
         register_model,
     )
     from automl.tracking import resolve_tracking_uri
-    from automl.trial import RunOptions, TrialConfig, full_data, refit_budget, run_trial
+    from automl.trial import RunOptions, TrialConfig, full_data, refit_epochs, run_trial
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(uri)
@@ -142,9 +143,9 @@ def retrain(
     budget = config.get("epochs_budget")
     options = RunOptions(embedding_cache=False, jit_compile=False)
     train = bundle
-    if full:
-        budget = refit_budget(run.data.metrics.get("best_epoch"), budget)
-        options.early_stopping_patience = 0
+    stop = None
+    if full:  # as a search's refit: the trial replayed up to its best epoch
+        stop = refit_epochs(run.data.metrics.get("best_epoch"))
         train = full_data(bundle)
     orig_tags = run.data.tags
     tid = orig_tags.get(TAG_TRIAL, "?")
@@ -179,12 +180,13 @@ def retrain(
                     "seed": config.get("seed", 0),
                     "full": full,
                     "epochs_budget": budget,
+                    **({"stop_after": stop} if stop else {}),
                     "retrained_from": run.info.run_id,
                 },
             )
             progress.run_started(
                 f"retrain of trial {tid}",
-                sum(cfg.schedule(budget)),
+                stop or sum(cfg.schedule(budget)),
                 ("train + validation, " if full else "")
                 + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
             )
@@ -195,6 +197,7 @@ def retrain(
                 on_epoch=on_epoch,
                 budget=budget,
                 seed=int(config.get("seed", 0)),
+                stop_after=stop,
             )
             progress.close()
             probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))

@@ -275,8 +275,9 @@ class BestEpoch:
     higher accuracy). :meth:`restore` puts the best epoch's weights back into the model.
     """
 
-    def __init__(self, objective: str = "val_accuracy"):
+    def __init__(self, objective: str = "val_accuracy", keep_last: bool = False):
         self.objective = objective
+        self.keep_last = keep_last  # a replay: every epoch replaces the one before
         self.score: tuple[float, float] | None = None
         self.epoch: int = -1
         self.logs: dict[str, float] = {}
@@ -286,7 +287,7 @@ class BestEpoch:
     def offer(self, epoch: int, logs: dict[str, float], target) -> bool:
         """Keep ``target``'s weights if this epoch ranks above the best so far. True if kept."""
         score = rank(logs, self.objective)
-        if self.score is None or score > self.score:
+        if self.score is None or score > self.score or self.keep_last:
             self.score, self.epoch, self.logs = score, epoch, dict(logs)
             # Pair each variable with its value: robust to trainable flags changing between phases.
             self.weights = [(v, np.array(v)) for v in target.weights]
@@ -375,9 +376,9 @@ def full_data(data: DataBundle) -> DataBundle:
     )
 
 
-def refit_budget(best_epoch: float | None, budget: int | None) -> int | None:
-    """A refit's epochs in all: the original trial's up to its best epoch (no early stopping)."""
-    return int(best_epoch) + 1 if best_epoch is not None and best_epoch == best_epoch else budget
+def refit_epochs(best_epoch: float | None) -> int | None:
+    """A refit's ``stop_after``: the original trial's epochs up to its best one."""
+    return int(best_epoch) + 1 if best_epoch is not None and best_epoch == best_epoch else None
 
 
 def run_trial(
@@ -391,6 +392,7 @@ def run_trial(
     initial_epoch: int = 0,
     initial_weights: str | None = None,
     seed: int = 0,
+    stop_after: int | None = None,
 ) -> TrialOutcome:
     """Train one configuration on ``data`` and return the model at its best epoch.
 
@@ -408,6 +410,8 @@ def run_trial(
         initial_epoch: epochs already done by ``initial_weights`` (a Hyperband continuation).
         initial_weights: a ``.keras`` / ``.weights.h5`` file to start from.
         seed: seeds Keras, NumPy and the shuffling.
+        stop_after: a replay (a refit): the same schedules, stopped after this many epochs in
+            all; no early stopping, no phase-2 guard, and the model is the last epoch's.
     """
     keras = _keras()
     options = options or RunOptions()
@@ -419,7 +423,13 @@ def run_trial(
     if initial_weights:
         model.load_weights(initial_weights)
     p1, p2 = cfg.schedule(budget)
-    best = BestEpoch(options.objective)
+    # The learning-rate schedules span p1 and p2 epochs; a replay stops after stop_after.
+    end1, end2 = (p1, p1 + p2) if stop_after is None else (min(p1, stop_after), stop_after)
+    if stop_after is not None:
+        options = RunOptions(
+            **{**asdict(options), "early_stopping_patience": 0, "phase2_guard_patience": 0}
+        )
+    best = BestEpoch(options.objective, keep_last=stop_after is not None)
     y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
     y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)
     steps_per_epoch = max(math.ceil(len(data.y_train) / cfg.batch_size), 1)
@@ -459,7 +469,7 @@ def run_trial(
                 y_tr,
                 validation_data=(f_va, y_va),
                 batch_size=cfg.batch_size,
-                epochs=p1,
+                epochs=end1,
                 initial_epoch=initial_epoch,
                 shuffle=True,
                 verbose=options.verbose,
@@ -488,7 +498,7 @@ def run_trial(
                 ),
                 make_dataset(data.x_val, y_va, cfg.batch_size),
                 cfg.batch_size,
-                epochs=p1,
+                epochs=end1,
                 initial_epoch=initial_epoch,
                 verbose=options.verbose,
                 callbacks=callbacks,
@@ -500,7 +510,7 @@ def run_trial(
     # Phase 2: unfreeze the top of the backbone, a bounded lower learning rate, augmentation,
     # early stopping, and the guard against fine-tuning that only makes validation worse.
     t0 = time.perf_counter()
-    if p2 > 0 and not stopped:
+    if p2 > 0 and not stopped and end2 > p1:
         n = unfreeze_top(parts.backbone, cfg.fine_tune_depth)
         lr2 = phase2_learning_rate(cfg)
         log.debug("phase 2: %d backbone layers unfrozen, learning rate %.2g", n, lr2)
@@ -525,7 +535,7 @@ def run_trial(
             ),
             make_dataset(data.x_val, y_va, cfg.batch_size),
             cfg.batch_size,
-            epochs=p1 + p2,
+            epochs=min(p1 + p2, end2),
             initial_epoch=max(initial_epoch, p1),
             verbose=options.verbose,
             callbacks=callbacks,

@@ -2,8 +2,8 @@
 
 For each dataset (bench/datasets.py) and seed: the data-aware space's seed trial of the
 family, trained as in a search (train split, best epoch by validation), then refit as
-``automl.refit`` does (train + validation, the epochs up to that best one, no early
-stopping); prints the test accuracy of both and the seconds.
+``automl.refit`` does (train + validation, the same schedules stopped after that best
+epoch, no early stopping); prints the test accuracy of both and the seconds.
 
     PYTHONPATH=. python bench/refit.py pretrained 0,1 textures photos tiny_photos
     PYTHONPATH=. python bench/refit.py scratch 0,1 digits textures tiny_photos
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from automl.autospace import default_space_dict, describe  # noqa: E402
 from automl.embeddings import EmbeddingCache  # noqa: E402
-from automl.trial import TrialConfig, full_data, refit_budget, run_trial  # noqa: E402
+from automl.trial import TrialConfig, full_data, refit_epochs, run_trial  # noqa: E402
 from bench.datasets import as_source, automl_split  # noqa: E402
 
 
@@ -45,8 +45,8 @@ for name in names:
         out = run_trial(cfg, b, embeddings=cache, seed=s)
         t1 = time.time()
         acc = test_accuracy(out.model, b)
-        epochs = refit_budget(out.metrics["best_epoch"], None)
-        ref = run_trial(cfg, full_data(b), embeddings=cache, seed=s, budget=epochs)
+        epochs = refit_epochs(out.metrics["best_epoch"])
+        ref = run_trial(cfg, full_data(b), embeddings=cache, seed=s, stop_after=epochs)
         t2 = time.time()
         racc = test_accuracy(ref.model, b)
         rows.append((name, s, acc, racc))

@@ -273,8 +273,11 @@ def test_retrain_full_from_the_cli_logs_a_linked_run(searched, client, capsys):
     assert "mlflow.parentRunId" not in new.data.tags  # not a trial of the search
     assert new.info.experiment_id == original.info.experiment_id
     assert new.info.status == "FINISHED"
-    # full: train + validation, as many epochs as the trial's best epoch count
-    assert new.data.params["epochs_budget"] == str(int(original.data.metrics["best_epoch"]) + 1)
+    # full: train + validation, the trial replayed up to its best epoch (the last one kept)
+    epochs = int(original.data.metrics["best_epoch"]) + 1
+    assert new.data.params["stop_after"] == str(epochs)
+    assert new.data.metrics["epochs_run"] == epochs
+    assert new.data.metrics["best_epoch"] == epochs - 1
     assert 0 <= new.data.metrics["test_accuracy"] <= 1
     train = [
         di.dataset

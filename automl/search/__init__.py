@@ -437,6 +437,9 @@ def _run(
             budget_end=budget_end,
             progress=progress,
         )
+    except KeyboardInterrupt:  # in the ensemble, the refit or test scoring: never left RUNNING
+        tracker.end_run(parent_id, "KILLED")
+        raise
     finally:
         progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result
