@@ -78,6 +78,8 @@ def build_search_refit(
     parent = result.parent_run_id
     for r in tracker.trial_runs(parent, REFIT_ID):  # a resumed search refits again
         tracker.client.delete_run(r.info.run_id)
+    if "automl.refit_run_id" in tracker.client.get_run(parent).data.tags:
+        tracker.client.delete_tag(parent, "automl.refit_run_id")
     best = result.best_trial
 
     def note(text: str) -> None:
@@ -130,7 +132,7 @@ def build_search_refit(
         progress.run_started(
             f"refit of trial {best['trial_id']}",
             total,
-            f"train + validation ({len(train.y_train)} images), {total} epochs",
+            f"train + validation, {len(train.y_train)} images",
         )
 
     def on_epoch(entry: dict[str, Any]) -> None:

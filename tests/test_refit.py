@@ -151,9 +151,11 @@ def test_an_ensemble_that_won_is_not_refit():
     from automl.refit import build_search_refit
 
     tags = {}
+    run = types.SimpleNamespace(data=types.SimpleNamespace(tags={}))
     tracker = types.SimpleNamespace(
         trial_runs=lambda parent, tid=None: [],
         set_tags=lambda run_id, t: tags.update(t),
+        client=types.SimpleNamespace(get_run=lambda run_id: run),
     )
     result = types.SimpleNamespace(
         parent_run_id="p", best_trial={"trial_id": "ensemble", "run_id": "e"}
@@ -206,3 +208,4 @@ def test_ctrl_c_in_the_refit_leaves_nothing_running_and_the_same_command_refits(
     board = result.leaderboard()
     assert sorted(board["trial"]) == ["0", "1", "refit"]
     assert board["status"].eq("FINISHED").all() and result.best_trial["trial_id"] == "refit"
+    assert _parent_tags(result)["automl.refit_run_id"] == result.best_trial["run_id"]
