@@ -376,6 +376,8 @@ def cmd_search(a) -> int:
 
 
 def _print_search(a, result) -> None:
+    from automl.refit import REFIT_ID
+
     _print_board(result.leaderboard())
     best = result.best_trial
     tm = result.test_metrics
@@ -384,22 +386,19 @@ def _print_search(a, result) -> None:
         f"test_accuracy={tm.get('test_accuracy', float('nan')):.4f} "
         f"(val-to-test gap {tm.get('val_test_gap', float('nan')):+.4f}; MLflow run {best['run_id']})"
     )
-    tags = result.tracker.client.get_run(best["run_id"]).data.tags
-    if tags.get("automl.kind") == "refit":
-        print(
-            f"refit:       {result.tracker.client.get_run(result.parent_run_id).data.tags['automl.refit']}"
-        )
-    ckpt = tags.get("automl.checkpoint")
+    client = result.tracker.client
+    parent_tags = client.get_run(result.parent_run_id).data.tags
+    if best["trial_id"] == REFIT_ID:
+        print(f"refit:       {parent_tags['automl.refit']}")
+    ckpt = client.get_run(best["run_id"]).data.tags.get("automl.checkpoint")
     print(
         f"best model:  {ckpt} (and MLflow run {result.parent_run_id}, artifact best_model/model.keras)"
     )
     print(
         f"export it:   automl export --experiment {result.experiment} --format keras --output best.keras"
     )
-    if a.register:
-        tags = result.tracker.client.get_run(result.parent_run_id).data.tags
-        if "automl.registered_model" in tags:
-            print(f"registered:  {tags['automl.registered_model']} (Model Registry)")
+    if a.register and "automl.registered_model" in parent_tags:
+        print(f"registered:  {parent_tags['automl.registered_model']} (Model Registry)")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
     print(f"then open:    {result.ui_url}")
 

@@ -27,6 +27,7 @@ winner's run id), and the parent run's ``automl.refit`` tag says what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -73,7 +74,7 @@ def build_search_refit(
     from automl.export import export_model
     from automl.reports import CONFIG_FILE, error_line, trial_config
     from automl.tracking import TAG_KIND
-    from automl.trial import RunOptions, TrialConfig, full_data, refit_epochs, run_trial
+    from automl.trial import TrialConfig, full_data, refit_epochs, run_trial
 
     parent = result.parent_run_id
     for r in tracker.trial_runs(parent, REFIT_ID):  # a resumed search refits again
@@ -127,7 +128,7 @@ def build_search_refit(
     }
     run_id = tracker.start_trial(parent, search_id, REFIT_ID, params)
     tracker.set_tags(run_id, {TAG_KIND: "refit", "automl.refit_of": best["run_id"]})
-    opts = RunOptions(**{**vars(options), "deadline": None})
+    opts = dataclasses.replace(options, deadline=None)
     if progress is not None:
         progress.run_started(
             f"refit of trial {best['trial_id']}",
@@ -141,25 +142,20 @@ def build_search_refit(
             progress.epoch(entry)
 
     try:
-        out = run_trial(
-            cfg,
-            train,
-            options=opts,
-            embeddings=EmbeddingCache() if opts.embedding_cache else None,
-            on_epoch=on_epoch,
-            budget=budget,
-            seed=seed,
-            stop_after=total,
-        )
+        with tracker.closed_on_failure(run_id):
+            out = run_trial(
+                cfg,
+                train,
+                options=opts,
+                embeddings=EmbeddingCache() if opts.embedding_cache else None,
+                on_epoch=on_epoch,
+                budget=budget,
+                seed=seed,
+                stop_after=total,
+            )
     except Exception as e:  # a refit never costs the search its result: the winner stands
-        import traceback
-
-        tracker.fail_trial(run_id, f"refit failed: {error_line(e)}", traceback.format_exc())
         note(f"failed ({error_line(e)}); trial {best['trial_id']} stands")
         return None
-    except BaseException:
-        tracker.fail_trial(run_id, "interrupted (process stopped)", status="KILLED")
-        raise
     finally:
         if progress is not None:
             progress.close()

@@ -9,9 +9,7 @@ never enters the leaderboard) tagged ``automl.retrained_from`` = the original ru
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +170,7 @@ def retrain(
         progress.epoch(entry)
 
     try:
-        with _closed_on_failure(tracker, new_id):
+        with tracker.closed_on_failure(new_id):
             tracker.log_params(
                 new_id,
                 {
@@ -284,26 +282,3 @@ def retrain(
             result=result,
         )
     return result
-
-
-@contextlib.contextmanager
-def _closed_on_failure(tracker: Tracker, run_id: str):
-    """If the block raises, run ``run_id`` ends FAILED with the reason and traceback (KILLED on
-    Ctrl-C or SIGTERM), never left RUNNING; the exception goes on."""
-    from automl.reports import error_line
-
-    try:
-        yield
-    except BaseException as e:
-        killed = not isinstance(e, Exception)
-        status = "KILLED" if killed else "FAILED"
-        try:
-            tracker.fail_trial(
-                run_id,
-                "interrupted" if killed else f"{type(e).__name__}: {str(e)[:300]}",
-                None if killed else traceback.format_exc(),
-                status=status,
-            )
-        except Exception as closing:  # noqa: BLE001 - the first error is the one to see
-            log.warning("retrain run %s not closed as %s: %s", run_id, status, error_line(closing))
-        raise

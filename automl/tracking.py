@@ -275,6 +275,34 @@ class Tracker:
             self.log_text(run_id, traceback_text, "error/traceback.txt")
         self.end_run(run_id, status)
 
+    @contextlib.contextmanager
+    def closed_on_failure(self, run_id: str):
+        """If the block raises, run ``run_id`` ends FAILED with the reason and traceback (KILLED
+        on Ctrl-C or SIGTERM), never left RUNNING; the exception goes on."""
+        import traceback
+
+        try:
+            yield
+        except BaseException as e:
+            killed = not isinstance(e, Exception)
+            status = "KILLED" if killed else "FAILED"
+            try:
+                self.fail_trial(
+                    run_id,
+                    "interrupted" if killed else f"{type(e).__name__}: {str(e)[:300]}",
+                    None if killed else traceback.format_exc(),
+                    status=status,
+                )
+            except Exception as closing:  # noqa: BLE001 - the first error is the one to see
+                log.warning(
+                    "run %s not closed as %s: %s: %s",
+                    run_id,
+                    status,
+                    type(closing).__name__,
+                    str(closing)[:200],
+                )
+            raise
+
     # --- queries ----------------------------------------------------------------------
     def trial_runs(self, parent_id: str, trial_id: str | None = None) -> list:
         """Every nested run of a search (all attempts), oldest first; only those of

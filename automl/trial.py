@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -426,9 +426,7 @@ def run_trial(
     # The learning-rate schedules span p1 and p2 epochs; a replay stops after stop_after.
     end1, end2 = (p1, p1 + p2) if stop_after is None else (min(p1, stop_after), stop_after)
     if stop_after is not None:
-        options = RunOptions(
-            **{**asdict(options), "early_stopping_patience": 0, "phase2_guard_patience": 0}
-        )
+        options = replace(options, early_stopping_patience=0, phase2_guard_patience=0)
     best = BestEpoch(options.objective, keep_last=stop_after is not None)
     y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
     y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)

@@ -119,6 +119,7 @@ def finish(
     import numpy as np
 
     from automl.ensemble import build_search_ensemble  # a nested run of its own when it wins
+    from automl.reports import error_line
 
     try:
         build_search_ensemble(
@@ -130,8 +131,7 @@ def finish(
             search_id=search_id,
         )
     except Exception as e:  # an ensemble never costs the search its result
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        log.warning("ensemble not built: %s: %s", type(e).__name__, first)
+        log.warning("ensemble not built: %s", error_line(e))
     if settings.refit:
         from automl.refit import build_search_refit
         from automl.trial import RunOptions
@@ -151,8 +151,7 @@ def finish(
         except SearchError:  # no finished trial: reported below
             pass
         except Exception as e:  # nor does a refit
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            log.warning("refit not done: %s: %s", type(e).__name__, first)
+            log.warning("refit not done: %s", error_line(e))
     try:
         best = result.best_trial
     except SearchError:
