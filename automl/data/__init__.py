@@ -8,18 +8,20 @@ from typing import Any
 import numpy as np
 
 from automl.data.bundle import DataBundle, resize_batch, split
+from automl.data.images import IN_MEMORY_MAX_BYTES, ArrayImages, ImageView, as_view  # noqa: F401
 from automl.data.sources import (
     TFDS_VALIDATION,
     load_arrays,
-    load_dataframe,
     load_demo,
-    load_folder,
     load_tf_dataset,
     load_tfds_splits,
+    store_arrays,
+    store_dataframe,
+    store_folder,
 )
 from automl.errors import DataError
 
-__all__ = ["DataBundle", "load_data", "describe_source"]
+__all__ = ["ArrayImages", "DataBundle", "ImageView", "describe_source", "load_data"]
 
 
 def _is_tf_dataset(data: Any) -> bool:
@@ -41,24 +43,43 @@ def describe_source(data: Any) -> str:
     return str(data)
 
 
-def _load(data: Any, store_size: int, strict_images: bool):
-    """``(x, y, class_names, skipped, name, source)`` of any source but TFDS."""
+def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progress=None):
+    """``(x, y, class_names, skipped, name, source)`` of any source but TFDS; ``x`` is an
+    :class:`ImageView` of all the images (of a store on disk, or of an array)."""
+    if cache_dir is None:
+        from automl.data.store import default_cache_dir
+
+        cache_dir = default_cache_dir()
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise DataError(f"arrays data must be a pair (x, y), got a sequence of {len(data)}")
-        x, y, names, skipped = load_arrays(data[0], data[1], store_size=None)
-        return x, y, names, skipped, "arrays", f"numpy arrays x{tuple(x.shape)}"
+        xa = np.asarray(data[0])
+        shape = f"numpy arrays x{tuple(xa.shape)}"
+        if xa.ndim in (3, 4) and len(xa) and _rgb_bytes(xa) > IN_MEMORY_MAX_BYTES:
+            x, y, names = store_arrays(xa, data[1], cache_dir, store_size, progress=progress)
+            return x, y, names, [], "arrays", shape
+        x, y, names, skipped = load_arrays(xa, data[1], store_size=None)
+        return as_view(x), y, names, skipped, "arrays", f"numpy arrays x{tuple(x.shape)}"
     if _is_tf_dataset(data):
         x, y, names, skipped = load_tf_dataset(data, store_size=store_size)
-        return x, y, names, skipped, "tf.data", f"tf.data.Dataset of {len(y)} images"
+        return as_view(x), y, names, skipped, "tf.data", f"tf.data.Dataset of {len(y)} images"
     if _is_dataframe(data):
-        x, y, names, skipped = load_dataframe(data, store_size=store_size, strict=strict_images)
+        x, y, names, skipped = store_dataframe(
+            data, store_size, cache_dir, strict=strict_images, progress=progress
+        )
         return x, y, names, skipped, "dataframe", f"DataFrame of {len(y)} image paths"
     if str(data) == "demo":
         x, y, names, skipped = load_demo()
-        return x, y, names, skipped, "demo", "sklearn.datasets.load_digits"
-    x, y, names, skipped = load_folder(data, store_size=store_size, strict=strict_images)
+        return as_view(x), y, names, skipped, "demo", "sklearn.datasets.load_digits"
+    x, y, names, skipped = store_folder(
+        data, store_size, cache_dir, strict=strict_images, progress=progress
+    )
     return x, y, names, skipped, Path(data).name or str(data), str(Path(data).resolve())
+
+
+def _rgb_bytes(x: np.ndarray) -> int:
+    """Bytes of ``x`` as uint8 RGB images."""
+    return int(len(x)) * int(x.shape[1]) * int(x.shape[2]) * 3
 
 
 def _carve(x, y, fraction: float, n_classes: int, seed: int, what: str, source: str):
@@ -107,7 +128,7 @@ def _as_classes(x, y, names_of_y, names, size, what: str):
             f"its classes must be among: {', '.join(map(str, names))}"
         )
     if x.shape[1:3] != (size, size):
-        x = resize_batch(x, size)
+        x = resize_batch(x[:], size)
     return x, np.array([index[str(names_of_y[i])] for i in np.asarray(y).tolist()], np.int64)
 
 
@@ -153,6 +174,8 @@ def load_data(
     test_fraction: float = 0.15,
     strict_images: bool = False,
     validation_data: Any = None,
+    cache_dir: str | Path | None = None,
+    progress=None,
 ) -> DataBundle:
     """Load ``data`` and split it into train / validation / test.
 
@@ -163,12 +186,20 @@ def load_data(
 
     ``validation_data`` (any of the same kinds but TFDS): your own validation split;
     ``data`` then gives train and test only.
+
+    A folder or DataFrame of image files (and NumPy images over
+    :data:`automl.data.images.IN_MEMORY_MAX_BYTES`) is decoded once into an image store
+    under ``cache_dir`` (default: ``mlruns/stores``, see :mod:`automl.data.store`) and
+    reused while its files are unchanged; the splits are index views of it.
+    ``progress``: an :class:`automl.progress.Progress` that shows the decoding.
     """
     if isinstance(data, DataBundle):
         return data
     user_val = None
     if validation_data is not None:
-        vx, vy, vnames, _, _, _ = _load(validation_data, store_size, strict_images)
+        vx, vy, vnames, _, _, _ = _load(
+            validation_data, store_size, strict_images, cache_dir, progress
+        )
         user_val = (vx, vy, vnames)
     if isinstance(data, str) and data.startswith("tfds:"):
         parts, names = load_tfds_splits(data[5:], store_size=store_size)
@@ -177,7 +208,7 @@ def load_data(
             size = next(iter(parts.values()))[0].shape[1]
             val = _as_classes(*user_val, names, size, "validation_data")
         return _tfds(parts, names, data[5:], seed, val_fraction, test_fraction, val)
-    x, y, names, skipped, name, source = _load(data, store_size, strict_images)
+    x, y, names, skipped, name, source = _load(data, store_size, strict_images, cache_dir, progress)
     if user_val is None:
         return split(
             x,
@@ -196,8 +227,8 @@ def load_data(
         name,
         source + " (own validation split)",
         names,
-        (x[rest], y[rest]),
+        (x.take(rest), y[rest]),
         val,
-        (x[test], y[test]),
+        (x.take(test), y[test]),
         skipped,
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from automl.data.images import ImageView, as_view
 from automl.errors import DataError
 
 log = logging.getLogger("automl")
@@ -21,20 +22,28 @@ class DataBundle:
     """Train / validation / test images (uint8 RGB, NHWC, one common size) and labels.
 
     Images are decoded once and kept at one storage size; each trial resizes them
-    inside the model, so an exported model takes raw images of any size.
+    inside the model, so an exported model takes raw images of any size. ``x_train``,
+    ``x_val`` and ``x_test`` are :class:`automl.data.images.ImageView` s: index arrays into
+    one image source (an on-disk store, or an array for small data), never copies; arrays
+    given here are wrapped in views.
     """
 
     name: str
     source: str
     class_names: list[str]
-    x_train: np.ndarray
+    x_train: ImageView
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: ImageView
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: ImageView
     y_test: np.ndarray
     skipped: list[str] = field(default_factory=list)
     _digest: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self):
+        self.x_train, self.x_val, self.x_test = (
+            as_view(x) for x in (self.x_train, self.x_val, self.x_test)
+        )
 
     @property
     def num_classes(self) -> int:
@@ -45,12 +54,20 @@ class DataBundle:
         return tuple(self.x_train.shape[1:])
 
     def digest(self) -> str:
-        """Content hash of all splits (detects changed data on resume; MLflow dataset digest)."""
+        """Hash of the splits: the image source's key (a store's key names what it was made
+        of; small arrays are hashed) plus each split's indices and labels. Detects changed
+        data on resume; MLflow's dataset digest."""
         if self._digest:
             return self._digest
         h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
-            h.update(np.ascontiguousarray(a).tobytes())
+        for x, y in (
+            (self.x_train, self.y_train),
+            (self.x_val, self.y_val),
+            (self.x_test, self.y_test),
+        ):
+            h.update(x.source.key.encode())
+            h.update(np.ascontiguousarray(x.index).tobytes())
+            h.update(np.ascontiguousarray(y).tobytes())
         h.update("\n".join(self.class_names).encode())
         self._digest = h.hexdigest()[:16]
         return self._digest
@@ -118,7 +135,10 @@ def split(
     seed: int = 0,
     skipped: list[str] | None = None,
 ) -> DataBundle:
-    """Stratified, seeded train/val/test split with the checks a split needs."""
+    """Stratified, seeded train/val/test split with the checks a split needs.
+
+    ``x``: an array or an :class:`ImageView`; the splits are views of it (no copy).
+    """
     from sklearn.model_selection import train_test_split
 
     y = np.asarray(y).astype(np.int64)
@@ -148,6 +168,7 @@ def split(
             f"data {source!r} has {n} images for {n_classes} classes: too few to split "
             "into train/val/test; add images"
         )
+    base = as_view(x)
     idx = np.arange(n)
     rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
     train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed + 1)
@@ -155,11 +176,11 @@ def split(
         name=name,
         source=source,
         class_names=list(class_names),
-        x_train=x[train],
+        x_train=base.take(train),
         y_train=y[train],
-        x_val=x[val],
+        x_val=base.take(val),
         y_val=y[val],
-        x_test=x[test],
+        x_test=base.take(test),
         y_test=y[test],
         skipped=list(skipped or []),
     )

@@ -71,6 +71,83 @@ def _decode(path: Path, store_size: int) -> np.ndarray | None:
         return None
 
 
+def _check_folder(path) -> Path:
+    root = Path(path)
+    if not root.exists():
+        raise DataError(
+            f"data path {str(path)!r} does not exist; pass 'demo', 'tfds:NAME' or a folder of class sub-folders"
+        )
+    if not root.is_dir():
+        raise DataError(
+            f"data path {str(path)!r} is a file; pass a folder with one sub-folder of images per class"
+        )
+    return root
+
+
+def _report_bad(bad: list[str], total: int, strict: bool, where: str, fix: str) -> None:
+    if not bad:
+        return
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if strict:
+        raise DataError(
+            f"{len(bad)} of {total} file(s) {where} are missing or not readable images: "
+            f"{shown}; {fix}"
+        )
+    log.warning(
+        "skipped %d of %d unreadable or missing file(s) %s: %s", len(bad), total, where, shown
+    )
+
+
+def store_folder(
+    path: str | Path, store_size: int, cache_dir: str | Path, strict: bool = False, progress=None
+):
+    """A class folder through the image store: ``(view of all images, y, names, skipped)``.
+
+    Listing the files is one ``os.scandir`` walk; the images are decoded only when the store
+    of exactly these files (paths, sizes, modification times) at ``store_size`` is not
+    there yet (see :mod:`automl.data.store`).
+    """
+    from automl.data.images import ImageView
+    from automl.data.store import build_from_files, files_key, list_folder
+
+    root = _check_folder(path)
+    entries, classes = list_folder(root)
+    if not classes or not entries:
+        raise DataError(
+            f"data folder {str(path)!r} has no images; it needs one sub-folder per class "
+            "with image files inside (e.g. cats/1.jpg, dogs/2.png)"
+        )
+    store = build_from_files(
+        [str(root / e[0]) for e in entries],
+        [e[3] for e in entries],
+        classes,
+        store_size,
+        cache_dir,
+        key=files_key(entries, store_size, "folder"),
+        entries=entries,
+        source_id=f"folder:{root.resolve()}",
+        progress=progress,
+    )
+    bad = [store.name_of(i) for i in store.skipped]
+    _report_bad(
+        bad, len(entries), strict, f"in {str(path)!r}",
+        "remove them or run without --strict-images to skip them",
+    )  # fmt: skip
+    valid = store.valid
+    if len(valid) == 0:
+        raise DataError(
+            f"data folder {str(path)!r} has no readable images (all {len(entries)} files failed to decode)"
+        )
+    y = store.labels[valid]
+    used = sorted(set(np.unique(y).tolist()))
+    empty = [c for i, c in enumerate(classes) if i not in set(used)]
+    if empty:
+        log.warning("class folder(s) with no readable images were ignored: %s", ", ".join(empty))
+    remap = np.full(len(classes), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return ImageView(store, valid), remap[y], [classes[i] for i in used], bad
+
+
 def load_folder(path: str | Path, store_size: int = 128, strict: bool = False) -> Loaded:
     """A folder with one sub-folder of images per class (class = sub-folder name).
 
@@ -247,6 +324,110 @@ def load_dataframe(
     x = np.stack([decoded[i] for i in keep])
     x, y, names, _ = load_arrays(x, labels[keep], store_size=None)
     return x, y, names, bad
+
+
+def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progress=None):
+    """A DataFrame of image paths through the image store (see :func:`load_dataframe`):
+    ``(view of the readable images, y, class names, skipped paths)``."""
+    import os
+
+    from automl.data.images import ImageView
+    from automl.data.store import build_from_files, files_key
+
+    img_col = _pick_column(df, IMAGE_COLUMNS, "image-path", "df.rename(columns={'f': 'path'})")
+    lbl_col = _pick_column(df, LABEL_COLUMNS, "label", "df.rename(columns={'c': 'label'})")
+    if len(df) == 0:
+        raise DataError("the DataFrame has no rows; it needs one row per image")
+    paths = [str(Path.cwd() / str(p)) for p in df[img_col].tolist()]
+    labels = df[lbl_col].to_numpy()
+    _, all_idx, all_names = _class_labels(len(paths), labels)
+    entries = []
+    for p, lbl in zip(paths, all_idx.tolist()):
+        try:
+            st = os.stat(p)
+            entries.append((p, st.st_size, st.st_mtime_ns, lbl))
+        except OSError:
+            entries.append((p, -1, -1, lbl))
+    store = build_from_files(
+        paths,
+        all_idx,
+        all_names,
+        store_size,
+        cache_dir,
+        key=files_key(entries, store_size, "dataframe " + "\0".join(all_names)),
+        entries=entries,
+        source_id="dataframe",
+        progress=progress,
+    )
+    bad = [paths[i] for i in store.skipped]
+    _report_bad(
+        bad, len(paths), strict, f"of the DataFrame's {img_col!r} column",
+        "fix the paths or run without strict_images",
+    )  # fmt: skip
+    valid = store.valid
+    if len(valid) == 0:
+        raise DataError(
+            f"none of the {len(paths)} files in the DataFrame's {img_col!r} column is a "
+            "readable image; check the paths"
+        )
+    _, y, names = _class_labels(len(valid), labels[valid])
+    return ImageView(store, valid), y, names, bad
+
+
+def store_arrays(x: np.ndarray, y, cache_dir, store_size: int, progress=None):
+    """Large NumPy images written to a store, one image at a time: ``(view, y, names)``.
+
+    Images keep their size when square and at most the store's bound, else are resized
+    to ``store_size``; the key is a hash of the arrays.
+    """
+    import hashlib
+
+    from automl.data.images import ImageView
+    from automl.data.store import MAX_STORE_SIZE, build_from_images
+
+    if x.ndim not in (3, 4):
+        raise DataError(f"x has shape {x.shape}; expected images shaped (N, H, W) or (N, H, W, C)")
+    _, idx, names = _class_labels(len(x), y)
+    h, w = int(x.shape[1]), int(x.shape[2])
+    size = h if h == w and h <= MAX_STORE_SIZE else int(store_size)
+    digest = hashlib.sha256(f"{x.shape} {x.dtype} {size}".encode())
+    for i in range(0, len(x), 1024):
+        digest.update(np.ascontiguousarray(x[i : i + 1024]).data)
+    digest.update(np.ascontiguousarray(idx).data)
+    store, raw = build_from_images(
+        ((x[i], int(idx[i])) for i in range(len(x))),
+        len(x),
+        size,
+        cache_dir,
+        key="arrays-" + digest.hexdigest()[:24],
+        progress=progress,
+        what="arrays",
+    )
+    y_store = np.asarray(raw, np.int64)[store.labels]
+    return ImageView(store), y_store, names
+
+
+def _class_labels(n: int, y) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(y as given, class index per image, class names)``, with the checks labels need."""
+    y = np.asarray(y)
+    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise DataError(f"y has shape {y.shape}; expected one class label per image, shape (N,)")
+    y = y.reshape(-1)
+    if n != len(y):
+        raise DataError(
+            f"x has {n} images but y has {len(y)} labels; they must have the same length"
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            bad = y[~np.isfinite(y) | (y != np.round(y))][0]
+            raise DataError(
+                f"y holds {bad.item()!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
+            )
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iuUSOb":
+        raise DataError(f"y has dtype {y.dtype}; pass integer or string class labels")
+    classes = np.unique(y)
+    return y, np.searchsorted(classes, y).astype(np.int64), [str(c) for c in classes]
 
 
 def load_arrays(x, y, store_size: int | None = None) -> Loaded:

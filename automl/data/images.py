@@ -1,0 +1,139 @@
+"""Images as a source plus index arrays: a split is a view, never a copy.
+
+An image *source* is an on-disk :class:`automl.data.store.ImageStore` or an
+:class:`ArrayImages` (small in-memory arrays: the demo, NumPy data under
+:data:`IN_MEMORY_MAX_BYTES`). An :class:`ImageView` is a source plus the indices of one
+split. It has ``len``, ``shape``, ``dtype`` and ``[]`` (which reads just the images asked
+for), and :meth:`ImageView.batches` for whole-split consumers, which read batch by batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+
+IN_MEMORY_MAX_BYTES = 512 * 2**20  # NumPy images above this go to a store on disk
+READ_BATCH = 256  # images per read of a whole-split consumer (predict, reports)
+
+
+class ArrayImages:
+    """An in-memory uint8 NHWC array as an image source."""
+
+    def __init__(self, array: np.ndarray, key: str | None = None):
+        self.array = array
+        self.size = int(array.shape[1]) if array.ndim == 4 else 0
+        self._key = key
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def key(self) -> str:
+        """A content hash (the source's part of the data digest)."""
+        if self._key is None:
+            h = hashlib.sha256(str(self.array.shape).encode())
+            h.update(np.ascontiguousarray(self.array).data)
+            self._key = "arrays-" + h.hexdigest()[:24]
+        return self._key
+
+    def read(self, indices) -> np.ndarray:
+        return np.asarray(self.array[np.asarray(indices, np.int64)])
+
+
+def source_shape(source) -> tuple[int, int, int]:
+    if isinstance(source, ArrayImages):
+        return tuple(source.array.shape[1:])
+    return (source.size, source.size, 3)
+
+
+class ImageView:
+    """The images ``index`` of ``source``, read on demand (a split of a data set)."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, source, index=None):
+        self.source = source
+        self.index = (
+            np.arange(len(source), dtype=np.int64)
+            if index is None
+            else np.asarray(index, np.int64).reshape(-1)
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *source_shape(self.source))
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
+    def take(self, positions) -> ImageView:
+        """The view of ``positions`` of this view (no image is read)."""
+        return ImageView(self.source, self.index[np.asarray(positions, np.int64)])
+
+    def read(self, positions) -> np.ndarray:
+        """The images at ``positions`` of this view, in that order."""
+        return self.source.read(self.index[np.asarray(positions, np.int64)])
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.read([key])[0]
+        if isinstance(key, slice):
+            return self.read(np.arange(len(self.index))[key])
+        if isinstance(key, tuple):  # x[:, ...] style: read the first axis, index the rest
+            return self.__getitem__(key[0])[(slice(None), *key[1:])]
+        key = np.asarray(key)
+        if key.dtype == bool:
+            key = np.flatnonzero(key)
+        return self.read(key)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.read(np.arange(len(self.index)))
+        return a if dtype is None else a.astype(dtype)
+
+    def batches(self, batch_size: int = READ_BATCH) -> Iterator[np.ndarray]:
+        """The images in order, ``batch_size`` at a time."""
+        for i in range(0, len(self.index), batch_size):
+            yield self.read(np.arange(i, min(i + batch_size, len(self.index))))
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """Up to ``n`` images picked at random (seeded), read in index order."""
+        if len(self) <= n:
+            return self[:]
+        pick = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return self.read(pick)
+
+    def __repr__(self) -> str:
+        return f"ImageView({len(self)} images of {source_shape(self.source)})"
+
+
+def as_view(x) -> ImageView:
+    """``x`` (an :class:`ImageView` or an NHWC array) as a view."""
+    if isinstance(x, ImageView):
+        return x
+    return ImageView(ArrayImages(np.asarray(x)))
+
+
+def concat(a: ImageView, b: ImageView) -> ImageView:
+    """Views ``a`` then ``b`` of one source, as one view (an index concatenation)."""
+    a, b = as_view(a), as_view(b)
+    if a.source is b.source:
+        return ImageView(a.source, np.concatenate([a.index, b.index]))
+    return as_view(np.concatenate([a[:], b[:]]))  # different sources (small arrays)
+
+
+def predict_images(model, x, batch_size: int = 64, chunk: int = 1024) -> np.ndarray:
+    """``model.predict`` over ``x`` read ``chunk`` images at a time (``x`` a view or array)."""
+    if not isinstance(x, ImageView):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    if len(x) <= chunk:
+        return np.asarray(model.predict(x[:], batch_size=batch_size, verbose=0))
+    return np.concatenate(
+        [np.asarray(model.predict(b, batch_size=batch_size, verbose=0)) for b in x.batches(chunk)]
+    )

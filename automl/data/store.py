@@ -1,0 +1,670 @@
+"""The on-disk image store: images decoded once, at one size, reused by every run.
+
+A store is one folder, ``<cache dir>/<key>/``, holding:
+
+- ``images.u8``: ``count`` fixed-size records of ``size x size x 3`` uint8 (RGB, HWC), record
+  ``i`` at byte ``i * size * size * 3``. Any process reads a batch with ``os.pread`` at those
+  offsets (no memory map: pages read stay in the kernel's page cache, not in the reader's
+  resident memory, so a process reading the whole store in batches stays flat);
+- ``labels.npy``: one int64 label per record (an index into ``class_names``);
+- ``meta.json``: the key, count, size, class names, the sources' names and which records
+  were unreadable (skipped). It is written last, and the folder is built as
+  ``.building-<key>-<pid>`` beside its final place and renamed into place when complete: a
+  folder named ``<key>`` is always complete; a ``.building-*`` folder left by a killed build
+  is never read and is removed by the next build of the same key.
+
+Why this format: fixed-size records need no index and no decoding, are written in place by
+parallel processes (each writes its records at their offsets) and read by any number of
+processes by offset; the images are at most a few hundred pixels square, so a record is
+small and a batch is a handful of reads. TFRecord needs a parse per image, HDF5 a library
+and locking across processes, a memory map counts its pages against the reader's memory.
+
+The key is a hash of what the store is made of (for a folder: every file's relative path,
+size, modification time and class), the image size and :data:`FORMAT_VERSION`: a touched,
+added or removed file gives a new key and a new store. Records of files that did not change
+are copied from the previous store of the same source instead of being decoded again.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.errors import DataError
+
+log = logging.getLogger("automl")
+
+FORMAT_VERSION = 1
+IMAGES_FILE = "images.u8"
+LABELS_FILE = "labels.npy"
+META_FILE = "meta.json"
+BUILDING_PREFIX = ".building-"
+MAX_STORE_SIZE = 260  # the largest size images are stored at (px, square)
+# Below this many files a build decodes in this process (starting worker processes costs more).
+IN_PROCESS_BELOW = 256
+CHUNK = 64  # files per task of a decoding process
+SPACE_MARGIN = 64 * 2**20  # bytes kept free beyond the store itself
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def decode_image(path: str | Path, size: int) -> np.ndarray | None:
+    """The image at ``path`` as ``size x size x 3`` uint8 RGB, or None when unreadable.
+
+    JPEGs are decoded at reduced scale (PIL's ``draft``) when they are at least twice the
+    size asked for, then resized (bilinear). A decompression bomb counts as unreadable.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (size, size))  # DCT scaling: 1/2, 1/4, 1/8, never below size
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                a = np.asarray(im).astype(np.float64)
+                a = (a / max(float(a.max(initial=0)), 1.0) * 255.0).round().astype(np.uint8)
+                im = Image.fromarray(a).convert("RGB")
+            elif im.mode in ("P", "PA", "LA", "RGBA"):
+                im = im.convert("RGBA").convert("RGB")
+            elif im.mode != "RGB":
+                im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _decode_chunk(images_file: str, size: int, items: list[tuple[int, str]]) -> list[int]:
+    """Decode ``(record, path)`` items into ``images_file`` at their records; the unreadable."""
+    record = size * size * 3
+    bad = []
+    fd = os.open(images_file, os.O_WRONLY)
+    try:
+        for i, path in items:
+            img = decode_image(path, size)
+            if img is None:
+                bad.append(i)
+                continue
+            _pwrite_all(fd, img.tobytes(), i * record)
+    finally:
+        os.close(fd)
+    return bad
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+# ----------------------------------------------------------------------------- listing, key
+
+
+def list_folder(root: str | Path) -> tuple[list[tuple[str, int, int, int]], list[str]]:
+    """``([(relative path, size, mtime_ns, class index)], class names)`` of a class folder.
+
+    One ``os.scandir`` walk, no file opened; class = first-level sub-folder, files at any
+    depth below it, hidden entries skipped, sorted by path.
+    """
+    root = Path(root)
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    entries: list[tuple[str, int, int, int]] = []
+    for c, name in enumerate(classes):
+        stack = [name]
+        while stack:
+            rel = stack.pop()
+            with os.scandir(root / rel) as it:
+                for e in it:
+                    if e.name.startswith("."):
+                        continue
+                    r = f"{rel}/{e.name}"
+                    if e.is_dir():
+                        stack.append(r)
+                    elif e.is_file():
+                        st = e.stat()
+                        entries.append((r, st.st_size, st.st_mtime_ns, c))
+    entries.sort()
+    return entries, classes
+
+
+def files_key(entries: Iterable[Sequence[Any]], size: int, extra: str = "") -> str:
+    """The store key of ``(name, size, mtime_ns, label)`` entries at ``size`` px."""
+    h = hashlib.sha256(f"automl-store v{FORMAT_VERSION} size={int(size)} {extra}\n".encode())
+    for e in entries:
+        h.update(("\0".join(map(str, e)) + "\n").encode())
+    return h.hexdigest()[:32]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class ImageStore:
+    """A complete store, opened read-only; :meth:`read` returns a batch of records.
+
+    Pickles as its path (a worker process or a Ray task opens it again).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_file = self.path / META_FILE
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(
+                f"image store {str(self.path)!r} is missing or incomplete ({type(e).__name__}); "
+                "delete the folder and run again to rebuild it"
+            ) from None
+        if meta.get("format") != FORMAT_VERSION or not meta.get("complete"):
+            raise DataError(
+                f"image store {str(self.path)!r} is of another version or incomplete; "
+                "delete the folder and run again to rebuild it"
+            )
+        self.meta = meta
+        self.key: str = meta["key"]
+        self.size: int = int(meta["size"])
+        self.count: int = int(meta["count"])
+        self.class_names: list[str] = list(meta["class_names"])
+        self.names: list[str] = list(meta.get("names", []))
+        self.skipped: list[int] = list(meta.get("skipped", []))
+        self.record_bytes = self.size * self.size * 3
+        self.labels = np.load(self.path / LABELS_FILE, allow_pickle=False)
+        self._fd: int | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getstate__(self):
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    def __del__(self):
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
+            self._fd = os.open(self.path / IMAGES_FILE, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._fd
+
+    def name_of(self, i: int) -> str:
+        """What record ``i`` was made from (a file's path relative to its folder, or a path)."""
+        if self.names:
+            return self.names[i]
+        entries = self.meta.get("entries")
+        return str(entries[i][0]) if entries else f"#{i}"
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Indices of the readable records."""
+        keep = np.ones(self.count, bool)
+        keep[np.asarray(self.skipped, np.int64)] = False
+        return np.flatnonzero(keep)
+
+    def read(self, indices) -> np.ndarray:
+        """Records ``indices`` (in that order) as an ``(n, size, size, 3)`` uint8 array."""
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        out = np.empty((len(idx), self.size, self.size, 3), np.uint8)
+        if len(idx) == 0:
+            return out
+        if idx.min() < 0 or idx.max() >= self.count:
+            raise IndexError(f"record index out of range 0..{self.count - 1}")
+        fd, rec = self._file(), self.record_bytes
+        flat = out.reshape(len(idx), rec)
+        i = 0
+        while i < len(idx):  # runs of consecutive records in one read
+            j = i + 1
+            while j < len(idx) and idx[j] == idx[j - 1] + 1:
+                j += 1
+            want = (j - i) * rec
+            buf = os.pread(fd, want, int(idx[i]) * rec)
+            if len(buf) != want:
+                raise DataError(
+                    f"image store {str(self.path)!r} is truncated; delete it and run again"
+                )
+            flat[i:j] = np.frombuffer(buf, np.uint8).reshape(j - i, rec)
+            i = j
+        return out
+
+
+def open_store(folder: str | Path) -> ImageStore | None:
+    """The complete store in ``folder``, or None (absent, or not complete)."""
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file():
+        return None
+    try:
+        return ImageStore(folder)
+    except DataError:
+        return None
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def default_cache_dir(tracking_uri: str | None = None) -> Path:
+    """``stores/`` beside the search folders: next to the SQLite file, else ``mlruns/``."""
+    from automl.tracking import resolve_tracking_uri, sqlite_path
+
+    db = sqlite_path(resolve_tracking_uri(tracking_uri))
+    return (db.parent if db is not None else Path("mlruns")) / "stores"
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _no_space(folder: Path, need: int) -> DataError:
+    return DataError(
+        f"not enough disk space for the image store in {str(folder)!r}: it needs "
+        f"{need} bytes ({_human(need)}); free space there or pass --cache-dir (cache_dir=) "
+        "a folder on a larger disk"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(cache: Path, key: str) -> None:
+    """Remove ``.building-<key>-<pid>`` folders whose builder is gone (a killed build)."""
+    for p in cache.glob(f"{BUILDING_PREFIX}{key}-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid == os.getpid() or not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+class _Bar:
+    """Build progress: a tqdm bar in a terminal, else a line at each quarter."""
+
+    def __init__(self, progress, total: int, what: str):
+        self.progress, self.total, self.done, self.what = progress, total, 0, what
+        self.bar = None
+        self.next_line = 0.25
+        if progress is not None and progress.verbose and progress.bars:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit="img", file=progress.stream, leave=False)
+        elif progress is not None:
+            progress.message(f"{what}: {total} images")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.progress is not None and self.done >= self.next_line * self.total:
+            self.progress.message(f"{self.what}: {self.done}/{self.total}")
+            while self.next_line * self.total <= self.done:
+                self.next_line += 0.25
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _lock(cache: Path, key: str):
+    from filelock import FileLock
+
+    return FileLock(str(cache / f"{BUILDING_PREFIX}{key}.lock"))
+
+
+def _prepare(cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / f"{BUILDING_PREFIX}probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise _no_space(cache, SPACE_MARGIN) from None
+        raise DataError(
+            f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
+            "pass --cache-dir (cache_dir=) a writable folder"
+        ) from None
+
+
+def _finish(tmp: Path, dest: Path, meta: dict, labels: np.ndarray) -> ImageStore:
+    np.save(tmp / LABELS_FILE, np.asarray(labels, np.int64), allow_pickle=False)
+    (tmp / META_FILE).write_text(json.dumps(meta))
+    fd = os.open(tmp / IMAGES_FILE, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dest)  # the store appears complete, or not at all
+    return ImageStore(dest)
+
+
+def _build(
+    cache: Path,
+    key: str,
+    count: int,
+    size: int,
+    fill: Callable[[Path, str], list[int]],
+    meta: dict,
+    labels: np.ndarray,
+) -> ImageStore:
+    """Build store ``key`` in a temporary folder with ``fill(tmp, images_file)`` (which
+    returns the skipped records), then rename it into place. Returns the opened store."""
+    dest = cache / key
+    need = count * size * size * 3
+    tmp = cache / f"{BUILDING_PREFIX}{key}-{os.getpid()}"
+    try:
+        free = shutil.disk_usage(cache).free
+        if free < need + SPACE_MARGIN:
+            raise _no_space(cache, need)
+        tmp.mkdir()
+        images = tmp / IMAGES_FILE
+        with open(images, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, max(need, 1))  # ENOSPC here, not half-way
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                f.truncate(need)
+        skipped = fill(tmp, str(images))
+        meta = {
+            **meta,
+            "format": FORMAT_VERSION,
+            "key": key,
+            "size": int(size),
+            "count": int(count),
+            "skipped": sorted(int(i) for i in skipped),
+            "built": time.time(),
+            "complete": True,
+        }
+        return _finish(tmp, dest, meta, labels)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise _no_space(cache, need) from None
+        raise DataError(
+            f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
+            "pass --cache-dir (cache_dir=) a writable folder with free space"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _previous_records(cache: Path, source_id: str, size: int) -> tuple[ImageStore, dict] | None:
+    """The newest complete store of the same source at the same size, with
+    ``{(name, bytes, mtime_ns): record}`` of its readable records."""
+    best = None
+    for p in cache.iterdir() if cache.is_dir() else ():
+        if p.name.startswith(".") or not (p / META_FILE).is_file():
+            continue
+        try:
+            meta = json.loads((p / META_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("source_id") != source_id or meta.get("size") != size:
+            continue
+        if best is None or meta.get("built", 0) > best[1].get("built", 0):
+            best = (p, meta)
+    if best is None:
+        return None
+    store = open_store(best[0])
+    if store is None or "entries" not in store.meta:
+        return None
+    skipped = set(store.skipped)
+    return store, {tuple(e[:3]): i for i, e in enumerate(store.meta["entries"]) if i not in skipped}
+
+
+def build_from_files(
+    paths: Sequence[str],
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    size: int,
+    cache_dir: str | Path,
+    *,
+    key: str,
+    names: Sequence[str] | None = None,
+    entries: Sequence[Sequence[Any]] | None = None,
+    source_id: str = "",
+    progress=None,
+    workers: int | None = None,
+) -> ImageStore:
+    """The store ``key`` of image files ``paths``: opened if complete, else decoded.
+
+    Decoding runs in ``workers`` processes (default: the CPUs), each writing its records at
+    their offsets. ``entries`` (``(name, bytes, mtime_ns, label)`` per path) let a later
+    build copy the records of unchanged files instead of decoding them again.
+    """
+    size = int(size)
+    if not 8 <= size <= MAX_STORE_SIZE:
+        raise DataError(f"store size {size} is out of range; use 8 to {MAX_STORE_SIZE} px")
+    cache = Path(cache_dir)
+    found = open_store(cache / key)
+    if found is not None:
+        return found
+    _prepare(cache)
+    with _lock(cache, key):
+        found = open_store(cache / key)  # another process may have built it meanwhile
+        if found is not None:
+            return found
+        _clean_stale(cache, key)
+        count = len(paths)
+        previous = _previous_records(cache, source_id, size) if source_id and entries else None
+
+        def fill(tmp: Path, images_file: str) -> list[int]:
+            todo = list(range(count))
+            bar = _Bar(progress, count, "decoding images into the store")
+            try:
+                if previous is not None:
+                    todo = _copy_unchanged(previous, entries, images_file, size, bar)
+                return _decode_all(
+                    images_file, size, [(i, str(paths[i])) for i in todo], bar, workers
+                )
+            finally:
+                bar.close()
+
+        meta = {
+            "class_names": list(map(str, class_names)),
+            "names": list(names)
+            if names is not None
+            else ([] if entries is not None else [str(p) for p in paths]),
+            "source_id": source_id,
+        }
+        if entries is not None:
+            meta["entries"] = [list(e) for e in entries]
+        t0 = time.perf_counter()
+        store = _build(cache, key, count, size, fill, meta, np.asarray(labels, np.int64))
+        log.info(
+            "image store %s: %d images at %d px in %.1fs (%d skipped)",
+            store.path, count, size, time.perf_counter() - t0, len(store.skipped),
+        )  # fmt: skip
+        return store
+
+
+def _copy_unchanged(previous, entries, images_file: str, size: int, bar: _Bar) -> list[int]:
+    old, where = previous
+    todo, copied = [], 0
+    fd = os.open(images_file, os.O_WRONLY)
+    try:
+        for i, e in enumerate(entries):
+            j = where.get(tuple(e[:3]))
+            if j is None:
+                todo.append(i)
+                continue
+            _pwrite_all(fd, old.read([j])[0].tobytes(), i * size * size * 3)
+            copied += 1
+    finally:
+        os.close(fd)
+    bar.update(copied)
+    if copied:
+        log.info("image store: %d unchanged images copied from %s", copied, old.path)
+    return todo
+
+
+def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> list[int]:
+    if not items:
+        return []
+    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if len(items) < IN_PROCESS_BELOW or workers <= 1:
+        bad = []
+        for c in chunks:
+            bad += _decode_chunk(images_file, size, c)
+            bar.update(len(c))
+        return bad
+    # "spawn": TensorFlow may be imported here already, and forking it is not safe. A spawned
+    # child runs the parent's __main__ again (a user's script without a main guard would
+    # start a search in every worker): the workers start, at the submits, under an empty
+    # __main__; they only need this module.
+    ctx = multiprocessing.get_context("spawn")
+    bad = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            futures = {pool.submit(_decode_chunk, images_file, size, c): len(c) for c in chunks}
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+        try:
+            from concurrent.futures import as_completed
+
+            for f in as_completed(futures):
+                bad += f.result()
+                bar.update(futures[f])
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return bad
+
+
+def build_from_images(
+    images: Iterator[tuple[np.ndarray, Any]] | Iterable[tuple[np.ndarray, Any]],
+    count: int | None,
+    size: int,
+    cache_dir: str | Path,
+    *,
+    key: str,
+    progress=None,
+    what: str = "images",
+) -> tuple[ImageStore, list]:
+    """A store of in-memory images, streamed: ``images`` yields ``(HxWxC image, label)``;
+    each is converted to RGB uint8 at ``size`` and written at once (no array of all).
+
+    Returns the store (labels: the position of each record's raw label in the returned
+    list) and the list of raw labels in first-seen order. ``count`` (None: unknown) sizes
+    the file up front; with None the file grows as it is written.
+    """
+    from automl.data.bundle import resize_batch, to_rgb_uint8
+
+    size = int(size)
+    cache = Path(cache_dir)
+    found = open_store(cache / key)
+    if found is not None:
+        return found, list(found.meta.get("raw_labels", []))
+    _prepare(cache)
+    raw: list = []
+    index: dict = {}
+    labels: list[int] = []
+    with _lock(cache, key):
+        _clean_stale(cache, key)
+        rec = size * size * 3
+
+        def fill(tmp: Path, images_file: str) -> list[int]:
+            bar = _Bar(progress, count or 0, f"writing {what} into the store")
+            n = 0
+            try:
+                with open(images_file, "r+b") as f:
+                    for img, lbl in images:
+                        a = to_rgb_uint8(img)
+                        if a.shape[:2] != (size, size):
+                            a = resize_batch(a[None], size)[0]
+                        f.seek(n * rec)
+                        f.write(a.tobytes())
+                        key_ = lbl.item() if hasattr(lbl, "item") else lbl
+                        if key_ not in index:
+                            index[key_] = len(raw)
+                            raw.append(key_)
+                        labels.append(index[key_])
+                        n += 1
+                        bar.update(1)
+                    f.truncate(n * rec)
+            finally:
+                bar.close()
+            meta_box["count"] = n
+            return []
+
+        meta_box: dict = {}
+        # The count is only known at the end for an iterator: _build writes it from meta_box.
+        store = _build_streamed(cache, key, count, size, fill, meta_box, labels, raw)
+    return store, raw
+
+
+def _build_streamed(cache, key, count, size, fill, meta_box, labels, raw) -> ImageStore:
+    dest = cache / key
+    tmp = cache / f"{BUILDING_PREFIX}{key}-{os.getpid()}"
+    need = (count or 0) * size * size * 3
+    try:
+        if shutil.disk_usage(cache).free < need + SPACE_MARGIN:
+            raise _no_space(cache, need)
+        tmp.mkdir()
+        (tmp / IMAGES_FILE).write_bytes(b"")
+        fill(tmp, str(tmp / IMAGES_FILE))
+        n = meta_box["count"]
+        meta = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "size": size,
+            "count": n,
+            "class_names": [str(r) for r in raw],
+            "raw_labels": [r if isinstance(r, (int, str, float)) else str(r) for r in raw],
+            "names": [],
+            "skipped": [],
+            "built": time.time(),
+            "complete": True,
+        }
+        return _finish(tmp, dest, meta, np.asarray(labels, np.int64))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise _no_space(cache, need or (len(labels) + 1) * size * size * 3) from None
+        raise DataError(
+            f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
+            "pass --cache-dir (cache_dir=) a writable folder with free space"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
