@@ -77,8 +77,9 @@ def _has_gpu() -> bool:
         return False
 
 
-def _is_grayscale(x: np.ndarray) -> bool:
-    sample = x[: min(len(x), 64)].astype(np.int16)
+def _is_grayscale(x) -> bool:
+    """Whether a sample of 64 images (of an array or a view) has equal channels."""
+    sample = (x.sample(64) if hasattr(x, "sample") else x[: min(len(x), 64)]).astype(np.int16)
     return bool(
         np.all(sample[..., 0] == sample[..., 1]) and np.all(sample[..., 1] == sample[..., 2])
     )

@@ -17,6 +17,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+CACHE_DIR_HELP = (
+    "where image stores are kept: a folder of images is decoded once into a store there and "
+    "reused while its files are unchanged (default: stores/ beside the tracking folder, "
+    "mlruns/stores)"
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -153,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse corrupt or non-image files in the data folder (default: skip them "
         "with a warning that counts and names them)",
     )
+    s.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
     s.add_argument(
         "--max-retries",
         type=_non_negative_int,
@@ -232,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="data source, if not the logged one (demo | PATH | tfds:NAME)"
     )
     rt.add_argument("--register", default=None, metavar="NAME", help="register the new model")
+    rt.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
     rt.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
     _plugin_option(rt)
     _common(rt)
@@ -370,6 +377,7 @@ def cmd_search(a) -> int:
             cpus_per_trial=a.cpus_per_trial,
             gpus_per_trial=a.gpus_per_trial,
             verbose=0 if a.quiet else 1,
+            cache_dir=a.cache_dir,
         ),
         lambda result: _print_search(a, result),
     )
@@ -415,6 +423,7 @@ def cmd_retrain(a) -> int:
             experiment=a.experiment,
             register=a.register,
             verbose=0 if a.quiet else 1,
+            cache_dir=a.cache_dir,
         ),
         _print_retrain,
     )

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from automl.data.images import predict_images
+
 log = logging.getLogger("automl")
 
 
@@ -69,7 +71,7 @@ class EmbeddingCache:
         t0 = time.perf_counter()
         if self.directory is not None:
             entry = tuple(
-                self._write(k, i, features_model.predict(x, batch_size=self.batch_size, verbose=0))
+                self._write(k, i, predict_images(features_model, x, self.batch_size))
                 for i, x in enumerate((data.x_train, data.x_val))
             )
             self.seconds_computing += time.perf_counter() - t0
@@ -77,7 +79,7 @@ class EmbeddingCache:
             return entry
         entry = tuple(
             self._keep(
-                features_model.predict(x, batch_size=self.batch_size, verbose=0),
+                predict_images(features_model, x, self.batch_size),
                 f"{len(self._store)}_{i}",
             )
             for i, x in enumerate((data.x_train, data.x_val))

@@ -119,7 +119,9 @@ def select(
 
     ids = list(paths)
     models = [keras.models.load_model(paths[t], safe_mode=True, compile=False) for t in ids]
-    probs = [m.predict(x_val, batch_size=64, verbose=0).astype(np.float64) for m in models]
+    from automl.data.images import predict_images
+
+    probs = [predict_images(m, x_val).astype(np.float64) for m in models]
     singles = [_scores(p, y_val) for p in probs]
     best_single = max(singles, key=lambda s: _rank(s, objective))
     prefix = greedy_selection(probs, y_val, rounds=rounds, objective=objective)

@@ -374,7 +374,7 @@ def _representative(images: np.ndarray, size: int):
     """Calibration batches for int8: training images resized like the model does."""
     import tensorflow as tf
 
-    imgs = np.asarray(images)[:CALIBRATION_IMAGES]
+    imgs = np.asarray(images[:CALIBRATION_IMAGES])  # a view reads just these
     resized = tf.image.resize(tf.cast(imgs, tf.float32), (size, size), method="bilinear").numpy()
     resized = np.clip(np.round(resized), 0, 255).astype(np.float32)
     # One pixel black and one white, so the uint8 input's range is exactly 0..255 (scale 1,
@@ -505,7 +505,7 @@ def calibration_images_for(
             "int8 quantization needs calibration images and the search's data cannot be "
             "reloaded (in-memory arrays or a model URI); pass --calibration-data FOLDER"
         )
-    return load_data(source, store_size=image_size or 128).x_train
+    return load_data(source, store_size=image_size or 128).x_train[:CALIBRATION_IMAGES]
 
 
 def resolve_search(tracker: Tracker, run_id: str | None = None) -> str:

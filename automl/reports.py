@@ -216,8 +216,11 @@ def trial_config(
 
 
 def _split_digest(x, y) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(x).tobytes())
+    from automl.data.images import as_view
+
+    x = as_view(x)  # the image source's key and the split's indices: no pixel is read
+    h = hashlib.sha256(x.source.key.encode())
+    h.update(np.ascontiguousarray(x.index).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     return h.hexdigest()[:16]
 
@@ -338,7 +341,9 @@ def evaluation_reports(
     tracker, run_id: str, model, x, y, class_names: list[str], split: str = "validation"
 ) -> dict[str, Any]:
     """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y)."""
-    probs = np.asarray(model.predict(x, batch_size=64, verbose=0))
+    from automl.data.images import predict_images
+
+    probs = predict_images(model, x)
     pred = np.argmax(probs, axis=1)
     scores = per_class_scores(y, pred, class_names)
     fig = confusion_matrix_figure(y, pred, class_names, title=f"confusion matrix ({split})")

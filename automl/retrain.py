@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,7 @@ def retrain(
     experiment: str | None = None,
     register: str | None = None,
     verbose: int = 1,
+    cache_dir: str | Path | None = None,
 ) -> RetrainResult:
     """Train the configuration logged in run ``run_id`` again and log it as a new run.
 
@@ -92,6 +94,7 @@ def retrain(
             failure raises :class:`automl.errors.RegistrationError` once the run has finished
             (its ``result`` is kept, and the run is tagged ``automl.register_error``).
         verbose: 1 shows each epoch on stderr (a bar in a terminal, lines otherwise); 0 nothing.
+        cache_dir: where image stores are kept (default as for :func:`automl.search`).
 
     A failure after the new run is created ends it FAILED (KILLED on Ctrl-C), never RUNNING.
     """
@@ -126,8 +129,13 @@ def retrain(
             f"run {run.info.run_id} trained on in-memory arrays; pass them again: "
             "automl.retrain(run_id, data=(x, y))"
         )
+    from automl.data.store import default_cache_dir
+
     bundle = load_data(
-        source, seed=int(src.get("split_seed", 0)), store_size=int(src.get("store_size", 128))
+        source,
+        seed=int(src.get("split_seed", 0)),
+        store_size=int(src.get("store_size", 128)),
+        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(uri),
     )
     same_data = bundle.digest() == src.get("digest")
     if not same_data:
@@ -198,7 +206,9 @@ def retrain(
                 stop_after=stop,
             )
             progress.close()
-            probs = np.asarray(outcome.model.predict(bundle.x_test, batch_size=64, verbose=0))
+            from automl.data.images import predict_images
+
+            probs = predict_images(outcome.model, bundle.x_test)
             y = bundle.y_test
             test = {
                 "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),

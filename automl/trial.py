@@ -159,19 +159,35 @@ def _augmenter(kind: str):
 def make_dataset(
     x, y, batch_size: int, *, shuffle: bool = False, augment: str = "none", seed: int = 0
 ):
-    """A tf.data pipeline (shuffle, batch, parallel augmentation, prefetch) over in-memory images.
+    """A streaming input pipeline over ``x`` (an :class:`~automl.data.images.ImageView` or
+    an array): shuffle the indices, batch them, read each batch's images, augment, prefetch.
 
-    Where TensorFlow is absent (a JAX-only machine) it returns ``(x, y)`` and ``fit``
-    batches the NumPy arrays itself (no augmentation there).
+    Only indices are shuffled (8 bytes per image), and only a few batches of images are in
+    memory at a time, whatever the size of the data. Where TensorFlow is absent (a JAX-only
+    machine) it returns a ``keras.utils.PyDataset`` that reads the same way (no augmentation).
     """
+    from automl.data.images import as_view
+
+    view = as_view(x)
+    y = np.asarray(y)
     try:
         import tensorflow as tf
-    except ImportError:  # JAX/PyTorch-only machine: plain arrays
-        return (x, y)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    except ImportError:  # JAX/PyTorch-only machine: a PyDataset over the view
+        return _view_sequence(view, y, batch_size, shuffle, seed)
+    shape = view.shape[1:]
+
+    def read(positions):
+        return view.read(positions)
+
+    def load(pos, lbl):
+        img = tf.numpy_function(read, [pos], tf.uint8, stateful=False)
+        img.set_shape((None, *shape))
+        return img, lbl
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(view), dtype=np.int64), y))
     if shuffle:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        ds = ds.shuffle(len(view), seed=seed, reshuffle_each_iteration=True)  # indices only
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     aug = _augmenter(augment)
     if aug is not None:
         ds = ds.map(
@@ -179,6 +195,30 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _view_sequence(view, y, batch_size: int, shuffle: bool, seed: int):
+    keras = _keras()
+
+    class ViewSequence(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.order = np.arange(len(view))
+            self.rng = np.random.default_rng(seed)
+            self.on_epoch_end()
+
+        def __len__(self):
+            return max(math.ceil(len(view) / batch_size), 1)
+
+        def __getitem__(self, i):
+            pos = self.order[i * batch_size : (i + 1) * batch_size]
+            return view.read(pos), y[pos]
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return ViewSequence()
 
 
 # Phase 2's learning rate is phase 1's times fine_tune_lr_factor, with the factor capped here
@@ -334,7 +374,7 @@ def _compile(model, cfg: TrialConfig, lr: float, jit_compile, steps: int = 0, pe
 
 def _fit(model, train, val, batch_size: int, **kw):
     """``fit`` on a tf.data pipeline, or on NumPy arrays where TensorFlow is absent."""
-    if isinstance(train, tuple):
+    if isinstance(train, tuple):  # arrays (a caller's own)
         return model.fit(
             train[0], train[1], validation_data=val, batch_size=batch_size, shuffle=True, **kw
         )
@@ -361,13 +401,16 @@ def full_data(data: DataBundle) -> DataBundle:
     """``data`` with the validation split added to the training split (for a refit on both).
 
     The validation split stays as it is: a refit's validation scores are on images it trained
-    on, so they only tell a collapsed fit from a working one.
+    on, so they only tell a collapsed fit from a working one. The images are not copied: the
+    training view's indices are the train and validation indices together.
     """
+    from automl.data.images import concat
+
     return DataBundle(
         name=data.name,
         source=data.source,
         class_names=data.class_names,
-        x_train=np.concatenate([data.x_train, data.x_val]),
+        x_train=concat(data.x_train, data.x_val),
         y_train=np.concatenate([data.y_train, data.y_val]),
         x_val=data.x_val,
         y_val=data.y_val,
@@ -447,7 +490,7 @@ def run_trial(
 
     if initial_epoch > 0:  # a continued trial: its starting point is a candidate best
         _compile(model, cfg, cfg.learning_rate, options.jit_compile)
-        loss, acc = model.evaluate(data.x_val, y_va, batch_size=cfg.batch_size, verbose=0)
+        loss, acc = model.evaluate(make_dataset(data.x_val, y_va, cfg.batch_size), verbose=0)
         best.offer(initial_epoch - 1, {"val_loss": float(loss), "val_accuracy": float(acc)}, model)
 
     # Phase 1: the head on a frozen backbone (on cached embeddings by default), or the whole

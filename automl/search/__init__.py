@@ -96,6 +96,7 @@ def search(
     ensemble: int | None = None,
     deterministic: bool = False,
     refit: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -121,6 +122,9 @@ def search(
         keep_top_k: model files kept for the best k trials only.
         overwrite: start over even if the experiment holds a search with another space or data.
         strict_images: refuse unreadable files in an image folder instead of skipping them.
+        cache_dir: where image stores are kept (a folder or DataFrame of files is decoded
+            once into a store there and reused while its files are unchanged); default
+            ``stores/`` beside the tracking folder (``mlruns/stores``).
         workers: up to this many trials at once, on Ray (needs ``pip install -e
             ".[distributed]"``); 1, the default, runs one at a time without Ray.
         ray_address: the Ray cluster to join (``HEAD:6379``, or ``$RAY_ADDRESS``); without it
@@ -178,20 +182,26 @@ def search(
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
+    from automl.data.store import MAX_STORE_SIZE, default_cache_dir
+    from automl.progress import Progress, import_tensorflow_quietly
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(uri)
+    loading = Progress(verbose)  # the image store's decoding, when it is built
     if space is None:  # a data-aware default space, chosen once the data is loaded
-        from automl.autospace import default_space, probe_native_size, store_size_for
+        from automl.autospace import _has_gpu, default_space, probe_native_size, store_size_for
 
         native = probe_native_size(data)
+        import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         bundle = load_data(
             data,
             seed=seed,
-            store_size=store_size_for(native),
+            # Stored at the largest size the default space asks for: on a GPU, 224 px.
+            store_size=store_size_for(native, gpu=_has_gpu()),
             strict_images=strict_images,
             validation_data=validation_data,
+            cache_dir=cache_dir,
+            progress=loading,
         )
-        from automl.progress import import_tensorflow_quietly
-
-        import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         sp = default_space(bundle, native)
     else:
         sp = load_space(space)
@@ -199,11 +209,13 @@ def search(
         bundle = load_data(
             data,
             seed=seed,
-            store_size=min(int(sp.upper("image_size")), 256),
+            store_size=min(int(sp.upper("image_size")), MAX_STORE_SIZE),
             strict_images=strict_images,
             validation_data=validation_data,
+            cache_dir=cache_dir,
+            progress=loading,
         )
-    from automl.progress import import_tensorflow_quietly
+    loading.close()
 
     import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
     return run_search(sp, bundle, settings)

@@ -83,13 +83,13 @@ class SearchResult:
         ``quantize="float16"`` / ``"int8"`` apply to ``format="tflite"``; int8 calibrates on
         this search's training images unless ``calibration_images=`` is given.
         """
-        from automl.export import check_export_args, export_model
+        from automl.export import CALIBRATION_IMAGES, check_export_args, export_model
 
         check_export_args(
             path, format=format, force=kwargs.get("force", False), quantize=kwargs.get("quantize")
         )
         if kwargs.get("quantize") == "int8" and self.data is not None:
-            kwargs.setdefault("calibration_images", self.data.x_train)
+            kwargs.setdefault("calibration_images", self.data.x_train[:CALIBRATION_IMAGES])
         return export_model(
             self.best_model(), path, format=format, class_names=self.class_names, **kwargs
         )
@@ -160,7 +160,9 @@ def finish(
     held = model_in_memory
     model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
     held = model_in_memory = None  # noqa: F841 (one model in memory from here on)
-    probs = model.predict(data.x_test, batch_size=64, verbose=0)
+    from automl.data.images import predict_images
+
+    probs = predict_images(model, data.x_test)
     y = data.y_test
     acc = float(np.mean(np.argmax(probs, axis=1) == y))
     loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
