@@ -84,18 +84,8 @@ def _check_folder(path) -> Path:
     return root
 
 
-def _report_bad(bad: list[str], total: int, strict: bool, where: str, fix: str) -> None:
-    if not bad:
-        return
-    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    if strict:
-        raise DataError(
-            f"{len(bad)} of {total} file(s) {where} are missing or not readable images: "
-            f"{shown}; {fix}"
-        )
-    log.warning(
-        "skipped %d of %d unreadable or missing file(s) %s: %s", len(bad), total, where, shown
-    )
+def _shown(bad: list[str]) -> str:
+    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
 def store_folder(
@@ -129,10 +119,15 @@ def store_folder(
         progress=progress,
     )
     bad = [store.name_of(i) for i in store.skipped]
-    _report_bad(
-        bad, len(entries), strict, f"in {str(path)!r}",
-        "remove them or run without --strict-images to skip them",
-    )  # fmt: skip
+    if bad and strict:
+        raise DataError(
+            f"{len(bad)} file(s) in {str(path)!r} are not readable images: {_shown(bad)}; "
+            "remove them or run without --strict-images to skip them"
+        )
+    if bad:
+        log.warning(
+            "skipped %d unreadable or non-image file(s) in %s: %s", len(bad), path, _shown(bad)
+        )
     valid = store.valid
     if len(valid) == 0:
         raise DataError(
@@ -360,10 +355,13 @@ def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progre
         progress=progress,
     )
     bad = [paths[i] for i in store.skipped]
-    _report_bad(
-        bad, len(paths), strict, f"of the DataFrame's {img_col!r} column",
-        "fix the paths or run without strict_images",
-    )  # fmt: skip
+    if bad and strict:
+        raise DataError(
+            f"{len(bad)} file(s) of the DataFrame's {img_col!r} column are missing or not "
+            f"readable images: {_shown(bad)}; fix the paths or run without strict_images"
+        )
+    if bad:
+        log.warning("skipped %d unreadable or missing image file(s): %s", len(bad), _shown(bad))
     valid = store.valid
     if len(valid) == 0:
         raise DataError(
