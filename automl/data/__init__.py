@@ -13,11 +13,11 @@ from automl.data.sources import (
     TFDS_VALIDATION,
     load_arrays,
     load_demo,
-    load_tf_dataset,
-    load_tfds_splits,
     store_arrays,
     store_dataframe,
     store_folder,
+    store_tf_dataset,
+    store_tfds_splits,
 )
 from automl.errors import DataError
 
@@ -46,10 +46,7 @@ def describe_source(data: Any) -> str:
 def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progress=None):
     """``(x, y, class_names, skipped, name, source)`` of any source but TFDS; ``x`` is an
     :class:`ImageView` of all the images (of a store on disk, or of an array)."""
-    if cache_dir is None:
-        from automl.data.store import default_cache_dir
-
-        cache_dir = default_cache_dir()
+    cache_dir = _cache(cache_dir)
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise DataError(f"arrays data must be a pair (x, y), got a sequence of {len(data)}")
@@ -61,8 +58,8 @@ def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progr
         x, y, names, skipped = load_arrays(xa, data[1], store_size=None)
         return as_view(x), y, names, skipped, "arrays", f"numpy arrays x{tuple(x.shape)}"
     if _is_tf_dataset(data):
-        x, y, names, skipped = load_tf_dataset(data, store_size=store_size)
-        return as_view(x), y, names, skipped, "tf.data", f"tf.data.Dataset of {len(y)} images"
+        x, y, names, skipped = store_tf_dataset(data, store_size, cache_dir, progress=progress)
+        return x, y, names, skipped, "tf.data", f"tf.data.Dataset of {len(y)} images"
     if _is_dataframe(data):
         x, y, names, skipped = store_dataframe(
             data, store_size, cache_dir, strict=strict_images, progress=progress
@@ -75,6 +72,12 @@ def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progr
         data, store_size, cache_dir, strict=strict_images, progress=progress
     )
     return x, y, names, skipped, Path(data).name or str(data), str(Path(data).resolve())
+
+
+def _cache(cache_dir):
+    from automl.data.store import default_cache_dir
+
+    return cache_dir if cache_dir is not None else default_cache_dir()
 
 
 def _rgb_bytes(x: np.ndarray) -> int:
@@ -139,8 +142,11 @@ def _tfds(parts, names, tname, seed, val_fraction, test_fraction, user_val):
     val_name = next((v for v in TFDS_VALIDATION if v in parts), None)
     if "test" not in parts and val_name is None and user_val is None:
         # Only a train split (or unnamed ones): pool and split as any other source.
-        x = np.concatenate([p[0] for p in parts.values()])
-        y = np.concatenate([p[1] for p in parts.values()])
+        if len(parts) == 1:
+            x, y = next(iter(parts.values()))
+        else:  # several unnamed splits (small datasets): one array
+            x = np.concatenate([p[0][:] for p in parts.values()])
+            y = np.concatenate([p[1] for p in parts.values()])
         return split(
             x, y, names, name=tname, source=source, seed=seed,
             val_fraction=val_fraction, test_fraction=test_fraction,
@@ -154,14 +160,14 @@ def _tfds(parts, names, tname, seed, val_fraction, test_fraction, user_val):
         test = parts["test"]
     else:
         rest, part = _carve(*train, test_fraction, n_classes, seed, "a test split", source)
-        train, test = (train[0][rest], train[1][rest]), (train[0][part], train[1][part])
+        train, test = (train[0].take(rest), train[1][rest]), (train[0].take(part), train[1][part])
     if user_val is not None:
         val = user_val
     elif val_name is not None:
         val = parts[val_name]
     else:
         rest, part = _carve(*train, val_fraction, n_classes, seed + 1, "a validation split", source)
-        train, val = (train[0][rest], train[1][rest]), (train[0][part], train[1][part])
+        train, val = (train[0].take(rest), train[1][rest]), (train[0].take(part), train[1][part])
     return _bundle(tname, source, names, train, val, test)
 
 
@@ -202,7 +208,7 @@ def load_data(
         )
         user_val = (vx, vy, vnames)
     if isinstance(data, str) and data.startswith("tfds:"):
-        parts, names = load_tfds_splits(data[5:], store_size=store_size)
+        parts, names = store_tfds_splits(data[5:], store_size, _cache(cache_dir), progress)
         val = None
         if user_val is not None:
             size = next(iter(parts.values()))[0].shape[1]

@@ -97,6 +97,10 @@ class ImageView:
         a = self.read(np.arange(len(self.index)))
         return a if dtype is None else a.astype(dtype)
 
+    def astype(self, dtype) -> np.ndarray:
+        """All the images as an array of ``dtype`` (reads the whole view: small data only)."""
+        return np.asarray(self).astype(dtype)
+
     def batches(self, batch_size: int = READ_BATCH) -> Iterator[np.ndarray]:
         """The images in order, ``batch_size`` at a time."""
         for i in range(0, len(self.index), batch_size):
@@ -128,12 +132,33 @@ def concat(a: ImageView, b: ImageView) -> ImageView:
     return as_view(np.concatenate([a[:], b[:]]))  # different sources (small arrays)
 
 
-def predict_images(model, x, batch_size: int = 64, chunk: int = 1024) -> np.ndarray:
-    """``model.predict`` over ``x`` read ``chunk`` images at a time (``x`` a view or array)."""
+def predict_images(model, x, batch_size: int = 64) -> np.ndarray:
+    """``model.predict`` over ``x`` (a view or an array), a batch read at a time.
+
+    A view is streamed (tf.data: batch of indices -> read -> predict), so only a few batches
+    of images are in memory; Keras would turn a whole array into one float32 tensor.
+    """
     if not isinstance(x, ImageView):
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    if len(x) <= chunk:
+    if len(x) <= batch_size:
         return np.asarray(model.predict(x[:], batch_size=batch_size, verbose=0))
-    return np.concatenate(
-        [np.asarray(model.predict(b, batch_size=batch_size, verbose=0)) for b in x.batches(chunk)]
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return np.concatenate(
+            [np.asarray(model.predict(b, verbose=0)) for b in x.batches(batch_size)]
+        )
+    shape = x.shape[1:]
+
+    def load(pos):
+        img = tf.numpy_function(x.read, [pos], tf.uint8, stateful=False)
+        img.set_shape((None, *shape))
+        return img
+
+    ds = (
+        tf.data.Dataset.from_tensor_slices(np.arange(len(x), dtype=np.int64))
+        .batch(batch_size)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(2)
     )
+    return np.asarray(model.predict(ds, verbose=0))

@@ -267,6 +267,104 @@ def load_tf_dataset(ds, store_size: int | None = None) -> Loaded:
     return load_arrays(np.stack(xs), np.asarray(ys), store_size=None)
 
 
+def _tf_examples(ds):
+    """``(image, label)`` numpy pairs of a dataset of pairs, batched or not (checked)."""
+    spec = ds.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise DataError(
+            f"a tf.data.Dataset must yield (image, label) pairs, not {spec}; map it with "
+            "ds.map(lambda ex: (ex['image'], ex['label']))"
+        )
+    if spec[0].shape.rank == 4:  # batched: one example at a time
+        ds = ds.unbatch()
+    elif spec[0].shape.rank not in (2, 3, None):
+        raise DataError(
+            f"the dataset's images have shape {spec[0].shape}; expected (H, W[, C]) or batches"
+        )
+    for img, lbl in ds.as_numpy_iterator():
+        yield img, (lbl.decode() if isinstance(lbl, bytes) else np.asarray(lbl).reshape(-1)[0])
+
+
+def _store_size_of(first: np.ndarray, store_size: int) -> int:
+    """Square images up to the store's bound keep their size; others go to ``store_size``."""
+    from automl.data.store import MAX_STORE_SIZE
+
+    h, w = first.shape[:2]
+    return int(h) if h == w and 8 <= h <= MAX_STORE_SIZE else int(store_size)
+
+
+def store_tf_dataset(ds, store_size: int, cache_dir, progress=None):
+    """A ``tf.data.Dataset`` of ``(image, label)`` written to a store as it is read
+    (never held whole): ``(view, y, class names, [])``. Square images keep their size (up to
+    the store's bound); others, and any image of another size, are resized to the first
+    one's storage size. Read once per load; a store of identical content is reused."""
+    from automl.data.images import ImageView
+    from automl.data.store import build_from_images
+
+    it = _tf_examples(ds)
+    first = next(it, None)
+    if first is None:
+        raise DataError("the tf.data.Dataset is empty; it must yield (image, label) pairs")
+    size = _store_size_of(to_rgb_uint8(first[0]), store_size)
+
+    def pairs():
+        yield first
+        yield from it
+
+    store, raw = build_from_images(
+        pairs(), None, size, cache_dir, key=None, progress=progress, what="tf.data images"
+    )
+    _, y, names = _class_labels(len(store), np.asarray(raw)[store.labels])
+    return ImageView(store), y, names, []
+
+
+def store_tfds_splits(name: str, store_size: int, cache_dir, progress=None, data_dir=None):
+    """A TFDS dataset's splits, each streamed into a store keyed by the dataset's name,
+    version and split: ``({split: (view, y)}, class names)``."""
+    import tensorflow_datasets as tfds
+
+    from automl.data.images import ImageView
+    from automl.data.store import build_from_images, files_key
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises DatasetNotFoundError and friends
+        raise DataError(
+            f"TFDS dataset {name!r} is not available ({type(e).__name__}); check the name with tfds.list_builders()"
+        ) from None
+    try:
+        splits = list(builder.info.splits) or ["train"]
+        loaded = tfds.load(name, split=splits, as_supervised=True, data_dir=data_dir)
+    except Exception as e:
+        raise DataError(
+            f"TFDS dataset {name!r} could not be loaded: {str(e).splitlines()[0][:200]}"
+        ) from None
+    label = builder.info.features["label"]
+    names = list(getattr(label, "names", None) or [str(i) for i in range(label.num_classes)])
+    version = str(getattr(builder.info, "version", ""))
+    out = {}
+    for split_name, ds in zip(splits, loaded):
+        n = getattr(builder.info.splits.get(split_name), "num_examples", None) or None
+        key = "tfds-" + files_key(
+            [(name, version, str(split_name), str(data_dir), n)], store_size, "tfds"
+        )
+        store, raw = build_from_images(
+            ((img, int(lbl)) for img, lbl in tfds.as_numpy(ds)),
+            n,
+            store_size,
+            cache_dir,
+            key=key,
+            progress=progress,
+            what=f"tfds:{name} {split_name}",
+        )
+        if len(store):
+            y = np.asarray(raw, np.int64)[store.labels]
+            out[str(split_name)] = (ImageView(store), y)
+    if not out:
+        raise DataError(f"TFDS dataset {name!r} has no examples")
+    return out, names
+
+
 IMAGE_COLUMNS = ("image", "image_path", "path", "filepath", "file", "filename")
 LABEL_COLUMNS = ("label", "class", "target", "y")
 

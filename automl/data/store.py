@@ -577,94 +577,109 @@ def build_from_images(
     size: int,
     cache_dir: str | Path,
     *,
-    key: str,
+    key: str | None,
     progress=None,
     what: str = "images",
 ) -> tuple[ImageStore, list]:
     """A store of in-memory images, streamed: ``images`` yields ``(HxWxC image, label)``;
     each is converted to RGB uint8 at ``size`` and written at once (no array of all).
 
-    Returns the store (labels: the position of each record's raw label in the returned
-    list) and the list of raw labels in first-seen order. ``count`` (None: unknown) sizes
-    the file up front; with None the file grows as it is written.
+    ``key``: the store's key when what it is made of is known up front (a TFDS dataset's
+    name and version, a hash of arrays): a complete store of that key is opened without
+    reading ``images``. None: the key is the hash of the images and labels written (a
+    ``tf.data.Dataset``: read once per load, never held whole), and an identical store
+    already there is used instead of the new one.
+
+    Returns the store (its labels: positions in the returned list) and the list of raw
+    labels in first-seen order. ``count`` (None: unknown) is for the space check and the
+    progress bar.
     """
     from automl.data.bundle import resize_batch, to_rgb_uint8
 
     size = int(size)
+    if not 8 <= size <= MAX_STORE_SIZE:
+        raise DataError(f"store size {size} is out of range; use 8 to {MAX_STORE_SIZE} px")
     cache = Path(cache_dir)
-    found = open_store(cache / key)
-    if found is not None:
-        return found, list(found.meta.get("raw_labels", []))
+    if key is not None:
+        found = open_store(cache / key)
+        if found is not None:
+            return found, list(found.meta.get("raw_labels", []))
     _prepare(cache)
     raw: list = []
     index: dict = {}
     labels: list[int] = []
-    with _lock(cache, key):
-        _clean_stale(cache, key)
-        rec = size * size * 3
+    rec = size * size * 3
+    content = hashlib.sha256(f"automl-store v{FORMAT_VERSION} size={size}\n".encode())
 
-        def fill(tmp: Path, images_file: str) -> list[int]:
-            bar = _Bar(progress, count or 0, f"writing {what} into the store")
-            n = 0
-            try:
-                with open(images_file, "r+b") as f:
-                    for img, lbl in images:
-                        a = to_rgb_uint8(img)
-                        if a.shape[:2] != (size, size):
-                            a = resize_batch(a[None], size)[0]
-                        f.seek(n * rec)
-                        f.write(a.tobytes())
-                        key_ = lbl.item() if hasattr(lbl, "item") else lbl
-                        if key_ not in index:
-                            index[key_] = len(raw)
-                            raw.append(key_)
-                        labels.append(index[key_])
-                        n += 1
-                        bar.update(1)
-                    f.truncate(n * rec)
-            finally:
-                bar.close()
-            meta_box["count"] = n
-            return []
+    def fill(images_file: str) -> int:
+        bar = _Bar(progress, count or 0, f"writing {what} into the store")
+        n = 0
+        try:
+            with open(images_file, "wb") as f:
+                for img, lbl in images:
+                    a = to_rgb_uint8(img)
+                    if a.shape[:2] != (size, size):
+                        a = resize_batch(a[None], size)[0]
+                    data = a.tobytes()
+                    f.write(data)
+                    lab = lbl.item() if hasattr(lbl, "item") else lbl
+                    if isinstance(lab, bytes):
+                        lab = lab.decode()
+                    if lab not in index:
+                        index[lab] = len(raw)
+                        raw.append(lab)
+                    labels.append(index[lab])
+                    if key is None:
+                        content.update(data)
+                        content.update(f"{lab!r}\n".encode())
+                    n += 1
+                    bar.update(1)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            bar.close()
+        return n
 
-        meta_box: dict = {}
-        # The count is only known at the end for an iterator: _build writes it from meta_box.
-        store = _build_streamed(cache, key, count, size, fill, meta_box, labels, raw)
-    return store, raw
-
-
-def _build_streamed(cache, key, count, size, fill, meta_box, labels, raw) -> ImageStore:
-    dest = cache / key
-    tmp = cache / f"{BUILDING_PREFIX}{key}-{os.getpid()}"
-    need = (count or 0) * size * size * 3
-    try:
-        if shutil.disk_usage(cache).free < need + SPACE_MARGIN:
-            raise _no_space(cache, need)
-        tmp.mkdir()
-        (tmp / IMAGES_FILE).write_bytes(b"")
-        fill(tmp, str(tmp / IMAGES_FILE))
-        n = meta_box["count"]
-        meta = {
-            "format": FORMAT_VERSION,
-            "key": key,
-            "size": size,
-            "count": n,
-            "class_names": [str(r) for r in raw],
-            "raw_labels": [r if isinstance(r, (int, str, float)) else str(r) for r in raw],
-            "names": [],
-            "skipped": [],
-            "built": time.time(),
-            "complete": True,
-        }
-        return _finish(tmp, dest, meta, np.asarray(labels, np.int64))
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno == errno.ENOSPC:
-            raise _no_space(cache, need or (len(labels) + 1) * size * size * 3) from None
-        raise DataError(
-            f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
-            "pass --cache-dir (cache_dir=) a writable folder with free space"
-        ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    lock_key = key if key is not None else "stream"
+    with _lock(cache, lock_key):
+        _clean_stale(cache, lock_key)
+        if key is not None:
+            found = open_store(cache / key)
+            if found is not None:
+                return found, list(found.meta.get("raw_labels", []))
+        tmp = cache / f"{BUILDING_PREFIX}{lock_key}-{os.getpid()}"
+        need = (count or 0) * rec
+        try:
+            if shutil.disk_usage(cache).free < need + SPACE_MARGIN:
+                raise _no_space(cache, need)
+            tmp.mkdir()
+            n = fill(str(tmp / IMAGES_FILE))
+            final = key if key is not None else "stream-" + content.hexdigest()[:32]
+            meta = {
+                "format": FORMAT_VERSION,
+                "key": final,
+                "size": size,
+                "count": n,
+                "class_names": [str(r) for r in raw],
+                "raw_labels": [r if isinstance(r, (int, str, float)) else str(r) for r in raw],
+                "names": [],
+                "skipped": [],
+                "built": time.time(),
+                "complete": True,
+            }
+            found = open_store(cache / final)
+            if found is not None:  # the same images were stored before
+                shutil.rmtree(tmp, ignore_errors=True)
+                return found, list(found.meta.get("raw_labels", []))
+            return _finish(tmp, cache / final, meta, np.asarray(labels, np.int64)), raw
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno == errno.ENOSPC:
+                raise _no_space(cache, max(need, (len(labels) + 1) * rec)) from None
+            raise DataError(
+                f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
+                "pass --cache-dir (cache_dir=) a writable folder with free space"
+            ) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
