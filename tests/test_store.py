@@ -234,3 +234,47 @@ def test_large_arrays_go_to_a_store_small_ones_stay_in_memory(tmp_path, monkeypa
     assert isinstance(big.x_train.source, store_mod.ImageStore)
     np.testing.assert_array_equal(big.x_test[:], small.x_test[:])
     np.testing.assert_array_equal(big.y_test, small.y_test)
+
+
+_MEMORY = """
+import json, resource, sys
+import automl
+from automl.data import load_data
+space = {"name": "mem", "hyperparameters": {"family": "scratch", "learning_rate": 3e-3,
+    "blocks": 1, "image_size": 32, "filters": 8, "conv_layers": 1, "epochs": 3,
+    "batch_size": 32, "augment": "none"}}
+out = {}
+for name in ("small", "large"):
+    try:
+        data = load_data(sys.argv[1] + "/" + name, store_size=128, cache_dir=sys.argv[2])
+    except TypeError:  # a loader without stores (to check this test against)
+        data = load_data(sys.argv[1] + "/" + name, store_size=128)
+    r = automl.search(data=data, space=space, max_trials=1, experiment=name, verbose=0,
+                      refit=False, ensemble=0)
+    out[name] = {"peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                 "test_accuracy": r.test_metrics["test_accuracy"]}
+print(json.dumps(out))
+"""
+
+
+def test_memory_stays_flat_in_the_number_of_images(tmp_path):
+    """2,000 images at 128 px (94 MB decoded) against 200: the search's peak memory grows by
+    less than the extra images' decoded size (the arrays loader held them at least once,
+    twice while stacking, and TensorFlow copied the training split again)."""
+    make_folder(tmp_path / "small", 200, size=128, classes=4, fmt="jpg")
+    make_folder(tmp_path / "large", 2000, size=128, classes=4, fmt="jpg")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY, str(tmp_path), str(tmp_path / "stores")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    extra_decoded_kb = (2000 - 200) * 128 * 128 * 3 / 1024
+    grown_kb = res["large"]["peak_kb"] - res["small"]["peak_kb"]
+    assert grown_kb < extra_decoded_kb, res
+    assert res["large"]["test_accuracy"] > 0.6, res  # it learned (chance: 0.25)

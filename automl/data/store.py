@@ -311,9 +311,12 @@ def _clean_stale(cache: Path, key: str) -> None:
 
 
 class _Bar:
-    """Build progress: a tqdm bar in a terminal, else a line at each quarter."""
+    """Build progress: a tqdm bar in a terminal, else a line at each quarter (builds of
+    :data:`IN_PROCESS_BELOW` images or more; a smaller one shows nothing)."""
 
     def __init__(self, progress, total: int, what: str):
+        if total < IN_PROCESS_BELOW:  # a second or two: nothing to show
+            progress = None
         self.progress, self.total, self.done, self.what = progress, total, 0, what
         self.bar = None
         self.next_line = 0.25
