@@ -76,7 +76,7 @@ def test_store_is_reused_and_a_changed_or_added_file_is_noticed(tmp_path, count_
     from PIL import Image
 
     i = int(b.x_train.index[0])
-    name = meta["entries"][i][0]
+    name = json.loads((built / "entries.json").read_text())[i][0]
     np.testing.assert_array_equal(b.x_train[0], np.asarray(Image.open(folder / name)))
 
     # A touched file (new content, new mtime) and an added file: a new store; only those two

@@ -7,8 +7,9 @@ A store is one folder, ``<cache dir>/<key>/``, holding:
   offsets (no memory map: pages read stay in the kernel's page cache, not in the reader's
   resident memory, so a process reading the whole store in batches stays flat);
 - ``labels.npy``: one int64 label per record (an index into ``class_names``);
-- ``meta.json``: the key, count, size, class names, the sources' names and which records
-  were unreadable (skipped). It is written last, and the folder is built as
+- ``meta.json``: the key, count, size, class names and which records were unreadable
+  (skipped); ``entries.json``: each record's file (relative path, bytes, modification
+  time, class), for the names of skipped files and to reuse records in the next build. It is written last, and the folder is built as
   ``.building-<key>-<pid>`` beside its final place and renamed into place when complete: a
   folder named ``<key>`` is always complete; a ``.building-*`` folder left by a killed build
   is never read and is removed by the next build of the same key.
@@ -52,6 +53,7 @@ FORMAT_VERSION = 1
 IMAGES_FILE = "images.u8"
 LABELS_FILE = "labels.npy"
 META_FILE = "meta.json"
+ENTRIES_FILE = "entries.json"
 BUILDING_PREFIX = ".building-"
 MAX_STORE_SIZE = 260  # the largest size images are stored at (px, square)
 # Below this many files a build decodes in this process (starting worker processes costs more).
@@ -196,6 +198,13 @@ class ImageStore:
         return {"path": str(self.path)}
 
     def __setstate__(self, state):
+        if not (Path(state["path"]) / META_FILE).is_file():
+            import socket
+
+            raise DataError(
+                f"image store {state['path']!r} is not visible on {socket.gethostname()}; "
+                "put --cache-dir (cache_dir=) on a filesystem every node shares"
+            )
         self.__init__(state["path"])
 
     def __del__(self):
@@ -215,8 +224,15 @@ class ImageStore:
         """What record ``i`` was made from (a file's path relative to its folder, or a path)."""
         if self.names:
             return self.names[i]
-        entries = self.meta.get("entries")
+        entries = self.entries()
         return str(entries[i][0]) if entries else f"#{i}"
+
+    def entries(self) -> list | None:
+        """``[name, bytes, mtime_ns, label]`` of each record's file (None: not from files).
+
+        Kept out of ``meta.json``, so that opening a store (every worker does) stays cheap."""
+        f = self.path / ENTRIES_FILE
+        return json.loads(f.read_text()) if f.is_file() else None
 
     @property
     def valid(self) -> np.ndarray:
@@ -364,6 +380,9 @@ def _prepare(cache: Path) -> None:
 
 def _finish(tmp: Path, dest: Path, meta: dict, labels: np.ndarray) -> ImageStore:
     np.save(tmp / LABELS_FILE, np.asarray(labels, np.int64), allow_pickle=False)
+    entries = meta.pop("_entries", None)
+    if entries is not None:
+        (tmp / ENTRIES_FILE).write_text(json.dumps(entries))
     (tmp / META_FILE).write_text(json.dumps(meta))
     fd = os.open(tmp / IMAGES_FILE, os.O_RDONLY)
     try:
@@ -444,10 +463,11 @@ def _previous_records(cache: Path, source_id: str, size: int) -> tuple[ImageStor
     if best is None:
         return None
     store = open_store(best[0])
-    if store is None or "entries" not in store.meta:
+    entries = store.entries() if store is not None else None
+    if entries is None:
         return None
     skipped = set(store.skipped)
-    return store, {tuple(e[:3]): i for i, e in enumerate(store.meta["entries"]) if i not in skipped}
+    return store, {tuple(e[:3]): i for i, e in enumerate(entries) if i not in skipped}
 
 
 def build_from_files(
@@ -506,7 +526,7 @@ def build_from_files(
             "source_id": source_id,
         }
         if entries is not None:
-            meta["entries"] = [list(e) for e in entries]
+            meta["_entries"] = [list(e) for e in entries]  # written to ENTRIES_FILE
         t0 = time.perf_counter()
         store = _build(cache, key, count, size, fill, meta, np.asarray(labels, np.int64))
         log.info(
