@@ -706,3 +706,118 @@ def build_from_images(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+# ----------------------------------------------------------------------------- Ray nodes
+
+NODE_CACHE_ENV = "AUTOML_NODE_CACHE"  # a node's own store folder (default: <tmp>/automl-stores)
+COPY_ENV = "AUTOML_STORE_COPY"  # "always": copy even where the search's path is visible
+COPY_CHUNK = 64 * 2**20
+
+
+class StoreServer:
+    """A store's files by byte range: a Ray actor on the search's node, for nodes that cannot
+    see the store's path."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def files(self) -> list[tuple[str, int]]:
+        return [(f.name, f.stat().st_size) for f in sorted(self.path.iterdir()) if f.is_file()]
+
+    def read(self, name: str, offset: int, n: int) -> bytes:
+        fd = os.open(self.path / name, os.O_RDONLY)
+        try:
+            return os.pread(fd, n, offset)
+        finally:
+            os.close(fd)
+
+
+class RemoteStore:
+    """An :class:`ImageStore` as sent to Ray workers: unpickled on a node as the store at the
+    search's path when the node sees it, else as the node's own copy, fetched once per node
+    from ``server`` (a :class:`StoreServer` actor)."""
+
+    def __init__(self, store: ImageStore, server):
+        self.path, self.key, self.size, self.count = store.path, store.key, store.size, store.count
+        self.server = server
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __reduce__(self):
+        return (open_on_node, (str(self.path), self.key, self.server))
+
+
+def node_cache_dir() -> Path:
+    import tempfile
+
+    return Path(os.environ.get(NODE_CACHE_ENV) or Path(tempfile.gettempdir()) / "automl-stores")
+
+
+def open_on_node(path: str, key: str, server) -> ImageStore:
+    """The store ``key`` on this node: at ``path`` if visible, else copied once into
+    :func:`node_cache_dir` (under a lock: one copy per node, whatever the workers)."""
+    if os.environ.get(COPY_ENV) != "always" and (Path(path) / META_FILE).is_file():
+        return ImageStore(path)
+    cache = node_cache_dir()
+    found = open_store(cache / key)
+    if found is not None:
+        return found
+    import ray
+
+    _prepare(cache)
+    with _lock(cache, key):
+        found = open_store(cache / key)
+        if found is not None:
+            return found
+        _clean_stale(cache, key)
+        files = ray.get(server.files.remote())
+        need = sum(n for _, n in files)
+        tmp = cache / f"{BUILDING_PREFIX}{key}-{os.getpid()}"
+        t0 = time.perf_counter()
+        try:
+            if shutil.disk_usage(cache).free < need + SPACE_MARGIN:
+                raise _no_space(cache, need)
+            tmp.mkdir()
+            # meta.json last: a copy cut short is never complete
+            for name, size in sorted(files, key=lambda f: f[0] == META_FILE):
+                with open(tmp / name, "wb") as f:
+                    for off in range(0, size, COPY_CHUNK):
+                        f.write(ray.get(server.read.remote(name, off, min(COPY_CHUNK, size - off))))
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, cache / key)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno == errno.ENOSPC:
+                raise _no_space(cache, need) from None
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info(
+            "image store %s copied to this node (%s, %d bytes) in %.1fs",
+            key, cache / key, need, time.perf_counter() - t0,
+        )  # fmt: skip
+    return ImageStore(cache / key)
+
+
+def for_ray(data, server_for: Callable[[ImageStore], Any]):
+    """``data`` with each store source replaced by a :class:`RemoteStore` (same indices)."""
+    from dataclasses import replace
+
+    from automl.data.images import ImageView
+
+    swapped: dict[int, Any] = {}
+    views = {}
+    for split in ("x_train", "x_val", "x_test"):
+        v = getattr(data, split)
+        if isinstance(v.source, ImageStore):
+            if id(v.source) not in swapped:
+                swapped[id(v.source)] = RemoteStore(v.source, server_for(v.source))
+            v = ImageView(swapped[id(v.source)], v.index)
+        views[split] = v
+    if not swapped:
+        return data
+    return replace(data, _digest=data.digest(), **views)

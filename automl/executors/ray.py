@@ -2,7 +2,9 @@
 
 Each trial is one Ray task asking for ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs
 (fractions allowed); Ray places it. The data goes into Ray's object store once per search
-(``ray.put``) and each task maps it from there; the embedding cache lives on each node's
+(``ray.put``): the split indices, and the image store by its path; a node that cannot see
+that path copies the store once into its own folder (``$AUTOML_NODE_CACHE``) from an actor
+on the search's node; the embedding cache lives on each node's
 disk. A task logs its epochs, scores and reports to MLflow over the tracking URI (a
 tracking server: no shared disk) and sends its model file back to the search, which keeps
 the top k. Ray never retries a task itself: a task whose worker process or node dies is one
@@ -22,6 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from automl.data.store import for_ray
 from automl.errors import SearchError
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob, WorkerSetup
 
@@ -109,7 +112,15 @@ class RayExecutor(Executor):
                 f"--gpus-per-trial {self.gpus} but the Ray cluster has no GPU; "
                 "pass --gpus-per-trial 0"
             )
-        self.data_ref = ray.put(self.data)  # once per search, not once per trial
+        # Once per search, not once per trial: the indices, and each image store by its path
+        # (a node that cannot see it copies it once from this node: automl.data.store).
+        self.servers: list = []  # held here: an actor lives while a handle does
+
+        def server_for(store):
+            self.servers.append(_store_server(store))
+            return self.servers[-1]
+
+        self.data_ref = ray.put(for_ray(self.data, server_for))
         self.task = ray.remote(
             num_cpus=self.cpus,
             num_gpus=self.gpus,
@@ -157,6 +168,12 @@ class RayExecutor(Executor):
             except Exception:  # finished meanwhile
                 pass
         self.pending.clear()
+        for server in getattr(self, "servers", []):
+            try:
+                ray.kill(server)
+            except Exception:  # gone with its node
+                pass
+        self.servers = []
         if not kill:
             shutil.rmtree(embedding_dir(self.setup, self.data.digest()), ignore_errors=True)
         if self.connected:
@@ -222,6 +239,21 @@ def _lost(e: BaseException) -> JobFailure:
     if isinstance(e, rex.NodeDiedError | rex.WorkerCrashedError | rex.ObjectLostError):
         return JobFailure(f"Ray worker or node lost ({name}): {first}", str(e))
     return JobFailure(f"Ray error ({name}): {first}", str(e))
+
+
+def _store_server(store):
+    """A :class:`StoreServer` actor pinned to this node (where the store is)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from automl.data.store import StoreServer
+
+    here = ray.get_runtime_context().get_node_id()
+    return (
+        ray.remote(num_cpus=0)(StoreServer)
+        .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        .remote(str(store.path))
+    )
 
 
 # ------------------------------------------------------------------ inside a Ray worker
