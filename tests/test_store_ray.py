@@ -41,7 +41,7 @@ def test_each_node_copies_the_store_once_into_its_own_folder(tmp_path):
         automl.search(
             data=str(folder),
             space=SPACE,
-            max_trials=4,
+            max_trials=2,
             workers=2,
             ray_address=c.address,
             tracking_uri=uri,
