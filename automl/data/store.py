@@ -809,6 +809,8 @@ def for_ray(data, server_for: Callable[[ImageStore], Any]):
 
     from automl.data.images import ImageView
 
+    if data is None:
+        return data
     swapped: dict[int, Any] = {}
     views = {}
     for split in ("x_train", "x_val", "x_test"):
