@@ -278,3 +278,33 @@ def test_memory_stays_flat_in_the_number_of_images(tmp_path):
     grown_kb = res["large"]["peak_kb"] - res["small"]["peak_kb"]
     assert grown_kb < extra_decoded_kb, res
     assert res["large"]["test_accuracy"] > 0.6, res  # it learned (chance: 0.25)
+
+
+def test_dataframe_of_paths_and_tf_data_go_through_stores(tmp_path, count_decodes):
+    import pandas as pd
+    import tensorflow as tf
+
+    folder = make_folder(tmp_path / "imgs", 30)
+    files = sorted(folder.rglob("*.png"))
+    df = pd.DataFrame({"path": [str(f) for f in files], "label": [f.parent.name for f in files]})
+    cache = tmp_path / "stores"
+    a = load_data(df, store_size=32, cache_dir=cache)
+    assert isinstance(a.x_train.source, store_mod.ImageStore)
+    assert len(count_decodes) == 30
+    count_decodes.clear()
+    b = load_data(df, store_size=32, cache_dir=cache)
+    assert count_decodes == [] and b.digest() == a.digest()
+
+    # A tf.data.Dataset is read once per load, streamed into a store named by its content:
+    # the same images give the same store (one folder), never an array of all of them.
+    from PIL import Image
+
+    x = np.stack([np.asarray(Image.open(f)) for f in files])
+    y = np.array([int(f.parent.name[-1]) for f in files])
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    c = load_data(ds, cache_dir=cache)
+    d = load_data(ds, cache_dir=cache)
+    assert isinstance(c.x_train.source, store_mod.ImageStore)
+    assert c.x_train.source.path == d.x_train.source.path and c.digest() == d.digest()
+    assert len([p for p in cache.iterdir() if p.name.startswith("stream-")]) == 1
+    np.testing.assert_array_equal(c.x_test[:], x[c.x_test.index])  # record i = image i
