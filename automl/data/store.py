@@ -110,6 +110,13 @@ def _decode_chunk(images_file: str, size: int, items: list[tuple[int, str]]) -> 
     return bad
 
 
+def _ignore_sigint() -> None:
+    """Ctrl-C is the search's to handle: a decoding process finishes its chunk."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -190,6 +197,7 @@ class ImageStore:
         self.labels = np.load(self.path / LABELS_FILE, allow_pickle=False)
         self._fd: int | None = None
         self._pid = -1
+        self._file()  # opened here, not by the first of several reading threads
 
     def __len__(self) -> int:
         return self.count
@@ -573,7 +581,9 @@ def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> lis
     # __main__; they only need this module.
     ctx = multiprocessing.get_context("spawn")
     bad = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)), mp_context=ctx, initializer=_ignore_sigint
+    ) as pool:
         main = sys.modules.get("__main__")
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
