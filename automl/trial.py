@@ -273,6 +273,11 @@ class _EpochWatch:
                 if loss is not None and not math.isfinite(float(loss)):
                     self.diverged = True
                     self.model.stop_training = True
+                # On a large data set one epoch can outlast the budget: the deadline also
+                # ends an epoch part-way (Keras still validates it, and on_epoch_end offers
+                # it as a best epoch, so a trial stopped by the budget keeps its best one).
+                if self.deadline is not None and time.time() > self.deadline:
+                    self.model.stop_training = True
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = {k: float(v) for k, v in (logs or {}).items()}

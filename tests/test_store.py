@@ -308,3 +308,30 @@ def test_dataframe_of_paths_and_tf_data_go_through_stores(tmp_path, count_decode
     assert c.x_train.source.path == d.x_train.source.path and c.digest() == d.digest()
     assert len([p for p in cache.iterdir() if p.name.startswith("stream-")]) == 1
     np.testing.assert_array_equal(c.x_test[:], x[c.x_test.index])  # record i = image i
+
+
+def test_the_budget_ends_a_long_epoch_part_way_and_keeps_it(tiny_arrays):
+    """On a large data set one epoch can outlast the time budget: the deadline stops the
+    epoch after the batch that passed it; that epoch is validated and kept as the best."""
+    import time as _time
+
+    from automl.trial import RunOptions, TrialConfig, run_trial
+
+    cfg = TrialConfig.from_values(
+        {"family": "scratch", "learning_rate": 3e-3, "blocks": 1, "image_size": 16,
+         "filters": 8, "conv_layers": 1, "epochs": 3, "batch_size": 4, "augment": "none"}
+    )  # fmt: skip
+    data = load_data(tiny_arrays)
+    epochs = []
+    out = run_trial(
+        cfg,
+        data,
+        options=RunOptions(jit_compile=False, deadline=_time.time() - 1),
+        on_epoch=epochs.append,
+    )
+    assert out.stopped_by_deadline and len(epochs) == 1
+    assert int(out.model.optimizer.iterations) == 1  # one batch of the 6 in an epoch
+    assert (
+        out.metrics["best_epoch"] == 0.0
+        and out.metrics["val_accuracy"] == out.metrics["val_accuracy"]
+    )
