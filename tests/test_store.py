@@ -335,3 +335,20 @@ def test_the_budget_ends_a_long_epoch_part_way_and_keeps_it(tiny_arrays):
         out.metrics["best_epoch"] == 0.0
         and out.metrics["val_accuracy"] == out.metrics["val_accuracy"]
     )
+
+
+def test_workers_get_the_store_by_path_and_the_indices_not_the_images(tmp_path):
+    from automl.executors.process import load_bundle, save_bundle
+
+    folder = make_folder(tmp_path / "imgs", 60)
+    data = load_data(str(folder), store_size=32, cache_dir=tmp_path / "stores")
+    out = save_bundle(data, tmp_path / "worker_data")
+    total = sum(f.stat().st_size for f in out.iterdir())
+    assert total < 60 * 32 * 32 * 3 / 10  # indices, labels and names: no image
+    back = load_bundle(out)
+    assert isinstance(back.x_train.source, store_mod.ImageStore)
+    assert back.x_train.source.path == data.x_train.source.path.resolve()
+    assert back.x_val.source is back.x_train.source  # one store opened, shared by the splits
+    assert back.digest() == data.digest()
+    np.testing.assert_array_equal(back.x_val[:], data.x_val[:])
+    np.testing.assert_array_equal(back.y_test, data.y_test)
