@@ -49,11 +49,12 @@ def load_demo(store_size: int = 32) -> Loaded:
 
 
 def _decode(path: Path, store_size: int) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from automl.data.imageio import UnreadableImage, open_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = to_rgb_uint8(
                     np.asarray(im).astype(np.float64) / max(float(np.asarray(im).max()), 1.0)
@@ -67,7 +68,7 @@ def _decode(path: Path, store_size: int) -> np.ndarray | None:
                 )
             im = im.resize((store_size, store_size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnreadableImage, OSError, ValueError):
         return None
 
 
