@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.errors import ExportError, quoted
+from automl.errors import AutoMLError, ExportError, quoted
 from automl.export import LABELS_SUFFIX, META_NAME, is_model_uri, read_metadata
 
 FORMAT_HINT = (
@@ -269,7 +269,7 @@ def load_predictor(
         if fmt == "saved_model":
             return _load_saved_model(Path(model_path), trust_model=trust_model)
         return _LOADERS[fmt](Path(model_path))
-    except ExportError:
+    except AutoMLError:
         raise
     except Exception as e:
         if "arbitrary code execution" in str(e) or "safe_mode" in str(e):

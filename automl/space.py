@@ -575,6 +575,12 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
     loader.source = str(path)
     try:
         raw = loader.get_single_data()
+    except ValueError as e:  # e.g. an integer of 100,000 digits (Python's int limit)
+        detail = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SpaceError(
+            f"search space {quoted(str(path))} holds a value that cannot be read "
+            f"({quoted(detail)[1:-1]}); fix the value"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

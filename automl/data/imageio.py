@@ -39,7 +39,7 @@ def open_image(path: str | Path) -> Image.Image:
     except Image.DecompressionBombError as e:  # over twice the limit: PIL refuses it itself
         raise UnreadableImage(f"decompression bomb ({_first_line(e)})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImage(f"not an image PIL can read ({type(e).__name__})") from None
+        raise UnreadableImage(type(e).__name__) from None  # not an image, or a format PIL lacks
     try:
         w, h = im.size
         if w * h > max_pixels():
@@ -55,7 +55,7 @@ def open_image(path: str | Path) -> Image.Image:
         raise UnreadableImage(f"decompression bomb ({_first_line(e)})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         im.close()
-        raise UnreadableImage(f"corrupt or truncated image ({type(e).__name__})") from None
+        raise UnreadableImage(f"corrupt or truncated: {type(e).__name__}") from None
     return im
 
 
