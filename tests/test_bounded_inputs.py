@@ -262,7 +262,8 @@ def test_predict_refuses_models_that_are_not_image_classifiers(tmp_path, capsys)
 # --- 9. automl ui ---------------------------------------------------------------------------
 
 
-def test_ui_exits_with_one_line_when_its_server_dies(monkeypatch, capsys):
+def test_ui_exits_with_one_line_when_its_server_dies(tmp_path, monkeypatch, capsys):
+    prebuilt_store(tmp_path)
     class DeadServer:
         def __init__(self, cmd, *args, **kwargs):
             pass
@@ -657,9 +658,10 @@ def test_every_command_answers_every_bad_input_in_one_line(
 ):
     argv, expected = TABLE[case]
     started = []
-    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))  # no server
     before = _tree_digest(tmp_path)
-    line = _one_line_error(argv.format(tmp=tmp_path, **hostile).split(), capsys)
+    with monkeypatch.context() as mp:  # no MLflow server, whatever happens
+        mp.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+        line = _one_line_error(argv.format(tmp=tmp_path, **hostile).split(), capsys)
     assert re.fullmatch(expected, line), line
     assert len(line) < 1200
     assert _tree_digest(tmp_path) == before
