@@ -433,7 +433,7 @@ def _parse_seeds(raw: Any, params: dict[str, Param]) -> tuple:
             v = _check_scalar(k, HYPERPARAMETERS[k], v, f"{where}.{k}")
             p = params.get(f"{family}.{k}") or params.get(k)
             if p is not None and not _allows(p, v):
-                raise _err(f"{where}.{k}", v, f"the space allows {p.to_dict()!r}")
+                raise _err(f"{where}.{k}", v, f"the space allows {quoted(p.to_dict())}")
             checked[k] = v
         out.append(checked)
     return tuple(out)
@@ -452,7 +452,7 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
             raise _err(
                 f"hyperparameters.{f}",
                 sec,
-                f"the space does not choose family {f!r}; add it to hyperparameters.family "
+                f"the space does not choose family {quoted(f)}; add it to hyperparameters.family "
                 "or remove the section",
             )
         if not isinstance(sec, dict):
@@ -473,7 +473,7 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
                 f"hyperparameters.{k}",
                 hps[k],
                 f"it belongs to family {owners[0]}, which the space does not choose "
-                f"(family: {fam_param.to_dict()!r})",
+                f"(family: {quoted(fam_param.to_dict())})",
             )
 
     def one(f: str, name: str) -> Param:

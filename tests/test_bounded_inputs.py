@@ -264,6 +264,7 @@ def test_predict_refuses_models_that_are_not_image_classifiers(tmp_path, capsys)
 
 def test_ui_exits_with_one_line_when_its_server_dies(tmp_path, monkeypatch, capsys):
     prebuilt_store(tmp_path)
+
     class DeadServer:
         def __init__(self, cmd, *args, **kwargs):
             pass
