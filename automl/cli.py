@@ -535,9 +535,9 @@ def cmd_ui(a) -> int:
 
     from automl.tracking import check_tracking_uri, resolve_tracking_uri, sqlite_path
 
+    _check_port_free(a.host, a.port)  # before the store's folder is made
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
-    _check_port_free(a.host, a.port)
     from automl.tracking import latest_search_experiment, ui_link
 
     everywhere = a.host in ("0.0.0.0", "::", "")
