@@ -4,7 +4,7 @@ automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
 automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
-automl predict IMAGE... --model PATH [--top-k K] [--json]
+automl predict IMAGE... --model PATH [--top-k K] [--json] [--tracking-uri URI]
 automl ui [--port N] [--host HOST]
 """
 
@@ -601,21 +601,30 @@ def _check_port_free(host: str, port: int) -> None:
     """Refuse a port something else listens on, before the server starts (and fails at length)."""
     import socket
 
-    from automl.errors import AutoMLError
+    from automl.errors import AutoMLError, quoted
 
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
     except OSError as e:
-        raise AutoMLError(f"--host {host!r} is not an address of this machine ({e})") from None
+        raise AutoMLError(
+            f"--host {quoted(host)} is not an address of this machine ({e.strerror}); "
+            "pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
     family, _, _, _, addr = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
         except OSError as e:
+            import errno
+
+            fix = (
+                "pass another --port (or stop what uses it)"
+                if e.errno == errno.EADDRINUSE
+                else "pass another --host (127.0.0.1: this machine only) or --port"
+            )
             raise AutoMLError(
-                f"cannot serve on {host}:{port} ({e.strerror}); pass another --port "
-                "(or stop what uses it)"
+                f"cannot serve on {quoted(host)[1:-1]}:{port} ({e.strerror}); {fix}"
             ) from None
 
 
