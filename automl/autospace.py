@@ -53,7 +53,7 @@ def probe_native_size(data: Any) -> int | None:
             try:
                 with Image.open(f) as im:
                     sizes.append(min(im.size))
-            except OSError:
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                 continue
         if len(sizes) >= 64:
             break

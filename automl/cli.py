@@ -4,7 +4,7 @@ automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
 automl leaderboard [--experiment NAME]
 automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
-automl predict IMAGE... --model PATH [--top-k K] [--json]
+automl predict IMAGE... --model PATH [--top-k K] [--json] [--tracking-uri URI]
 automl ui [--port N] [--host HOST]
 """
 
@@ -58,7 +58,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit code 2), like every other error."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        from automl.errors import one_line
+
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def _non_negative_int(s: str) -> int:
@@ -69,6 +71,25 @@ def _non_negative_int(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
     return v
+
+
+def _bounded_int(low: int, high: int, what: str):
+    """An argparse type: an integer from ``low`` to ``high``, else one line naming the range."""
+
+    def parse(s: str) -> int:
+        from automl.errors import quoted
+
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{quoted(s)} is not an integer") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(
+                f"{quoted(s)} is out of range; {what} is an integer from {low} to {high}"
+            )
+        return v
+
+    return parse
 
 
 def _non_negative_float(s: str) -> float:
@@ -83,7 +104,12 @@ def _non_negative_float(s: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from automl.search import TUNERS
-    from automl.search.settings import DEFAULT_ENSEMBLE, DEFAULT_MAX_TRIALS, DEFAULT_TIME_BUDGET
+    from automl.search.settings import (
+        DEFAULT_ENSEMBLE,
+        DEFAULT_MAX_TRIALS,
+        DEFAULT_TIME_BUDGET,
+        SEED_MAX,
+    )
 
     ap = _Parser(
         prog="automl", description="Keras AutoML for image transfer learning, tracked in MLflow."
@@ -108,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         "time budget stops the search; 6 with --space)",
     )
     s.add_argument("--tuner", choices=TUNERS, default="bayesian")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--seed", type=_bounded_int(0, SEED_MAX, "a seed"), default=0, help=f"0 to {SEED_MAX}"
+    )
     s.add_argument(
         "--time-budget",
         type=float,
@@ -281,9 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also load a SavedModel that automl did not export (loading one runs its graph)",
     )
+    pr.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="the store of a models:/NAME/VERSION model (default: $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlruns/mlflow.db)",
+    )
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_bounded_int(1, 65535, "a port"), default=5000)
     ui.add_argument(
         "--host",
         default="127.0.0.1",
@@ -440,18 +474,29 @@ def _print_retrain(r) -> None:
 
 
 def _tracker(a):
+    """The store of a command that only reads it: never creates a store or an experiment."""
     from automl.search import DEFAULT_EXPERIMENT
-    from automl.tracking import Tracker, check_tracking_uri, resolve_tracking_uri
+    from automl.tracking import (
+        Tracker,
+        check_store_exists,
+        check_tracking_uri,
+        resolve_tracking_uri,
+    )
 
     uri = resolve_tracking_uri(a.tracking_uri)
+    check_store_exists(uri)
     check_tracking_uri(uri)
-    return Tracker(uri, a.experiment or DEFAULT_EXPERIMENT)
+    return Tracker(uri, a.experiment or DEFAULT_EXPERIMENT, create=False)
 
 
 def cmd_leaderboard(a) -> int:
     from automl.export import resolve_search
 
     t = _tracker(a)
+    if a.run_id:
+        from automl.tracking import check_search_run
+
+        check_search_run(t, a.run_id)
     _print_board(t.leaderboard(resolve_search(t, a.run_id)))
     return 0
 
@@ -486,7 +531,9 @@ def cmd_predict(a) -> int:
 
     from automl.predict import format_results, predict
 
-    results = predict(a.images, a.model, top_k=a.top_k, trust_model=a.trust_model)
+    results = predict(
+        a.images, a.model, top_k=a.top_k, trust_model=a.trust_model, tracking_uri=a.tracking_uri
+    )
     print(json.dumps(results, indent=2) if a.json else format_results(results))
     return 0
 
@@ -497,6 +544,7 @@ def cmd_ui(a) -> int:
 
     from automl.tracking import check_tracking_uri, resolve_tracking_uri, sqlite_path
 
+    _check_port_free(a.host, a.port)  # before the store's folder is made
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
     from automl.tracking import latest_search_experiment, ui_link
@@ -533,15 +581,60 @@ def cmd_ui(a) -> int:
     if db is not None:  # artifacts of experiments created in the UI go next to the others
         cmd += ["--artifacts-destination", str(db.resolve().parent / "artifacts")]
     proc = subprocess.Popen(cmd)
-    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stop the server too
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)  # stop the server too
     try:
-        return proc.wait()
+        rc = proc.wait()
+        if stopping or rc == 0:
+            return rc
+        # The server died (a broken store, a bad option...): one line of ours after its own.
+        print(
+            f"automl: error: the MLflow server stopped (exit code {rc}); see its messages above",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait()
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port something else listens on, before the server starts (and fails at length)."""
+    import socket
+
+    from automl.errors import AutoMLError, quoted
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise AutoMLError(
+            f"--host {quoted(host)} is not an address of this machine ({e.strerror}); "
+            "pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            import errno
+
+            fix = (
+                "pass another --port (or stop what uses it)"
+                if e.errno == errno.EADDRINUSE
+                else "pass another --host (127.0.0.1: this machine only) or --port"
+            )
+            raise AutoMLError(
+                f"cannot serve on {quoted(host)[1:-1]}:{port} ({e.strerror}); {fix}"
+            ) from None
 
 
 def _ui_experiment(a, uri: str) -> str | None:
@@ -621,7 +714,9 @@ def main(argv: list[str] | None = None) -> int:
                 load_plugins(a.plugin)
             return commands[a.command](a)
     except AutoMLError as e:
-        print(f"automl: error: {e}", file=sys.stderr)
+        from automl.errors import one_line
+
+        print(f"automl: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(

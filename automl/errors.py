@@ -57,3 +57,34 @@ class RegistrationError(AutoMLError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+# The longest user value an error message quotes in full (a path, a YAML value...).
+QUOTE_LIMIT = 120
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters for an error message.
+
+    Every message that quotes a value a user gave goes through this, so a huge value (a
+    multi-MB YAML string, a path of 10,000 characters) still makes a one-line message:
+    ``'aaaa'... (40000000 characters)``. Nested values are shortened as they are
+    written (``reprlib``), so quoting one never builds the whole text.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring, r.maxother, r.maxlong = limit, limit, limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def one_line(message: object, limit: int = 1000) -> str:
+    """``message`` on one line of at most ``limit`` characters (what the CLI prints)."""
+    text = str(message).replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -259,7 +259,33 @@ def check_export_args(
                 f"output {str(path)!r} exists and is not an automl {format} export, so --force "
                 "will not replace it (nothing was deleted); choose another path"
             )
+    _check_writable_folder(path)
     return quantize
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Refuse an output whose folder cannot be written (read-only, immutable, not a folder),
+    before any model is loaded: one line naming the path, not a traceback after the work."""
+    import tempfile
+
+    from automl.errors import quoted
+
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # export_model creates the missing folders below this one
+    if not folder.is_dir():
+        raise ExportError(
+            f"cannot write output {quoted(str(path))}: {quoted(str(folder))} is not a folder; "
+            "choose another --output"
+        )
+    try:  # a real write: os.access says yes to root on a read-only or immutable folder
+        with tempfile.TemporaryFile(dir=folder, prefix=".automl-write-check-"):
+            pass
+    except OSError as e:
+        raise ExportError(
+            f"cannot write output {quoted(str(path))}: folder {quoted(str(folder))} is not "
+            f"writable ({e.strerror}); choose another --output"
+        ) from None
 
 
 def is_own_export(path: Path, format: str) -> bool:

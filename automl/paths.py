@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from automl.errors import AutoMLError
+from automl.errors import AutoMLError, quoted
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=@ -]{0,127}")
 NAME_RULE = (
@@ -27,7 +27,7 @@ NAME_RULE = (
 def check_experiment_name(name: object, error: type[AutoMLError] = AutoMLError) -> str:
     """Return ``name`` if it is a safe experiment (and folder) name, else raise ``error``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.strip() != name:
-        raise error(f"experiment name {name!r} is not valid; {NAME_RULE}")
+        raise error(f"experiment name {quoted(name)} is not valid; {NAME_RULE}")
     return name
 
 

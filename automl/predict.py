@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.errors import ExportError
+from automl.errors import AutoMLError, ExportError, quoted
 from automl.export import LABELS_SUFFIX, META_NAME, is_model_uri, read_metadata
 
 FORMAT_HINT = (
@@ -85,10 +85,22 @@ def _load_keras(path: Path) -> Predictor:
     import keras
 
     model = keras.models.load_model(path, safe_mode=True, compile=False)
+    _check_image_input(model, path)
     names = read_metadata(path).get("class_names", [])
     return Predictor(
         "keras", names, lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0))
     )
+
+
+def _check_image_input(model, where) -> None:
+    """Refuse a Keras model whose input is not a batch of RGB images, before any image runs."""
+    shapes = [tuple(t.shape) for t in getattr(model, "inputs", None) or []]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] not in (3, None):
+        shown = ", ".join(str(s) for s in shapes) or "unknown"
+        raise ExportError(
+            f"model {quoted(str(where))} takes inputs of shape {shown}, not images "
+            "(batch, height, width, 3); pass an image classifier, e.g. one `automl export` wrote"
+        )
 
 
 def _own_saved_model_metadata(path: Path) -> dict | None:
@@ -177,17 +189,16 @@ def _load_onnx(path: Path) -> Predictor:
     return Predictor("onnx", names, lambda x: sess.run(None, {inp.name: x.astype(dtype)})[0])
 
 
-def _load_mlflow(uri: str) -> Predictor:
+def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
     """An MLflow model directory or ``models:/`` URI holding a Keras-flavour model.
 
     The Keras model inside is opened directly in safe mode; other flavours are refused,
     since a pickled Python model would run its code when loaded.
     """
     import keras
-    import mlflow
     import yaml
 
-    local = Path(uri) if Path(uri).is_dir() else Path(mlflow.artifacts.download_artifacts(uri))
+    local = Path(uri) if Path(uri).is_dir() else _download_model(uri, tracking_uri)
     spec = yaml.safe_load((local / "MLmodel").read_text()) or {}
     flavors = sorted(spec.get("flavors") or {})
     files = sorted(local.rglob("*.keras"))
@@ -197,6 +208,7 @@ def _load_mlflow(uri: str) -> Predictor:
             "Keras-flavour models (it opens them in safe mode: a pickled model could run code)"
         )
     model = keras.models.load_model(files[0], safe_mode=True, compile=False)
+    _check_image_input(model, uri)
     names = list((spec.get("metadata") or {}).get("class_names", []))
     if not names and (local / META_NAME).is_file():
         names = json.loads((local / META_NAME).read_text()).get("class_names", [])
@@ -207,6 +219,32 @@ def _load_mlflow(uri: str) -> Predictor:
     )
 
 
+def _download_model(uri: str, tracking_uri: str | None) -> Path:
+    """A ``models:/`` or ``runs:/`` URI fetched from the project's store (never MLflow's
+    default one), which must already exist: predicting creates no store."""
+    import mlflow
+
+    from automl.export import _registry_source
+    from automl.tracking import check_store_exists, resolve_tracking_uri
+
+    store = resolve_tracking_uri(tracking_uri)
+    check_store_exists(store)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=_registry_source(uri, store), tracking_uri=store
+            )
+        )
+    except ExportError:
+        raise
+    except Exception as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ExportError(
+            f"cannot fetch model {quoted(uri)} from {quoted(store)} ({type(e).__name__}: "
+            f"{quoted(detail, 200)[1:-1]}); check the name and version, or pass --tracking-uri"
+        ) from None
+
+
 _LOADERS = {
     "keras": _load_keras,
     "saved_model": _load_saved_model,
@@ -215,21 +253,32 @@ _LOADERS = {
 }
 
 
-def load_predictor(model_path: str | Path, *, trust_model: bool = False) -> Predictor:
+def load_predictor(
+    model_path: str | Path, *, trust_model: bool = False, tracking_uri: str | None = None
+) -> Predictor:
     """Load an exported model of any format; one-line :class:`ExportError` if it cannot.
 
     ``trust_model``: also load a SavedModel that automl did not export (its graph runs).
+    ``tracking_uri``: the store a ``models:/`` or ``runs:/`` URI is read from (default as
+    for :func:`automl.search`: ``$MLFLOW_TRACKING_URI``, else ``mlruns/mlflow.db``).
     """
     fmt = detect_format(model_path)
     try:
         if fmt == "mlflow":
-            return _load_mlflow(str(model_path))
+            return _load_mlflow(str(model_path), tracking_uri)
         if fmt == "saved_model":
             return _load_saved_model(Path(model_path), trust_model=trust_model)
         return _LOADERS[fmt](Path(model_path))
-    except ExportError:
+    except AutoMLError:
         raise
     except Exception as e:
+        if "arbitrary code execution" in str(e) or "safe_mode" in str(e):
+            raise ExportError(
+                f"model {quoted(str(model_path))} holds Python code (a Lambda layer or a custom "
+                "function), which automl never loads: it opens models in Keras safe mode, since "
+                "loading that code would run it; export the model without Lambda layers, "
+                "as `automl export` does"
+            ) from None
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise ExportError(
             f"cannot load {str(model_path)!r} as a {fmt} model: the file is corrupt or not a "
@@ -239,26 +288,22 @@ def load_predictor(model_path: str | Path, *, trust_model: bool = False) -> Pred
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB (grayscale, palette, RGBA converted)."""
-    from PIL import Image, UnidentifiedImageError
+    from automl.data.imageio import UnreadableImage, open_image, to_rgb
 
     p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"image {str(p)!r} does not exist")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                from automl.data.bundle import to_rgb_uint8
-
-                a = np.asarray(im).astype(np.float64)
-                return to_rgb_uint8(a / max(float(a.max()), 1.0))
-            if im.mode != "RGB":
-                im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im
-                im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    if p.is_dir():
         raise ExportError(
-            f"{str(p)!r} is not an image PIL can read ({type(e).__name__}); "
+            f"image {quoted(str(p))} is a folder; pass the image files in it "
+            f"(e.g. {quoted(str(p / '*.jpg'))})"
+        )
+    if not p.is_file():
+        raise ExportError(f"image {quoted(str(p))} does not exist")
+    try:
+        with open_image(p) as im:
+            return to_rgb(im)
+    except UnreadableImage as e:
+        raise ExportError(
+            f"{quoted(str(p))} is not an image PIL can read ({e}); "
             "pass PNG, JPEG, BMP, GIF, TIFF or WebP files"
         ) from None
 
@@ -278,19 +323,21 @@ def predict(
     top_k: int = 5,
     *,
     trust_model: bool = False,
+    tracking_uri: str | None = None,
 ) -> list[dict]:
     """Top-``top_k`` labels of each image (file paths or HxWx3 uint8 arrays).
 
     Returns one ``{"image", "predictions": [{"label", "probability"}, ...]}`` per image,
     most probable first. A SavedModel loads only when automl exported it (it carries
     ``assets/automl.json``) or with ``trust_model=True``: loading one runs its graph.
+    ``tracking_uri``: the store of a ``models:/NAME/VERSION`` model (see :func:`load_predictor`).
     """
     if top_k < 1:
         raise ExportError(f"top_k={top_k} must be 1 or more")
     predictor = (
         model_path
         if isinstance(model_path, Predictor)
-        else load_predictor(model_path, trust_model=trust_model)
+        else load_predictor(model_path, trust_model=trust_model, tracking_uri=tracking_uri)
     )
     results = []
     for item in images:

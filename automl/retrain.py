@@ -68,6 +68,22 @@ def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
     return run, cfg
 
 
+def _check_same_classes(bundle, logged: dict[str, Any], run_id: str, source: Any) -> None:
+    """Refuse data whose classes differ from the trial's: its model's outputs are those
+    classes, so training it on others would log a meaningless run under the original."""
+    from automl.errors import DataError, quoted
+
+    trained = logged.get("class_names")
+    now = list(bundle.class_names)
+    if trained is None or [str(c) for c in trained] == [str(c) for c in now]:
+        return
+    raise DataError(
+        f"data {quoted(str(source))} has {len(now)} classes ({quoted(', '.join(map(str, now)))}) "
+        f"but run {run_id} trained on {len(trained)} ({quoted(', '.join(map(str, trained)))}); "
+        "pass data with the same class folders, or run `automl search` on the new data"
+    )
+
+
 def retrain(
     run_id: str,
     *,
@@ -109,10 +125,11 @@ def retrain(
         log_trial_reports,
         register_model,
     )
-    from automl.tracking import resolve_tracking_uri
+    from automl.tracking import check_store_exists, resolve_tracking_uri
     from automl.trial import RunOptions, TrialConfig, full_data, refit_epochs, run_trial
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_store_exists(uri)  # a missing store is not created: the run cannot be in it
     client = MlflowClient(uri)
     try:
         exp_id = client.get_run(run_id).info.experiment_id
@@ -129,14 +146,17 @@ def retrain(
             f"run {run.info.run_id} trained on in-memory arrays; pass them again: "
             "automl.retrain(run_id, data=(x, y))"
         )
-    from automl.data.store import default_cache_dir
+    from automl.data.store import default_cache_dir, undone_on_error
 
-    bundle = load_data(
-        source,
-        seed=int(src.get("split_seed", 0)),
-        store_size=int(src.get("store_size", 128)),
-        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(uri),
-    )
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(uri)
+    with undone_on_error(cache_dir):  # data refused here leaves no store behind
+        bundle = load_data(
+            source,
+            seed=int(src.get("split_seed", 0)),
+            store_size=int(src.get("store_size", 128)),
+            cache_dir=cache_dir,
+        )
+        _check_same_classes(bundle, src, run.info.run_id, source)
     same_data = bundle.digest() == src.get("digest")
     if not same_data:
         log.warning(

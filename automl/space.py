@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from automl.errors import SpaceError, UnknownBackboneError
+from automl.errors import SpaceError, UnknownBackboneError, quoted
 
 # name -> (kind, default, check) ; kind is "int", "float", "str" or "bool".
 _AUGMENT = ("none", "light", "flip")
@@ -129,6 +129,8 @@ def split_name(name: str) -> tuple[str | None, str]:
 
 
 _TOP_KEYS = {"name", "description", "objective", "hyperparameters", "seed_trials"}
+_TEXT_LIMIT = {"name": 200, "description": 2000}  # characters
+MAX_SPACE_BYTES = 256 * 1024  # a space file is a few hundred bytes; this refuses bombs
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ class SearchSpace:
 
 
 def _err(key: str, value: Any, allowed: str) -> SpaceError:
-    return SpaceError(f"search space: {key}={value!r} is not allowed; {allowed}")
+    return SpaceError(f"search space: {key}={quoted(value)} is not allowed; {allowed}")
 
 
 def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
@@ -341,7 +343,8 @@ def _parse_param(name: str, raw: Any, where: str | None = None) -> Param:
     high = _check_scalar(name, spec, raw["max"], f"{where}.max")
     if low > high:
         raise SpaceError(
-            f"search space: {where}: min={low!r} is above max={high!r}; swap them so that min <= max"
+            f"search space: {where}: min={quoted(low)} is above max={quoted(high)}; "
+            "swap them so that min <= max"
         )
     sampling = raw.get("sampling", "linear")
     if sampling not in ("linear", "log", "reverse_log"):
@@ -371,10 +374,16 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
     if unknown:
         k = sorted(unknown)[0]
         raise SpaceError(
-            f"search space: unknown key hyperparameters.{k} (value {hps[k]!r}); "
+            f"search space: unknown key hyperparameters.{quoted(k)[1:-1]} (value {quoted(hps[k])}); "
             f"known keys are: {', '.join([*HYPERPARAMETERS, *FAMILIES])}"
         )
     params = _parse_families(hps)
+    for key in ("name", "description"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise _err(key, value, "expected a line of text")
+        if len(str(value or "")) > _TEXT_LIMIT[key]:
+            raise _err(key, value, f"write at most {_TEXT_LIMIT[key]} characters")
     objective = raw.get("objective", "val_accuracy")
     if objective not in ("val_accuracy", "val_loss"):
         raise _err("objective", objective, "choose one of: val_accuracy, val_loss")
@@ -424,7 +433,7 @@ def _parse_seeds(raw: Any, params: dict[str, Param]) -> tuple:
             v = _check_scalar(k, HYPERPARAMETERS[k], v, f"{where}.{k}")
             p = params.get(f"{family}.{k}") or params.get(k)
             if p is not None and not _allows(p, v):
-                raise _err(f"{where}.{k}", v, f"the space allows {p.to_dict()!r}")
+                raise _err(f"{where}.{k}", v, f"the space allows {quoted(p.to_dict())}")
             checked[k] = v
         out.append(checked)
     return tuple(out)
@@ -443,7 +452,7 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
             raise _err(
                 f"hyperparameters.{f}",
                 sec,
-                f"the space does not choose family {f!r}; add it to hyperparameters.family "
+                f"the space does not choose family {quoted(f)}; add it to hyperparameters.family "
                 "or remove the section",
             )
         if not isinstance(sec, dict):
@@ -464,7 +473,7 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
                 f"hyperparameters.{k}",
                 hps[k],
                 f"it belongs to family {owners[0]}, which the space does not choose "
-                f"(family: {fam_param.to_dict()!r})",
+                f"(family: {quoted(fam_param.to_dict())})",
             )
 
     def one(f: str, name: str) -> Param:
@@ -516,7 +525,11 @@ def builtin_spaces() -> list[str]:
 
 
 def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSpace:
-    """Load and validate a space: a YAML path, a built-in name, a dict, or a SearchSpace."""
+    """Load and validate a space: a YAML path, a built-in name, a dict, or a SearchSpace.
+
+    A built-in name (``default``, ``gpu``) always means the built-in space, even where a
+    file or folder of that name exists; ``./default`` or ``default.yaml`` means the file.
+    """
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):
@@ -524,22 +537,75 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
     if space is None:
         space = "default"
     path = Path(space)
-    if not path.exists() and not path.suffix:
+    if isinstance(space, str) and space in builtin_spaces():
+        path = Path(str(BUILTIN_SPACES / f"{space}.yaml"))
+    elif not path.exists() and not path.suffix:
         candidate = BUILTIN_SPACES / f"{space}.yaml"
         if candidate.is_file():
             path = candidate
     if not path.exists():
         raise SpaceError(
-            f"search space file {str(space)!r} does not exist; pass a YAML file or a built-in "
+            f"search space file {quoted(str(space))} does not exist; pass a YAML file or a built-in "
             f"name ({', '.join(builtin_spaces())})"
         )
+    if path.is_dir():
+        raise SpaceError(
+            f"search space {quoted(str(space))} is a folder; pass a YAML file or a built-in name "
+            f"({', '.join(builtin_spaces())})"
+        )
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_SPACE_BYTES:
+            raise SpaceError(
+                f"search space {quoted(str(path))} is {size} bytes, over the {MAX_SPACE_BYTES} "
+                "byte limit of a space file; pass the space's YAML (a few hundred bytes)"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpaceError(
+            f"search space {quoted(str(path))} is not UTF-8 text (byte {e.object[e.start]:#04x} "
+            f"at position {e.start}); save it as UTF-8 YAML"
+        ) from None
+    except OSError as e:
+        raise SpaceError(
+            f"search space {quoted(str(path))} cannot be read ({e.strerror}); pass a readable "
+            "YAML file"
+        ) from None
+    loader = _NoAliasLoader(text)
+    loader.source = str(path)
+    try:
+        raw = loader.get_single_data()
+    except ValueError as e:  # e.g. an integer of 100,000 digits (Python's int limit)
+        detail = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SpaceError(
+            f"search space {quoted(str(path))} holds a value that cannot be read "
+            f"({quoted(detail)[1:-1]}); fix the value"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = f" ({e.problem})" if getattr(e, "problem", None) else ""
         raise SpaceError(
-            f"search space {str(path)!r} is not valid YAML{where}{problem}: fix the syntax"
+            f"search space {quoted(str(path))} is not valid YAML{where}{problem}: fix the syntax"
         ) from None
+    finally:
+        loader.dispose()
     return parse_space(raw, source=str(path))
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a space needs none, and a few of them nested expand
+    285 bytes into gigabytes (the "billion laughs" bomb)."""
+
+    source = "<string>"
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpaceError(
+                f"search space {quoted(self.source)} uses a YAML alias "
+                f"(*{quoted(event.anchor)[1:-1]} at line {event.start_mark.line + 1}), which a "
+                "space file may not (a few nested aliases expand to gigabytes); write the "
+                "values out in full"
+            )
+        return super().compose_node(parent, index)

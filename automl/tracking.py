@@ -90,6 +90,19 @@ def check_tracking_uri(uri: str) -> None:
     )
 
 
+def check_store_exists(uri: str) -> None:
+    """For commands that only read (leaderboard, export, retrain's source, predict of a
+    ``models:/`` URI): a SQLite store must already exist; they never create one."""
+    from automl.errors import quoted
+
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise TrackingError(
+            f"no automl search found in {quoted(uri)}: {quoted(str(db))} does not exist; "
+            "run `automl search` first, or pass --tracking-uri of the store it used"
+        )
+
+
 def rank_key(scores: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
     """Higher is better: the objective first, the other validation score breaks ties.
 
@@ -139,7 +152,8 @@ def with_retries(fn, *args, attempts: int = 8, **kwargs):
 class Tracker:
     """An MLflow experiment seen through ``MlflowClient``."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str):
+    def __init__(self, tracking_uri: str | None, experiment: str, *, create: bool = True):
+        """``create=False`` (commands that only read): a missing experiment is an error."""
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_tracking_uri(tracking_uri)
@@ -154,6 +168,13 @@ class Tracker:
                     f"tracking URI {self.uri!r} could not be used ({first}); check that it is an "
                     "MLflow store you can write to, or pass another --tracking-uri"
                 ) from None
+            if exp is None and not create:
+                from automl.errors import NoCompletedSearchError, quoted
+
+                raise NoCompletedSearchError(
+                    f"experiment {quoted(experiment)} is not in {quoted(self.uri)}; run "
+                    "`automl search` first, or pass the --experiment (and --tracking-uri) it used"
+                )
             if exp is None:
                 self.experiment_id = self._create_experiment(experiment)
         if exp is not None:
@@ -459,3 +480,31 @@ def best_trial(tracker: Tracker, parent_id: str, objective: str = "val_accuracy"
             k: row[k] for k in ("val_accuracy", "val_loss", "accuracy", "loss") if k in row
         },
     }
+
+
+def check_search_run(tracker: Tracker, run_id: str) -> None:
+    """Refuse a ``--run-id`` that is not a search of ``tracker``'s experiment, in one line
+    that says what it is instead (unknown, a trial of search X, or another experiment's)."""
+    from automl.errors import quoted
+
+    try:
+        run = tracker.client.get_run(run_id)
+    except Exception:
+        raise TrackingError(
+            f"run id {quoted(run_id)} is not in {quoted(tracker.uri)}; copy a search's run id "
+            "from the search's output or from `automl ui`"
+        ) from None
+    kind = run.data.tags.get(TAG_KIND)
+    if kind != "search":
+        parent = run.data.tags.get(TAG_PARENT)
+        hint = f"its search is run {parent}" if parent else "pass a search's run id"
+        raise TrackingError(
+            f"run {run_id} is {'a ' + kind if kind else 'not an automl'} run, not a search; "
+            f"{hint} (automl leaderboard --run-id SEARCH_RUN_ID)"
+        )
+    if run.info.experiment_id != tracker.experiment_id:
+        other = tracker.client.get_experiment(run.info.experiment_id).name
+        raise TrackingError(
+            f"search run {run_id} belongs to experiment {quoted(other)}, not "
+            f"{quoted(tracker.experiment)}; pass --experiment {quoted(other)}"
+        )

@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from automl.errors import PluginError, UnknownBackboneError
+from automl.errors import PluginError, UnknownBackboneError, quoted
 
 log = logging.getLogger("automl")
 
@@ -173,7 +173,7 @@ def get_backbone(name: str) -> BackboneInfo:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownBackboneError(
-            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
+            f"unknown backbone {quoted(name)}; choose one of: {', '.join(sorted(_REGISTRY))} "
             f"(third-party backbones: install a package with an {ENTRY_POINT_GROUP!r} entry "
             "point, or pass --plugin MODULE)"
         ) from None

@@ -201,6 +201,20 @@ def load_data(
     """
     if isinstance(data, DataBundle):
         return data
+    from automl.data.store import undone_on_error
+
+    cache_dir = _cache(cache_dir)
+    with undone_on_error(cache_dir):  # refused data leaves no store behind
+        return _load_data(
+            data, seed, store_size, val_fraction, test_fraction, strict_images,
+            validation_data, cache_dir, progress,
+        )  # fmt: skip
+
+
+def _load_data(
+    data, seed, store_size, val_fraction, test_fraction, strict_images, validation_data,
+    cache_dir, progress,
+) -> DataBundle:  # fmt: skip
     user_val = None
     if validation_data is not None:
         vx, vy, vnames, _, _, _ = _load(

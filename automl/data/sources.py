@@ -49,11 +49,12 @@ def load_demo(store_size: int = 32) -> Loaded:
 
 
 def _decode(path: Path, store_size: int) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from automl.data.imageio import UnreadableImage, open_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = to_rgb_uint8(
                     np.asarray(im).astype(np.float64) / max(float(np.asarray(im).max()), 1.0)
@@ -67,7 +68,7 @@ def _decode(path: Path, store_size: int) -> np.ndarray | None:
                 )
             im = im.resize((store_size, store_size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnreadableImage, OSError, ValueError):
         return None
 
 
@@ -97,8 +98,7 @@ def store_folder(
     of exactly these files (paths, sizes, modification times) at ``store_size`` is not
     there yet (see :mod:`automl.data.store`).
     """
-    from automl.data.images import ImageView
-    from automl.data.store import build_from_files, files_key, list_folder
+    from automl.data.store import NoReadableImages, list_folder
 
     root = _check_folder(path)
     entries, classes = list_folder(root)
@@ -107,7 +107,19 @@ def store_folder(
             f"data folder {str(path)!r} has no images; it needs one sub-folder per class "
             "with image files inside (e.g. cats/1.jpg, dogs/2.png)"
         )
-    store = build_from_files(
+    try:
+        store = _folder_store(root, entries, classes, store_size, cache_dir, progress)
+    except NoReadableImages:
+        raise DataError(
+            f"data folder {str(path)!r} has no readable images (all {len(entries)} files failed to decode)"
+        ) from None
+    return _folder_result(path, store, entries, classes, strict)
+
+
+def _folder_store(root, entries, classes, store_size, cache_dir, progress):
+    from automl.data.store import build_from_files, files_key
+
+    return build_from_files(
         [str(root / e[0]) for e in entries],
         [e[3] for e in entries],
         classes,
@@ -118,6 +130,11 @@ def store_folder(
         source_id=f"folder:{root.resolve()}",
         progress=progress,
     )
+
+
+def _folder_result(path, store, entries, classes, strict):
+    from automl.data.images import ImageView
+
     bad = [store.name_of(i) for i in store.skipped]
     if bad and strict:
         raise DataError(
@@ -424,8 +441,7 @@ def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progre
     ``(view of the readable images, y, class names, skipped paths)``."""
     import os
 
-    from automl.data.images import ImageView
-    from automl.data.store import build_from_files, files_key
+    from automl.data.store import NoReadableImages
 
     img_col = _pick_column(df, IMAGE_COLUMNS, "image-path", "df.rename(columns={'f': 'path'})")
     lbl_col = _pick_column(df, LABEL_COLUMNS, "label", "df.rename(columns={'c': 'label'})")
@@ -441,7 +457,22 @@ def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progre
             entries.append((p, st.st_size, st.st_mtime_ns, lbl))
         except OSError:
             entries.append((p, -1, -1, lbl))
-    store = build_from_files(
+    try:
+        store = _dataframe_store(
+            paths, all_idx, all_names, entries, store_size, cache_dir, progress
+        )
+    except NoReadableImages:
+        raise DataError(
+            f"none of the {len(paths)} files in the DataFrame's {img_col!r} column is a "
+            "readable image; check the paths"
+        ) from None
+    return _dataframe_result(store, paths, labels, img_col, strict)
+
+
+def _dataframe_store(paths, all_idx, all_names, entries, store_size, cache_dir, progress):
+    from automl.data.store import build_from_files, files_key
+
+    return build_from_files(
         paths,
         all_idx,
         all_names,
@@ -452,6 +483,11 @@ def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progre
         source_id="dataframe",
         progress=progress,
     )
+
+
+def _dataframe_result(store, paths, labels, img_col, strict):
+    from automl.data.images import ImageView
+
     bad = [paths[i] for i in store.skipped]
     if bad and strict:
         raise DataError(

@@ -28,6 +28,7 @@ are copied from the previous store of the same source instead of being decoded a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -66,30 +67,21 @@ SPACE_MARGIN = 64 * 2**20  # bytes kept free beyond the store itself
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray | None:
-    """The image at ``path`` as ``size x size x 3`` uint8 RGB, or None when unreadable.
+    """The image at ``path`` as ``size x size x 3`` uint8 RGB, or None when unreadable
+    (:func:`automl.data.imageio.open_image`: not an image, corrupt, truncated, or a
+    decompression bomb). JPEGs are decoded at reduced scale (PIL's ``draft``) where that
+    keeps them at least ``size`` px, then resized (bilinear)."""
+    from PIL import Image
 
-    JPEGs are decoded at reduced scale (PIL's ``draft``) when they are at least twice the
-    size asked for, then resized (bilinear). A decompression bomb counts as unreadable.
-    """
-    from PIL import Image, UnidentifiedImageError
+    from automl.data.imageio import UnreadableImage, open_image, to_rgb
 
     try:
-        with Image.open(path) as im:
-            if im.format == "JPEG":
-                im.draft("RGB", (size, size))  # DCT scaling: 1/2, 1/4, 1/8, never below size
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                a = np.asarray(im).astype(np.float64)
-                a = (a / max(float(a.max(initial=0)), 1.0) * 255.0).round().astype(np.uint8)
-                im = Image.fromarray(a).convert("RGB")
-            elif im.mode in ("P", "PA", "LA", "RGBA"):
-                im = im.convert("RGBA").convert("RGB")
-            elif im.mode != "RGB":
-                im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        with open_image(path, draft=(size, size)) as im:
+            a = to_rgb(im)
+        if a.shape[:2] != (size, size):
+            a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR), np.uint8)
+        return a
+    except (UnreadableImage, OSError, ValueError):
         return None
 
 
@@ -163,6 +155,14 @@ def files_key(entries: Iterable[Sequence[Any]], size: int, extra: str = "") -> s
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+class NoReadableImages(DataError):
+    """Every file of a build was unreadable: no store is kept (the caller says which)."""
+
+    def __init__(self, count: int):
+        super().__init__(f"none of the {count} files is a readable image")
+        self.count = count
 
 
 class ImageStore:
@@ -368,7 +368,39 @@ class _Bar:
 def _lock(cache: Path, key: str):
     from filelock import FileLock
 
-    return FileLock(str(cache / f"{BUILDING_PREFIX}{key}.lock"))
+    path = cache / f"{BUILDING_PREFIX}{key}.lock"
+    if not path.exists():
+        _MADE.append(path)
+    return FileLock(str(path))
+
+
+# What this process created (stores, lock files, folders), in order: a load that ends in a
+# DataError removes what it made (see :func:`undone_on_error`).
+_MADE: list[Path] = []
+
+
+@contextlib.contextmanager
+def undone_on_error(cache_dir: str | Path | None):
+    """On a :class:`DataError` (bad data: one class, too few images, unreadable files with
+    ``strict``...), remove the stores, lock files and folders made inside the block: a
+    refused command leaves the disk as it was. Stores made by other processes stay."""
+    mark = len(_MADE)
+    created = _missing_folders(Path(cache_dir)) if cache_dir is not None else []
+    try:
+        yield
+    except DataError:
+        for p in reversed(_MADE[mark:]):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        del _MADE[mark:]
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:  # not empty (or gone): keep it and its parents
+                break
+        raise
 
 
 def _prepare(cache: Path) -> None:
@@ -398,6 +430,7 @@ def _finish(tmp: Path, dest: Path, meta: dict, labels: np.ndarray) -> ImageStore
     finally:
         os.close(fd)
     os.replace(tmp, dest)  # the store appears complete, or not at all
+    _MADE.append(dest)
     return ImageStore(dest)
 
 
@@ -429,6 +462,8 @@ def _build(
                     raise
                 f.truncate(need)
         skipped = fill(tmp, str(images))
+        if count and len(skipped) >= count:
+            raise NoReadableImages(count)
         meta = {
             **meta,
             "format": FORMAT_VERSION,
@@ -505,7 +540,42 @@ def build_from_files(
     found = open_store(cache / key)
     if found is not None:
         return found
+    created = _missing_folders(cache)
     _prepare(cache)
+    try:
+        return _build_files_locked(
+            cache, key, paths, labels, class_names, size, names, entries, source_id,
+            progress, workers,
+        )  # fmt: skip
+    except BaseException:
+        _remove_created(cache, key, created)  # a failed build leaves nothing behind
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_created(cache: Path, key: str, created: list[Path]) -> None:
+    if not created:
+        return  # the folder was there before: its lock file may be another build's
+    (cache / f"{BUILDING_PREFIX}{key}.lock").unlink(missing_ok=True)
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:  # not empty: something else is there now
+            return
+
+
+def _build_files_locked(
+    cache, key, paths, labels, class_names, size, names, entries, source_id, progress, workers
+) -> ImageStore:
     with _lock(cache, key):
         found = open_store(cache / key)  # another process may have built it meanwhile
         if found is not None:
@@ -798,6 +868,7 @@ def open_on_node(path: str, key: str, server) -> ImageStore:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, cache / key)
+            _MADE.append(cache / key)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if e.errno == errno.ENOSPC:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from automl.errors import SearchError
+from automl.errors import SearchError, quoted
 from automl.paths import check_experiment_name
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -16,6 +16,7 @@ DEFAULT_EXPERIMENT = "automl"
 DEFAULT_TIME_BUDGET = 3.0  # minutes
 DEFAULT_MAX_TRIALS = 100
 DEFAULT_ENSEMBLE = 3
+SEED_MAX = 2**32 - 1  # NumPy's seeds (and so Keras's set_random_seed) stop there
 
 
 @dataclass
@@ -56,6 +57,14 @@ class SearchSettings:
     refit: bool = False
 
     def validate(self) -> None:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not (0 <= self.seed <= SEED_MAX)
+        ):
+            raise SearchError(
+                f"seed={quoted(self.seed)} is out of range; pass --seed from 0 to {SEED_MAX}"
+            )
         if self.tuner not in TUNERS:
             raise SearchError(f"unknown tuner {self.tuner!r}; choose one of: {', '.join(TUNERS)}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
