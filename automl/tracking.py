@@ -144,6 +144,7 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
+        quiet_store_setup()
         with _store_init_lock(self.uri):  # the client creates (and migrates) a new store
             try:
                 self.client = with_retries(MlflowClient, tracking_uri=self.uri)
@@ -209,11 +210,15 @@ class Tracker:
         trial_id: str,
         params: dict[str, Any],
         attempt: int = 1,
+        run_name: str | None = None,
     ) -> str:
+        """Create a trial's run under ``parent_id``; code finds it by its tags, never by
+        ``run_name`` (which says what the trial is, see :func:`automl.search_report.trial_name`)."""
         run = with_retries(
             self.client.create_run,
             self.experiment_id,
-            run_name=f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
+            run_name=run_name
+            or f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
             tags={
                 TAG_PARENT: parent_id,
                 TAG_SEARCH: search_id,
@@ -406,6 +411,30 @@ def ui_link(experiment_id: str, base: str = DEFAULT_UI) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
+def compare_link(run_ids: list[str], experiment_ids: list[str], base: str = DEFAULT_UI) -> str:
+    """MLflow's compare view of ``run_ids`` (parallel coordinates, scatter, box and contour
+    plots, and a parameter table with "show diff only").
+
+    The view takes no choice of columns in its address (MLflow 3.17's frontend: its
+    parallel-coordinates plot starts on the first three differing parameters in alphabetical
+    order and the first metric all runs share); the searched hyperparameters are the ones
+    that differ between a search's trials.
+    """
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe=",")
+    exps = quote(json.dumps([str(e) for e in experiment_ids], separators=(",", ":")), safe=",")
+    return f"{base.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}"
+
+
+def quiet_store_setup() -> None:
+    """MLflow's "Creating initial MLflow database tables" / "Updating database tables" INFO
+    lines at debug only: the logger is set to WARNING unless someone set it already."""
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if store_log.level == logging.NOTSET:
+        store_log.setLevel(logging.WARNING)
+
+
 def ui_base(uri: str) -> str:
     """Where the runs of store ``uri`` are seen: the server itself for an http(s) store,
     else `automl ui`'s default address."""
@@ -417,6 +446,7 @@ def latest_search_experiment(uri: str) -> str | None:
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
+    quiet_store_setup()
     try:
         client = MlflowClient(tracking_uri=uri)
         ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
