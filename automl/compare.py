@@ -73,7 +73,7 @@ def leaderboard_across(
     uri: str,
     names: list[str] | None,
     base: str,
-    per_search: int = COMPARE_MAX,
+    per_search: int | None = None,
 ):
     """The best trials of the latest search of each experiment on one table, best first.
 
@@ -103,7 +103,7 @@ def leaderboard_across(
         if board.empty:
             continue
         board = board[board["status"].eq("FINISHED") & board[objective].notna()]
-        board = board[~board["trial"].isin([ENSEMBLE_ID, REFIT_ID])].head(per_search)
+        board = board[~board["trial"].isin([ENSEMBLE_ID, REFIT_ID])].head(per_search or COMPARE_MAX)
         boards.append(board.assign(experiment=name, experiment_id=exp_id))
     if not boards:
         return pd.DataFrame(), ""

@@ -142,10 +142,11 @@ def finished(records, objective: str):
     return done.iloc[order]
 
 
-def best_run_ids(records, objective: str, k: int = COMPARE_MAX) -> tuple[list[str], int]:
-    """The run ids of the best ``k`` finished trials (best first), and how many finished."""
+def best_run_ids(records, objective: str, k: int | None = None) -> tuple[list[str], int]:
+    """The run ids of the best ``k`` (default :data:`COMPARE_MAX`) finished trials, best
+    first, and how many finished."""
     done = finished(records, objective)
-    return list(done["run_id"][:k]), len(done)
+    return list(done["run_id"][: k or COMPARE_MAX]), len(done)
 
 
 # --- importances -------------------------------------------------------------------------------

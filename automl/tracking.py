@@ -435,6 +435,9 @@ def quiet_store_setup() -> None:
         store_log.setLevel(logging.WARNING)
 
 
+quiet_store_setup()  # every process that talks to a store imports this module first
+
+
 def ui_base(uri: str) -> str:
     """Where the runs of store ``uri`` are seen: the server itself for an http(s) store,
     else `automl ui`'s default address."""
