@@ -445,9 +445,21 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def report_html(
-    parent, records, features, objective, imp, png: bytes, compare: str, note: str
-) -> str:
+def _markdown_html(text: str) -> str:
+    """The notes' few markdown marks (bold, code, links, paragraphs) as HTML."""
+    import re
+
+    out = []
+    for para in text.split("\n\n"):
+        h = html.escape(para, quote=False)
+        h = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", h)
+        h = re.sub(r"`(.+?)`", r"<code>\1</code>", h)
+        h = re.sub(r"\[(.+?)\]\((\S+?)\)", r'<a href="\2" target="_top">\1</a>', h)
+        out.append(f"<p>{h}</p>")
+    return "".join(out)
+
+
+def report_html(parent, records, features, objective, imp, png: bytes, note: str) -> str:
     """The report page: the figure inline, importances, the outcome, and the best trials."""
     esc = html.escape
     done = finished(records, objective)
@@ -467,15 +479,10 @@ def report_html(
         )
         or "<li>no ensemble or refit yet</li>"
     )
-    link = (
-        f'<p><a href="{esc(compare)}" target="_top">compare the trials in MLflow</a></p>'
-        if compare
-        else ""
-    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>search report</title>
 <style>body{{font-family:sans-serif;margin:16px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}img{{max-width:100%}}</style></head>
-<body><h2>Search report</h2><p>{esc(note).replace(chr(10) * 2, "<br>")}</p>{link}
+<body><h2>Search report</h2>{_markdown_html(note)}
 <p>updated {time.strftime("%Y-%m-%d %H:%M:%S")}</p>
 <img alt="search report" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h3>What mattered (permutation importance of a random forest on {objective})</h3>
@@ -521,7 +528,7 @@ def _refresh(tracker: Tracker, parent_id: str, ui_base: str | None) -> dict[str,
     note = parent_note(parent, records, features, objective, compare, total)
     imp = importances(records, features, objective) if len(records) else {}
     png = _png(report_figure(records, features, objective, imp, parent.info.start_time / 1000))
-    page = report_html(parent, records, features, objective, imp, png, compare, note)
+    page = report_html(parent, records, features, objective, imp, png, note)
     tracker.log_text(parent_id, page, REPORT_HTML)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / REPORT_PNG

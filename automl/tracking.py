@@ -252,6 +252,9 @@ class Tracker:
         metrics = {
             k: v for k, v in entry.items() if k not in ("step", "phase") and isinstance(v, float)
         }
+        # Validation scores first: MLflow's compare view colours its parallel-coordinates
+        # plot by the first metric a run logged (training accuracy otherwise).
+        metrics = dict(sorted(metrics.items(), key=lambda kv: not kv[0].startswith("val_")))
         metrics["phase"] = 1.0 if entry.get("phase") == "phase1" else 2.0
         self.log_metrics(run_id, metrics, step=int(entry["step"]))
 
