@@ -258,10 +258,13 @@ def parent_note(
             f"{metrics['test_accuracy']:.4f}** (val-to-test gap {metrics.get('val_test_gap', 0):+.4f})."
         )
     lines.append(progress)
-    outcome = [f"ensemble: {tags['automl.ensemble']}" for _ in [0] if "automl.ensemble" in tags]
-    outcome += [f"refit: {tags['automl.refit']}" for _ in [0] if "automl.refit" in tags]
+    outcome = [
+        f"{what}: {tags[tag]}"
+        for what, tag in (("Ensemble", "automl.ensemble"), ("Refit", "automl.refit"))
+        if tag in tags
+    ]
     if outcome:
-        lines.append("; ".join(outcome).capitalize() + ".")
+        lines.append("; ".join(outcome) + ".")
     if compare:
         lines.append(
             f"[Compare the {'best ' if total_finished > COMPARE_MAX else ''}"

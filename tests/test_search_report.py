@@ -242,3 +242,23 @@ def test_search_prints_compare_link_names_trials_and_keeps_stderr_quiet(tmp_path
     assert all("Best val_accuracy" in r.data.tags[NOTE] for r in trials)
     note = t.client.get_run(parent.info.run_id).data.tags[NOTE]
     assert "**Winner**: trial-00" in note and "test accuracy" in note and link in note
+
+
+def test_ui_prints_the_compare_link_of_the_latest_search(tmp_path, monkeypatch, capsys):
+    from automl import cli
+
+    class FakeServer:  # starts nothing
+        def __init__(self, cmd, *args, **kwargs):
+            pass
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeServer)
+    prebuilt_store(tmp_path)
+    t, _, ids = fake_search("shown", [{"learning_rate": 0.01, "score": s} for s in (0.4, 0.8)])
+    assert cli.main(["ui", "--port", "5003"]) == 0
+    out = capsys.readouterr().out
+    assert "compare the 2 finished trials: http://127.0.0.1:5003/#/compare-runs?runs=" in out
+    link = next(w for w in out.split() if "#/compare-runs" in w)
+    assert _link_runs(link) == ([ids[1], ids[0]], [t.experiment_id])
