@@ -1,7 +1,7 @@
 """Command line: thin commands, each calling the public API.
 
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
-automl leaderboard [--experiment NAME]
+automl leaderboard [--experiment NAME]... [--all] [--run-id ID]
 automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
 automl predict IMAGE... --model PATH [--top-k K] [--json]

@@ -144,7 +144,6 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
-        quiet_store_setup()
         with _store_init_lock(self.uri):  # the client creates (and migrates) a new store
             try:
                 self.client = with_retries(MlflowClient, tracking_uri=self.uri)
@@ -431,8 +430,9 @@ def compare_link(run_ids: list[str], experiment_ids: list[str], base: str = DEFA
 
 
 def quiet_store_setup() -> None:
-    """MLflow's "Creating initial MLflow database tables" / "Updating database tables" INFO
-    lines at debug only: the logger is set to WARNING unless someone set it already."""
+    """No "Creating initial MLflow database tables" / "Updating database tables" INFO lines
+    when a store is created or migrated: their logger is set to WARNING, unless its level was
+    set already (set it to DEBUG or INFO to see them)."""
     store_log = logging.getLogger("mlflow.store.db.utils")
     if store_log.level == logging.NOTSET:
         store_log.setLevel(logging.WARNING)
@@ -452,7 +452,6 @@ def latest_search_experiment(uri: str) -> str | None:
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    quiet_store_setup()
     try:
         client = MlflowClient(tracking_uri=uri)
         ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
