@@ -126,7 +126,8 @@ def trial_records(tracker: Tracker, parent_id: str):
                 "reason": r.data.tags.get("automl.failure_reason", ""),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["trial", "run_id", "name", "status", "start", "end", "val_accuracy", "val_loss"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def finished(records, objective: str):

@@ -262,3 +262,20 @@ def test_ui_prints_the_compare_link_of_the_latest_search(tmp_path, monkeypatch, 
     assert "compare the 2 finished trials: http://127.0.0.1:5003/#/compare-runs?runs=" in out
     link = next(w for w in out.split() if "#/compare-runs" in w)
     assert _link_runs(link) == ([ids[1], ids[0]], [t.experiment_id])
+
+
+def test_refresh_with_no_finished_trial_says_why(tmp_path):
+    from automl import search_report
+    from automl.search_report import NOTE
+    from automl.tracking import Tracker
+
+    prebuilt_store(tmp_path)
+    t = Tracker(None, "failing")
+    parent = t.start_search("f-1", {"objective": "val_accuracy", "searched": "dropout"}, {})
+    assert search_report.refresh(t, parent)["compare"] == ""  # no trial yet
+    rid = t.start_trial(parent, "f-1", "0", {"family": "scratch", "dropout": 0.1})
+    t.fail_trial(rid, "diverged: loss is NaN")
+    out = search_report.refresh(t, parent)
+    assert out["compare"] == "" and out["finished"] == 0
+    assert t.client.get_run(rid).data.tags[NOTE].endswith("Failed: diverged: loss is NaN.")
+    assert "0 trial(s) finished, 1 failed or stopped" in t.client.get_run(parent).data.tags[NOTE]
