@@ -61,9 +61,11 @@ def experiment_ids(uri: str, names: list[str] | None) -> dict[str, str]:
         }
     missing = [n for n in names if n not in known]
     if missing:
-        have = ", ".join(sorted(known)) or "none"
+        from automl.errors import quoted
+
+        have = ", ".join(sorted(known)[:10]) + (", ..." if len(known) > 10 else "") or "none"
         raise TrackingError(
-            f"experiment {missing[0]!r} is not in {uri} (experiments there: {have}); "
+            f"experiment {quoted(missing[0])} is not in {quoted(uri)} (experiments there: {have}); "
             "pass one of them to --experiment, or --all"
         )
     return {n: known[n] for n in dict.fromkeys(names)}
