@@ -292,7 +292,7 @@ def run_search(folder: Path, workdir: Path, extra: list[str], stop_after: str, l
     )
     events: dict[str, float] = {}
     lines: dict[str, list[str]] = {"out": [], "err": []}
-    log = (workdir / f"{label}.log").open("w")
+    log = (workdir / f"{label}.log").open("w", buffering=1)  # line-buffered: tail -f it
 
     def read(stream, key):
         for line in stream:
