@@ -214,7 +214,9 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     )
 
 
-def decode(root: Path, sizes: list[int], size: int, loader_max: int, workdir: Path) -> None:
+def decode(
+    root: Path, sizes: list[int], size: int, loader_max: int, workdir: Path, repeats: int = 1
+) -> None:
     for n in sizes:
         folder = _folder(root, n)
         _warm(folder)
@@ -232,7 +234,7 @@ def decode(root: Path, sizes: list[int], size: int, loader_max: int, workdir: Pa
             methods.append("store")
         if n > loader_max:
             print(f"loader: skipped at {n} images (over --loader-max {loader_max})", flush=True)
-        for method in methods:
+        for method in methods * repeats:  # the methods alternate, repeat by repeat
             cache = workdir / f"decode-cache-{n}-{size}-{time.time_ns()}"
             env = {**os.environ, "PYTHONPATH": str(REPO), "SCALE_CACHE_DIR": str(cache)}
             proc = subprocess.run(
@@ -255,6 +257,7 @@ def decode(root: Path, sizes: list[int], size: int, loader_max: int, workdir: Pa
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB",
                 method=method,
                 n=got,
+                folder_n=n,
                 size=size,
                 images_per_s=round(rate, 1),
                 **r,
@@ -503,6 +506,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=None, help="--make's processes (all CPUs)")
     ap.add_argument("--decode", action="store_true", help="first decode, images/s")
     ap.add_argument("--store-size", type=int, default=128, help="decode size (CPU default 128)")
+    ap.add_argument("--repeats", type=int, default=1, help="--decode's runs per method")
     ap.add_argument("--loader-max", type=int, default=20000, help="today's loader up to N images")
     ap.add_argument("--search", action="store_true", help="a default search per size")
     ap.add_argument("--stop-after", choices=("none", "start", "trial"), default="none")
@@ -523,7 +527,7 @@ def main() -> None:
     if a.make:
         make(a.root, sizes, a.processes)
     if a.decode:
-        decode(a.root, sizes, a.store_size, a.loader_max, workdir)
+        decode(a.root, sizes, a.store_size, a.loader_max, workdir, a.repeats)
     if a.search:
         search(a.root, sizes, workdir, extra, a.stop_after)
     if a.second_start:
