@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def decode(
                 text=True,
                 env=env,
             )
+            shutil.rmtree(cache, ignore_errors=True)  # the store this run built, if any
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not line:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
