@@ -55,21 +55,30 @@ import datasets
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out" / "scale.jsonl"
+TREE = REPO  # the automl tree measured (--tree): this checkout unless told otherwise
+
+
+def _use_tree(path) -> None:
+    """Measure the automl package of ``path`` (here, in --decode's children and in searches)."""
+    global TREE
+    TREE = Path(path).resolve()
+    os.environ["SCALE_TREE"] = str(TREE)
+    sys.path.insert(0, str(TREE))
 
 
 # --- bookkeeping ---------------------------------------------------------------------------
 def _commit() -> str:
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=TREE, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
+            cwd=TREE,
             capture_output=True,
             text=True,
         ).stdout.strip()
-        return head + ("+dirty" if dirty else "")
+        return (head + ("+dirty" if dirty else "")) if head else f"no git: {TREE}"
     except OSError:
         return "unknown"
 
@@ -87,6 +96,7 @@ def record(measure: str, text: str, **fields) -> None:
         "measure": measure,
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": _commit(),
+        "tree": str(TREE),
         "loadavg": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         **fields,
@@ -119,32 +129,17 @@ def _warm(folder: Path) -> None:
 
 
 # --- the store, where this tree has one -----------------------------------------------------
-def _store_module():
+def _store_folder():
+    """``automl.data.sources.store_folder`` (a folder through the image store: ``(view, y,
+    names, skipped)``), or None on a tree without the store."""
     try:
-        from automl.data import store
+        from automl.data.sources import store_folder
     except ImportError:
         return None
-    return store
+    return store_folder
 
 
-def _store_call(names: tuple[str, ...]):
-    """The first of ``names`` the store module defines, or None (adapt here when the store's
-    API is known: the bench was written before the store existed)."""
-    store = _store_module()
-    if store is None:
-        return None
-    for name in names:
-        obj = store
-        for part in name.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if callable(obj):
-            return obj
-    return None
-
-
-STORE_BUILD = ("build_store", "build", "ImageStore.from_folder", "from_folder", "open_store")
+NO_STORE = "store: not available on this tree (no automl.data.sources.store_folder)"
 
 
 # --- --make --------------------------------------------------------------------------------
@@ -199,12 +194,11 @@ def _decode_child(method: str, folder: str, size: int) -> None:
             n += int(xb.shape[0])
         extra = {}
     elif method == "store":
-        build = _store_call(STORE_BUILD)
+        store_folder = _store_folder()
         cache = Path(os.environ["SCALE_CACHE_DIR"])
         t0 = time.perf_counter()
-        out = build(folder, size, cache)  # adapt to the store's signature
-        n = len(getattr(out, "y", None) if getattr(out, "y", None) is not None else out)
-        extra = {"cache_dir": str(cache)}
+        _, y, _, skipped = store_folder(folder, size, cache)
+        n, extra = len(y), {"skipped": len(skipped)}
     else:
         raise SystemExit(f"unknown decode method {method!r}")
     seconds = time.perf_counter() - t0
@@ -223,21 +217,15 @@ def decode(
         _warm(folder)
         methods = ["loader"] if n <= loader_max else []
         methods.append("keras")
-        if _store_module() is None:
-            print("store: not available on this tree (no automl.data.store)", flush=True)
-        elif _store_call(STORE_BUILD) is None:
-            print(
-                f"store: automl.data.store defines none of {STORE_BUILD}; "
-                "adapt STORE_BUILD and the 'store' branch of _decode_child in bench/scale.py",
-                flush=True,
-            )
+        if _store_folder() is None:
+            print(NO_STORE, flush=True)
         else:
             methods.append("store")
         if n > loader_max:
             print(f"loader: skipped at {n} images (over --loader-max {loader_max})", flush=True)
         for method in methods * repeats:  # the methods alternate, repeat by repeat
             cache = workdir / f"decode-cache-{n}-{size}-{time.time_ns()}"
-            env = {**os.environ, "PYTHONPATH": str(REPO), "SCALE_CACHE_DIR": str(cache)}
+            env = {**os.environ, "PYTHONPATH": str(TREE), "SCALE_CACHE_DIR": str(cache)}
             proc = subprocess.run(
                 [sys.executable, __file__, "--_decode", method, str(folder), str(size)],
                 capture_output=True,
@@ -284,7 +272,7 @@ def run_search(folder: Path, workdir: Path, extra: list[str], stop_after: str, l
 
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "automl", "search", "--data", str(folder), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(TREE), "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -465,20 +453,12 @@ def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, work
             epochs=[round(r, 1) for r in rates],
         )
         del x, ds
-        if _store_module() is None:
-            print("store: not available on this tree (no automl.data.store)", flush=True)
+        store_folder = _store_folder()
+        if store_folder is None:
+            print(NO_STORE, flush=True)
             continue
-        build = _store_call(STORE_BUILD)
-        reader = _store_call(("dataset", "make_dataset", "ImageStore.dataset"))
-        if build is None or reader is None:
-            print(
-                "store: automl.data.store's API is not the one this bench guessed; adapt "
-                "STORE_BUILD and the reader names in pipeline() in bench/scale.py",
-                flush=True,
-            )
-            continue
-        st = build(str(folder), size, workdir / "pipeline-cache")  # adapt to the store's API
-        ds = reader(st, batch_size=batch, shuffle=True)
+        view, y, _, _ = store_folder(folder, size, workdir / "pipeline-cache")
+        ds = make_dataset(view, y, batch, shuffle=True)
         runs = _epochs(ds, epochs + 1)[1:]
         rates = sorted(k / s for k, s in runs)
         med_store = rates[len(rates) // 2]
@@ -498,10 +478,12 @@ def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, work
 
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--_decode":
+        _use_tree(os.environ.get("SCALE_TREE", REPO))
         _decode_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path("/tmp/automl-scale"))
+    ap.add_argument("--tree", type=Path, default=REPO, help="the automl checkout to measure")
     ap.add_argument("--workdir", type=Path, default=None, help="default: ROOT/runs")
     ap.add_argument("--sizes", nargs="+", default=["1k", "10k"], help="e.g. 1k 10k 50k 100k")
     ap.add_argument("--make", action="store_true", help="build the folders (resumable)")
@@ -520,10 +502,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=5, help="--pipeline's timed epochs")
     a = ap.parse_args()
+    _use_tree(a.tree)
     sizes = [_size(s) for s in a.sizes]
     workdir = a.workdir or a.root / "runs"
     extra = a.search_args.split()
-    print(f"commit {_commit()}, {os.cpu_count()} CPUs, {_load()}", flush=True)
+    print(f"automl at {TREE}, commit {_commit()}, {os.cpu_count()} CPUs, {_load()}", flush=True)
     if not (a.make or a.decode or a.search or a.second_start or a.pipeline):
         ap.error("choose at least one of --make --decode --search --second-start --pipeline")
     if a.make:
