@@ -203,10 +203,10 @@ def _decode_child(method: str, folder: str, size: int) -> None:
         raise SystemExit(f"unknown decode method {method!r}")
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        "RESULT " + json.dumps({"n": n, "seconds": seconds, "peak_rss_mib": peak, **extra}),
-        flush=True,
-    )
+    # The largest of the processes it started and waited for (the store's decoders).
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    got = {"n": n, "seconds": seconds, "peak_rss_mib": peak, "peak_rss_children_mib": kids}
+    print("RESULT " + json.dumps({**got, **extra}), flush=True)
 
 
 def decode(
@@ -244,7 +244,12 @@ def decode(
             record(
                 "decode",
                 f"{method} {got} images -> {size} px: {r['seconds']:.1f} s, {rate:.0f} images/s, "
-                f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB"
+                + (
+                    f" (its largest child process: {r['peak_rss_children_mib']:.0f} MiB)"
+                    if r.get("peak_rss_children_mib")
+                    else ""
+                ),
                 method=method,
                 n=got,
                 folder_n=n,
