@@ -11,6 +11,10 @@
 * ``lfw``: scikit-image's ``lfw_subset()``, 200 real 25x25 grayscale photos, faces vs
   non-faces (too small to rank methods: 30 test images; not in the default bench).
 
+* ``scale_folder(root, n)``: a folder of n synthetic 400x300 JPEGs in 10 class sub-folders
+  (4:3 crops of the ``photos`` sources, colour-jittered and noised; written in parallel
+  processes, resumable), for ``bench/scale.py``: see the section below.
+
 The class of a crop is its source photo. Crops are random squares of 10-25 % (textures
 10-20 %) of the photo's shorter side, randomly flipped, so a model must recognise texture,
 colour and object parts, not memorise one view.

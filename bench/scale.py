@@ -247,7 +247,7 @@ def decode(
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB"
                 + (
                     f" (its largest child process: {r['peak_rss_children_mib']:.0f} MiB)"
-                    if r.get("peak_rss_children_mib")
+                    if method == "store"
                     else ""
                 ),
                 method=method,
