@@ -27,6 +27,11 @@ its output the time to the first trial's start, the trials done, the test accura
 wall time. ``--stop-after start|trial`` ends it once the first trial has started / finished
 (to measure start-up and the first trial only).
 
+Each search gets a new experiment name (``scale-DATE-TIME``) unless ``--search-args`` names
+one, so a search in a workdir that has run one before starts anew instead of resuming it; a
+store it builds stays in ``WORKDIR/N/mlruns/stores`` (give a new ``--workdir`` for a cold
+start; delete the workdir when done).
+
 ``--second-start`` runs the same search again in the same workdir under a new experiment
 name (so a store made by the first search is found) and stops it when its first trial
 starts: the time a user waits on a folder the tool has seen before.
@@ -382,7 +387,10 @@ def search(root, sizes, workdir, extra, stop_after) -> None:
     for n in sizes:
         folder = _folder(root, n)
         _warm(folder)
-        r = run_search(folder, workdir / str(n), extra, stop_after, f"search-{time.time_ns()}")
+        args = list(extra)
+        if "--experiment" not in args:  # a new search, not the resume of an earlier one here
+            args += ["--experiment", f"scale-{time.strftime('%Y%m%d-%H%M%S')}"]
+        r = run_search(folder, workdir / str(n), args, stop_after, f"search-{time.time_ns()}")
         w = r["workers"][0] if r["workers"] else {}
         record(
             "search",
@@ -394,7 +402,7 @@ def search(root, sizes, workdir, extra, stop_after) -> None:
             f"wall {r['wall_s']:.0f} s" + (f"; exit {r['rc']}: {r['error']}" if r["error"] else ""),
             n=n,
             folder=str(folder),
-            args=extra,
+            args=args,
             stop_after=stop_after,
             **r,
         )
@@ -404,7 +412,7 @@ def second_start(root, sizes, workdir, extra) -> None:
     for n in sizes:
         folder = _folder(root, n)
         _warm(folder)
-        stamp = time.strftime("%H%M%S")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
         args = [*extra, "--experiment", f"scale-second-{stamp}"]
         r = run_search(folder, workdir / str(n), args, "start", f"second-{time.time_ns()}")
         stores = sorted((workdir / str(n)).glob("mlruns/stores/*"))
