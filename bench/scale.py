@@ -399,7 +399,9 @@ def search(root, sizes, workdir, extra, stop_after) -> None:
             f"{w.get('peak_first_trial_mib', 0):.0f} MiB during its first trial "
             f"({w.get('peak_mib', 0):.0f} MiB over its life), {len(r['workers'])} worker(s); "
             f"{r['trials_done']} trials done, test_accuracy {r['test_accuracy']}, "
-            f"wall {r['wall_s']:.0f} s" + (f"; exit {r['rc']}: {r['error']}" if r["error"] else ""),
+            f"wall {r['wall_s']:.0f} s"
+            + ("; stopped as asked" if r["stopped"] else "")
+            + (f"; exit {r['rc']}: {r['error']}" if r["error"] and not r["stopped"] else ""),
             n=n,
             folder=str(folder),
             args=args,
@@ -415,7 +417,9 @@ def second_start(root, sizes, workdir, extra) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args = [*extra, "--experiment", f"scale-second-{stamp}"]
         r = run_search(folder, workdir / str(n), args, "start", f"second-{time.time_ns()}")
-        stores = sorted((workdir / str(n)).glob("mlruns/stores/*"))
+        stores = sorted(
+            p for p in (workdir / str(n)).glob("mlruns/stores/*") if not p.name.startswith(".")
+        )
         record(
             "second_start",
             f"{n} images, same workdir ({len(stores)} store(s) under its mlruns/stores): first "
