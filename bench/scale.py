@@ -165,8 +165,8 @@ def make(root: Path, sizes: list[int], processes: int | None) -> None:
         size = int(du.split()[0]) if du else 0
         record(
             "make",
-            f"{folder}: {n} images, {size / 2**30:.2f} GiB (du; hard links to a sibling counted "
-            f"once), {time.perf_counter() - t0:.0f} s",
+            f"{folder}: {n} images, {size / 2**30:.2f} GiB (du -sb of the folder; siblings may share "
+            f"its files as hard links), {time.perf_counter() - t0:.0f} s",
             n=n,
             folder=str(folder),
             bytes=size,
