@@ -351,9 +351,13 @@ def run_search(folder: Path, workdir: Path, extra: list[str], stop_after: str, l
     log.close()
     out, err = "".join(lines["out"]), "".join(lines["err"])
     m = re.search(r"best trial (\S+): val_accuracy=([\d.]+) test_accuracy=([\d.na]+)", out)
-    workers = sorted(
-        (k for k in kids.values() if k.get("hwm", 0) > 100), key=lambda k: k["created"]
-    )
+    # Trial workers are `python -m automl.executors.process`; the store's decoding processes
+    # (multiprocessing's spawn_main) and the resource tracker are counted apart.
+    helpers = [k for k in kids.values() if "multiprocessing" in k["cmd"]]
+    workers = [k for k in kids.values() if "automl.executors" in k["cmd"]] or [
+        k for k in kids.values() if k not in helpers and k.get("hwm", 0) > 100
+    ]
+    workers.sort(key=lambda k: k["created"])
     return {
         "rc": proc.returncode,
         "stopped": stopped,
@@ -370,6 +374,7 @@ def run_search(folder: Path, workdir: Path, extra: list[str], stop_after: str, l
             }
             for k in workers
         ],
+        "peak_rss_helpers_mib": round(max((k.get("hwm", 0.0) for k in helpers), default=0.0), 1),
         "trials_done": len(re.findall(r"trial \S+ done:", err)),
         "trials_failed": len(re.findall(r"trial \S+ failed:", err)),
         "best_trial": m.group(1) if m else None,
@@ -397,7 +402,13 @@ def search(root, sizes, workdir, extra, stop_after) -> None:
             f"{n} images: first trial started at {_fmt(r['first_trial_start_s'])}; peak RSS "
             f"search process {r['peak_rss_search_mib']:.0f} MiB, first trial worker "
             f"{w.get('peak_first_trial_mib', 0):.0f} MiB during its first trial "
-            f"({w.get('peak_mib', 0):.0f} MiB over its life), {len(r['workers'])} worker(s); "
+            f"({w.get('peak_mib', 0):.0f} MiB over its life), {len(r['workers'])} worker(s)"
+            + (
+                f", its decoding processes {r['peak_rss_helpers_mib']:.0f} MiB"
+                if r["peak_rss_helpers_mib"]
+                else ""
+            )
+            + "; "
             f"{r['trials_done']} trials done, test_accuracy {r['test_accuracy']}, "
             f"wall {r['wall_s']:.0f} s"
             + ("; stopped as asked" if r["stopped"] else "")
