@@ -1,7 +1,7 @@
 """Command line: thin commands, each calling the public API.
 
 automl search [--data SRC] [--space FILE] [--max-trials N] [--tuner T] ...
-automl leaderboard [--experiment NAME]
+automl leaderboard [--experiment NAME]... [--all] [--run-id ID]
 automl retrain --run-id ID [--full] [--data SRC] [--register NAME] [-q]
 automl export [--run-id ID|models:/NAME/VERSION] --format FORMAT --output PATH [--quantize Q]
 automl predict IMAGE... --model PATH [--top-k K] [--json] [--tracking-uri URI]
@@ -24,8 +24,19 @@ CACHE_DIR_HELP = (
 )
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: automl)")
+def _common(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:  # leaderboard: several searches on one table
+        p.add_argument(
+            "--experiment",
+            action="append",
+            default=None,
+            help="MLflow experiment name (default: automl); repeat it to rank the best trials "
+            "of several searches on one table",
+        )
+    else:
+        p.add_argument(
+            "--experiment", default=None, help="MLflow experiment name (default: automl)"
+        )
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -273,7 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
     lb.add_argument("--run-id", default=None, help="a search's parent run id (default: the latest)")
-    _common(lb)
+    lb.add_argument(
+        "--all", action="store_true", help="rank the best trials of every experiment's search"
+    )
+    _common(lb, several=True)
 
     ex = sub.add_parser("export", help="export the best model")
     ex.add_argument(
@@ -328,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _print_board(board) -> None:
+def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
     import pandas as pd
 
     if board.empty:
@@ -337,6 +351,7 @@ def _print_board(board) -> None:
     cols = [
         c
         for c in [
+            *first,
             "trial",
             "status",
             "val_accuracy",
@@ -443,6 +458,13 @@ def _print_search(a, result) -> None:
         print(f"registered:  {parent_tags['automl.registered_model']} (Model Registry)")
     print(f"see the runs: automl ui   (or: mlflow ui --backend-store-uri {result.tracking_uri})")
     print(f"then open:    {result.ui_url}")
+    from automl.compare import describe, search_compare_link
+    from automl.tracking import ui_base
+
+    link = search_compare_link(
+        result.tracker, result.parent_run_id, ui_base(result.tracking_uri), result.objective
+    )
+    print(f"or {describe(*link)}")
 
 
 def cmd_retrain(a) -> int:
@@ -490,14 +512,45 @@ def _tracker(a):
 
 
 def cmd_leaderboard(a) -> int:
+    from automl.compare import describe, experiment_ids, leaderboard_across, search_compare_link
+    from automl.errors import AutoMLError
     from automl.export import resolve_search
+    from automl.search_report import COMPARE_MAX
+    from automl.tracking import (
+        check_store_exists,
+        check_tracking_uri,
+        resolve_tracking_uri,
+        ui_base,
+    )
 
+    uri = resolve_tracking_uri(a.tracking_uri)
+    names = a.experiment or []
+    if a.all or len(names) > 1:
+        if a.run_id:
+            raise AutoMLError(
+                "--run-id names one search: leave out --all or the extra --experiment"
+            )
+        check_store_exists(uri)
+        check_tracking_uri(uri)
+        board, link = leaderboard_across(uri, None if a.all else names, ui_base(uri))
+        _print_board(board, first=["experiment"])
+        if link:
+            shown = min(len(board), COMPARE_MAX)
+            print(f"\ncompare the {'best ' if len(board) > shown else ''}{shown} in MLflow: {link}")
+        return 0
+    if names:
+        check_store_exists(uri)
+        check_tracking_uri(uri)
+        experiment_ids(uri, names)  # an unknown experiment is an error, not a new one
+    a.experiment = names[0] if names else None
     t = _tracker(a)
     if a.run_id:
         from automl.tracking import check_search_run
 
         check_search_run(t, a.run_id)
-    _print_board(t.leaderboard(resolve_search(t, a.run_id)))
+    run_id = resolve_search(t, a.run_id)
+    _print_board(t.leaderboard(run_id))
+    print("\n" + describe(*search_compare_link(t, run_id, ui_base(uri))))
     return 0
 
 
@@ -555,6 +608,7 @@ def cmd_ui(a) -> int:
     exp_id = _ui_experiment(a, uri) if a.experiment else latest_search_experiment(uri)
     if exp_id is not None:
         print(f"the search's runs: {ui_link(exp_id, f'http://{shown}:{a.port}')}", flush=True)
+        _print_compare_link(uri, exp_id, f"http://{shown}:{a.port}")
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"automl: warning: the MLflow server has no authentication: anyone who can reach "
@@ -637,6 +691,24 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+def _print_compare_link(uri: str, exp_id: str, base: str) -> None:
+    """The latest search of experiment ``exp_id``: its compare link, if it can be read."""
+    from automl.compare import describe, search_compare_link
+    from automl.tracking import Tracker
+
+    try:
+        from mlflow.tracking import MlflowClient
+
+        name = MlflowClient(tracking_uri=uri).get_experiment(exp_id).name
+        t = Tracker(uri, name)
+        parent = t.latest_search()
+        if parent is None:
+            return
+        print(describe(*search_compare_link(t, parent.info.run_id, base)), flush=True)
+    except Exception:  # noqa: BLE001 - the UI starts anyway; the runs page link is printed
+        return
+
+
 def _ui_experiment(a, uri: str) -> str | None:
     """The id of ``--experiment`` in the store, or None."""
     from mlflow.tracking import MlflowClient
@@ -698,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no "generated new fontManager"
     commands = {
         "search": cmd_search,
         "leaderboard": cmd_leaderboard,

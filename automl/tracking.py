@@ -230,11 +230,15 @@ class Tracker:
         trial_id: str,
         params: dict[str, Any],
         attempt: int = 1,
+        run_name: str | None = None,
     ) -> str:
+        """Create a trial's run under ``parent_id``; code finds it by its tags, never by
+        ``run_name`` (which says what the trial is, see :func:`automl.search_report.trial_name`)."""
         run = with_retries(
             self.client.create_run,
             self.experiment_id,
-            run_name=f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
+            run_name=run_name
+            or f"trial-{trial_id}" + (f"-attempt{attempt}" if attempt > 1 else ""),
             tags={
                 TAG_PARENT: parent_id,
                 TAG_SEARCH: search_id,
@@ -268,6 +272,9 @@ class Tracker:
         metrics = {
             k: v for k, v in entry.items() if k not in ("step", "phase") and isinstance(v, float)
         }
+        # Validation scores first: MLflow's compare view colours its parallel-coordinates
+        # plot by the first metric a run logged (training accuracy otherwise).
+        metrics = dict(sorted(metrics.items(), key=lambda kv: not kv[0].startswith("val_")))
         metrics["phase"] = 1.0 if entry.get("phase") == "phase1" else 2.0
         self.log_metrics(run_id, metrics, step=int(entry["step"]))
 
@@ -425,6 +432,34 @@ def ui_link(experiment_id: str, base: str = DEFAULT_UI) -> str:
     """The MLflow UI page of an experiment's runs table (the model-training view, not the
     GenAI overview MLflow 3 opens by default)."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def compare_link(run_ids: list[str], experiment_ids: list[str], base: str = DEFAULT_UI) -> str:
+    """MLflow's compare view of ``run_ids`` (parallel coordinates, scatter, box and contour
+    plots, and a parameter table with "show diff only").
+
+    The view takes no choice of columns in its address (MLflow 3.17's frontend: its
+    parallel-coordinates plot starts on the first three differing parameters in alphabetical
+    order and the first metric all runs share); the searched hyperparameters are the ones
+    that differ between a search's trials.
+    """
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe=",")
+    exps = quote(json.dumps([str(e) for e in experiment_ids], separators=(",", ":")), safe=",")
+    return f"{base.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}"
+
+
+def quiet_store_setup() -> None:
+    """No "Creating initial MLflow database tables" / "Updating database tables" INFO lines
+    when a store is created or migrated: their logger is set to WARNING, unless its level was
+    set already (set it to DEBUG or INFO to see them)."""
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if store_log.level == logging.NOTSET:
+        store_log.setLevel(logging.WARNING)
+
+
+quiet_store_setup()  # every process that talks to a store imports this module first
 
 
 def ui_base(uri: str) -> str:

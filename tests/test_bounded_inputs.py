@@ -562,8 +562,8 @@ TABLE = {
     ),
     "leaderboard: unknown experiment": (
         "leaderboard --experiment nosuch",
-        r"automl: error: experiment 'nosuch' is not in 'sqlite:///.*'; run `automl search` "
-        r"first, or pass the --experiment \(and --tracking-uri\) it used",
+        r"automl: error: experiment 'nosuch' is not in 'sqlite:///.*' \(experiments there: "
+        r".*\); pass one of them to --experiment, or --all",
     ),
     "leaderboard: unknown run id": (
         "leaderboard --run-id 0123abcd",

@@ -95,7 +95,7 @@ def store(tmp_path_factory):
         result = automl.search(
             data=(x, y),
             space=copy.deepcopy(SPACE),
-            max_trials=2,
+            max_trials=3,
             tuner="random",
             experiment="ui-demo",
             tracking_uri=uri,
@@ -209,7 +209,7 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
     tracker = result.tracker
     parent = tracker.client.get_run(result.parent_run_id)
     trials = tracker.trial_runs(result.parent_run_id)
-    assert len(trials) == 2
+    assert len(trials) == 3
     trial = trials[0]
     shots = Path(tempfile.mkdtemp(prefix="automl-ui-screenshots-"))
     base, link = ui
@@ -222,7 +222,7 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
     seen = browse(link, parent, trial, shots)
     landing = seen["landing"]
     assert parent.info.run_name in landing  # the runs table, where the link lands
-    assert "3 matching runs" in landing  # the parent and its two trials
+    assert "4 matching runs" in landing  # the parent and its three trials
     for word in ("Token usage", "Latency"):  # not the GenAI overview ("Traces" is in the menu)
         assert word.lower() not in landing.lower(), word
     runs = seen["runs"]
@@ -239,3 +239,87 @@ def test_mlflow_ui_shows_search_trials_metrics_and_artifacts(store, ui, capsys):
         assert (shots / png).stat().st_size > 10_000
     with capsys.disabled():
         print(f"\nMLflow UI screenshots: {shots}")
+
+
+def browse_compare(compare: str, base: str, exp_id: str, parent_id: str, names, shots: Path):
+    """The printed compare link, then the parent run's note and report; returns page texts."""
+    from playwright.sync_api import sync_playwright
+
+    seen = {}
+    profile = tempfile.mkdtemp(prefix="automl-chromium-")
+    try:
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1500, "height": 1000},
+            )
+            ctx.set_default_timeout(60_000)
+            page = ctx.new_page()
+            page.goto(compare, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Parallel Coordinates Plot").wait_for()
+            page.locator(".js-plotly-plot .parcoords").first.wait_for()  # the plot itself
+            for name in names:
+                page.get_by_text(name, exact=True).first.wait_for()
+            close = page.get_by_role("button", name="Close")  # the assistant side panel
+            if close.count():
+                close.first.click()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "mlflow-compare.png"))
+            seen["compare"] = page.inner_text("body")
+            page.goto(
+                f"{base}/#/experiments/{exp_id}/runs/{parent_id}", wait_until="domcontentloaded"
+            )
+            page.get_by_text("Winner", exact=False).first.wait_for()  # the run's description
+            seen["parent"] = page.inner_text("body")
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("search_report.html", exact=True).first.click()
+            report = page.frame_locator("iframe").first
+            report.get_by_text("Search report", exact=True).wait_for()
+            report.locator("img[alt='search report']").wait_for()
+            close = page.get_by_role("button", name="Close")
+            if close.count():
+                close.first.click()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "mlflow-report.png"))
+            seen["report"] = report.locator("body").inner_text()
+            ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return seen
+
+
+@pytest.mark.slow
+def test_compare_link_opens_trials_side_by_side_and_parent_shows_report(store, ui, capsys):
+    from tests.test_search_report import _link_runs
+
+    result, _, root = store
+    tracker = result.tracker
+    base, _ = ui
+    printed = (root / "ui.log").read_text()
+    # `automl ui` prints the compare view of the search's finished trials
+    compare = next(w for w in printed.split() if w.startswith(f"{base}/#/compare-runs?"))
+    assert "compare the 3 finished trials:" in printed
+    trials = tracker.trial_runs(result.parent_run_id)
+    runs, exps = _link_runs(compare)
+    assert sorted(runs) == sorted(t.info.run_id for t in trials)
+    assert exps == [tracker.experiment_id]
+    assert result.compare_url.endswith(compare[len(base) :])  # the search's own link
+    names = [t.info.run_name for t in trials]
+    assert all(n.startswith(("trial-000 ", "trial-001 ", "trial-002 ")) for n in names)
+    shots = Path(tempfile.mkdtemp(prefix="automl-ui-screenshots-"))
+    seen = browse_compare(compare, base, tracker.experiment_id, result.parent_run_id, names, shots)
+    assert "Comparing 3 Runs" in seen["compare"]
+    for name in names:
+        assert name in seen["compare"]
+    assert "Winner" in seen["parent"] and "test accuracy" in seen["parent"]
+    report = seen["report"]
+    assert "Search report" in report and "Best trials" in report
+    for name in names:
+        assert name in report
+    for png in ("mlflow-compare.png", "mlflow-report.png"):
+        assert (shots / png).stat().st_size > 10_000
+    with capsys.disabled():
+        print(f"\nMLflow compare and report screenshots: {shots}")

@@ -390,6 +390,7 @@ def _setup(init: dict[str, Any]):
     )
     for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no "generated new fontManager"
     from automl.accelerator import setup_accelerator
     from automl.executors.runner import build_context
 

@@ -276,6 +276,7 @@ def _ray_trial(setup: dict, data, job: dict, weights: bytes | None, cpus: float)
         logging.basicConfig(level=setup_.log_level, format="%(asctime)s %(message)s")
         for noisy in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no "generated new fontManager"
         from automl.accelerator import setup_accelerator
         from automl.executors.runner import build_context
 

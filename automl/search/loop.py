@@ -15,7 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from automl import search_report
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob
+from automl.search_report import trial_name
 from automl.tracking import Tracker
 
 log = logging.getLogger("automl")
@@ -167,7 +169,12 @@ class SearchLoop:
                 }
             )
         run_id = self.tracker.start_trial(
-            self.parent_id, self.search_id, tid, params, attempt=attempt
+            self.parent_id,
+            self.search_id,
+            tid,
+            params,
+            attempt=attempt,
+            run_name=trial_name(tid, cfg, attempt),
         )
         log.debug(
             "trial %s started (%d of at most %d): %s",
@@ -243,6 +250,7 @@ class SearchLoop:
         status = self.oracle.trials[trial.trial_id].status
         for hook in self.on_trial_end:
             hook(trial.trial_id, out)
+        search_report.refresh(self.tracker, self.parent_id)  # notes and report, as trials end
         if status == FAILED:
             self.consecutive_failures += 1
             if self.consecutive_failures >= self.settings.max_consecutive_failures:

@@ -39,6 +39,17 @@ class SearchResult:
 
         return ui_link(self.tracker.experiment_id, ui_base(self.tracking_uri))
 
+    @property
+    def compare_url(self) -> str:
+        """MLflow's compare view of the search's best finished trials (at most
+        :data:`automl.search_report.COMPARE_MAX`), side by side; "" before any finished."""
+        from automl.compare import search_compare_link
+        from automl.tracking import ui_base
+
+        return search_compare_link(
+            self.tracker, self.parent_run_id, ui_base(self.tracking_uri), self.objective
+        )[0]
+
     def leaderboard(self):
         """pandas DataFrame, one row per trial run, best first."""
         return self.tracker.leaderboard(self.parent_run_id, self.objective)
@@ -198,6 +209,9 @@ def finish(
         data=data,
         register=settings.register,
     )
+    from automl import search_report
+
+    search_report.refresh(tracker, result.parent_run_id)  # the winner, test score, outcome
     tracker.end_run(result.parent_run_id, "FINISHED")
     del model
     keras.backend.clear_session()
