@@ -131,7 +131,7 @@ def is_model_uri(value: str | None) -> bool:
 _URI_CACHE: dict[str, tuple[object, list[str]]] = {}
 
 
-def _registry_source(uri: str, tracking_uri: str | None) -> str:
+def registry_source(uri: str, tracking_uri: str | None) -> str:
     """Where ``models:/NAME/VERSION`` (or ``/STAGE``, ``@ALIAS``) lives, using the given store."""
     if not uri.startswith("models:/") or tracking_uri is None:
         return uri
@@ -169,7 +169,7 @@ def load_uri_model(uri: str, tracking_uri: str | None = None):
     try:
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=_registry_source(uri, tracking_uri), tracking_uri=tracking_uri
+                artifact_uri=registry_source(uri, tracking_uri), tracking_uri=tracking_uri
             )
         )
     except Exception as e:

@@ -224,7 +224,7 @@ def _download_model(uri: str, tracking_uri: str | None) -> Path:
     default one), which must already exist: predicting creates no store."""
     import mlflow
 
-    from automl.export import _registry_source
+    from automl.export import registry_source
     from automl.tracking import check_store_exists, resolve_tracking_uri
 
     store = resolve_tracking_uri(tracking_uri)
@@ -232,7 +232,7 @@ def _download_model(uri: str, tracking_uri: str | None) -> Path:
     try:
         return Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=_registry_source(uri, store), tracking_uri=store
+                artifact_uri=registry_source(uri, store), tracking_uri=store
             )
         )
     except ExportError:
