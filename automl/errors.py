@@ -57,3 +57,10 @@ class RegistrationError(AutoMLError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+class StorageError(SearchError, ExportError):
+    """A file automl must write cannot be written (disk full, no permission, read-only).
+
+    The message names the path and the cause; what was finished before is kept.
+    """

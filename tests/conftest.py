@@ -33,6 +33,7 @@ def _isolated_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     monkeypatch.setenv("AUTOML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AUTOML_SIGNING_KEY_FILE", str(tmp_path / "signing_key"))
     yield
 
 
