@@ -64,6 +64,7 @@ def open_oracle(space: SearchSpace, settings: SearchSettings, project: Path):
         oracle._set_project_dir(str(project), "tuner")
         if Path(oracle._get_oracle_fname()).exists():
             oracle.reload()
+            _retry_orphans(oracle)
         oracle.save()  # from now on a resumed process always reloads the oracle
     except (ValueError, KeyError, RuntimeError) as e:  # JSONDecodeError is a ValueError
         raise SearchError(
@@ -72,3 +73,15 @@ def open_oracle(space: SearchSpace, settings: SearchSettings, project: Path):
             "over, or use a new --experiment name"
         ) from None
     return oracle
+
+
+def _retry_orphans(oracle) -> None:
+    """Queue again the trials a killed process had started but not recorded as ongoing.
+
+    KerasTuner writes a new trial's ``trial.json`` (RUNNING) before ``oracle.json`` lists it
+    as ongoing; a process stopped between the two writes leaves a trial that counts toward
+    ``max_trials`` but would never run. (An ongoing one is queued again by ``reload``.)
+    """
+    for tid, trial in sorted(oracle.trials.items()):
+        if trial.status == "RUNNING" and tid not in oracle._retry_queue:
+            oracle._retry_queue.append(tid)
