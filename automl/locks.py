@@ -20,7 +20,8 @@ import socket
 import time
 from pathlib import Path
 
-from automl.errors import SearchError
+from automl.errors import SearchError, StorageError
+from automl.paths import io_error_line
 
 LOCK_FILE = ".automl-lock"
 HOLDER_FILE = ".automl-lock.json"
@@ -57,9 +58,8 @@ class ExperimentLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise SearchError(
-                f"cannot create the experiment folder {str(self.folder)!r} "
-                f"({e.strerror or type(e).__name__}); pass a writable --workdir or --tracking-uri"
+            raise StorageError(
+                f"{io_error_line(e, self.folder)}: the experiment's folder cannot be made"
             ) from None
         lock = filelock.FileLock(str(self.folder / LOCK_FILE), timeout=0)
         try:

@@ -29,8 +29,32 @@ from tests.robust_helpers import (
 )
 
 
+# Each sweep runs as this many tests (every SWEEP_PARTS-th step), so pytest-xdist spreads them.
+SWEEP_PARTS = 3
+
+
 @pytest.fixture
-def uri():
+def work(tmp_path, monkeypatch):
+    """The test's folder, in memory where the machine has /dev/shm: the sweeps run a hundred
+    searches, and each MLflow commit waits for the disk (fsync) otherwise."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    d = Path(tempfile.mkdtemp(prefix="automl-faults-", dir=shm))
+    monkeypatch.chdir(d)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d}/mlruns/mlflow.db")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def uri(work):
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
@@ -57,7 +81,12 @@ def _light_reports(monkeypatch):
 
     monkeypatch.setattr(reports, "log_search_reports", search_reports)
     monkeypatch.setattr(reports, "log_trial_reports", trial_reports)
-    monkeypatch.setattr(runner, "gc", type("gc", (), {"collect": staticmethod(lambda: 0)}))
+    no_gc = type("gc", (), {"collect": staticmethod(lambda *a: 0)})
+    monkeypatch.setattr(runner, "gc", no_gc)
+    # keras.backend.clear_session runs a full gc.collect: 0.7 s each with TensorFlow loaded
+    import keras.src.backend.common.global_state as keras_state
+
+    monkeypatch.setattr(keras_state, "gc", no_gc)
 
 
 def _search_argv(folder, space_file, experiment):
@@ -131,11 +160,12 @@ def _search_events():
     return targets
 
 
-def test_ctrl_c_at_every_step_of_a_search(monkeypatch, tmp_path, image_folder, space_file, uri):
+@pytest.mark.parametrize("part", range(SWEEP_PARTS))
+def test_ctrl_c_at_every_step_of_a_search(monkeypatch, work, image_folder, space_file, uri, part):
     """SIGINT at each step in turn: exit 130, no run left RUNNING, and the same command
     then finishes with every trial run to the end once."""
     fake = FakeTrials()
-    fast_search(monkeypatch, tmp_path, fake)
+    fast_search(monkeypatch, work, fake)
     _light_reports(monkeypatch)
     events = _search_events()
     with pytest.MonkeyPatch.context() as mp:  # a clean run: how many steps there are
@@ -145,7 +175,7 @@ def test_ctrl_c_at_every_step_of_a_search(monkeypatch, tmp_path, image_folder, s
     assert total > 20, wire.names
     _finished_once(uri, "clean")
     t0 = time.time()
-    for at in range(int(os.environ.get("SWEEP_FROM", 1)), total + 1):
+    for at in range(1 + part, total + 1, SWEEP_PARTS):
         name = f"int{at}"
         argv = _search_argv(image_folder, space_file, name)
         with pytest.MonkeyPatch.context() as mp:
@@ -153,17 +183,53 @@ def test_ctrl_c_at_every_step_of_a_search(monkeypatch, tmp_path, image_folder, s
             rc = automl_cli.main(argv)
         assert rc == 130, (at, wire.names[at - 1])
         _no_run_running(uri, name)
-        assert not (tmp_path / "mlruns" / "automl" / name / "worker_data").exists()
+        assert not (work / "mlruns" / "automl" / name / "worker_data").exists()
         done_before = {t for t, s in runs_by_trial(uri, name)[1].items() if "FINISHED" in s}
         fake.calls.clear()
         assert automl_cli.main(argv) == 0, at
-        print(at, wire.names[at - 1], fake.calls, runs_by_trial(uri, name)[1])
-        if os.environ.get("SWEEP_DEBUG"):
-            from automl.tracking import Tracker
-
-            t = Tracker(uri, name)
-            for r in t.client.search_runs([t.experiment_id]):
-                print(r.info.run_id, r.info.status, r.data.tags.get("automl.kind"), r.data.tags.get("automl.trial_id"), r.data.tags.get("mlflow.parentRunId"))
         assert not set(fake.calls) & done_before, (at, fake.calls)  # finished: not run again
         _finished_once(uri, name)
     print(f"interrupt points: {total}; sweep {time.time() - t0:.0f}s")
+
+
+@pytest.mark.parametrize("part", range(SWEEP_PARTS))
+def test_a_full_disk_or_a_read_only_folder_at_every_write(
+    monkeypatch, work, image_folder, space_file, uri, capsys, part
+):
+    """From the Nth file write on, every write fails (ENOSPC, or EACCES for even N), for every
+    N up to the last write of a search: the CLI answers in one line (exit 0 if the search got
+    around it, 2 naming the path and the cause), no run stays RUNNING, no partial checkpoint
+    is left, and the same command then finishes without losing a finished trial."""
+    fake = FakeTrials()
+    fast_search(monkeypatch, work, fake)
+    _light_reports(monkeypatch)
+    with pytest.MonkeyPatch.context() as mp:  # a clean run: how many writes there are
+        writes = FailingWrites(mp)
+        assert automl_cli.main(_search_argv(image_folder, space_file, "clean")) == 0
+    total = writes.count
+    assert total > 10, writes.paths
+    capsys.readouterr()
+    outcomes = {0: 0, 2: 0}
+    for at in range(1 + part, total + 1, SWEEP_PARTS):
+        name = f"io{at}"
+        argv = _search_argv(image_folder, space_file, name)
+        code = errno.EACCES if at % 2 == 0 else errno.ENOSPC
+        with pytest.MonkeyPatch.context() as mp:
+            writes = FailingWrites(mp, at, code)
+            rc = automl_cli.main(argv)  # anything but an AutoMLError propagates: a traceback
+        err = capsys.readouterr().err
+        outcomes[rc] += 1
+        if rc == 2:
+            line = err.strip().splitlines()[-1]
+            assert line.startswith("automl: error: "), (at, err)
+            assert "Traceback" not in err, (at, err)
+            assert os.strerror(code) in line and "cannot write '" in line, (at, line)
+        _no_run_running(uri, name)
+        project = work / "mlruns" / "automl" / name
+        assert not list(project.glob("checkpoints/.*tmp*")), at  # no partial model file
+        done_before = {t for t, s in runs_by_trial(uri, name)[1].items() if "FINISHED" in s}
+        fake.calls.clear()
+        assert automl_cli.main(argv) == 0, (at, capsys.readouterr().err)
+        assert not set(fake.calls) & done_before, (at, fake.calls)  # finished: kept
+        _finished_once(uri, name)
+    print(f"failed writes: {total}; {outcomes}")
