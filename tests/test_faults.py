@@ -5,10 +5,8 @@ forged model. The counts of the sweeps are recorded in docs/reliability.md."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +25,6 @@ from tests.robust_helpers import (
     runs_by_trial,
     tiny_model,
 )
-
 
 # Each sweep runs as this many tests (every SWEEP_PARTS-th step), so pytest-xdist spreads them.
 SWEEP_PARTS = 3
@@ -233,3 +230,158 @@ def test_a_full_disk_or_a_read_only_folder_at_every_write(
         assert not set(fake.calls) & done_before, (at, fake.calls)  # finished: kept
         _finished_once(uri, name)
     print(f"failed writes: {total}; {outcomes}")
+
+
+# --- one search per experiment --------------------------------------------------------------
+HOLDER = """
+import sys, time
+from pathlib import Path
+from automl.locks import ExperimentLock
+lock = ExperimentLock(Path(sys.argv[1]), sys.argv[2]).acquire()  # held while referenced
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_search_on_the_same_experiment_is_refused_while_the_first_runs(
+    monkeypatch, work, image_folder, space_file, uri
+):
+    """While a search runs, the same command in another process exits 2 with one line that
+    names the running search; nothing of the running one is touched, and it finishes."""
+    import socket
+
+    seen = {}
+
+    class SecondSearchDuringTrial0(FakeTrials):
+        def __call__(self, cfg, data, *, seed, **kw):
+            if not seen:
+                seen["proc"] = subprocess.run(
+                    cli(*_search_argv(image_folder, space_file, "same"), "--seed", "0"),
+                    cwd=work,
+                    env=cli_env(work),
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+            return super().__call__(cfg, data, seed=seed, **kw)
+
+    fake = SecondSearchDuringTrial0()
+    fast_search(monkeypatch, work, fake)
+    _light_reports(monkeypatch)
+    assert automl_cli.main(_search_argv(image_folder, space_file, "same")) == 0
+    second = seen["proc"]
+    assert second.returncode == 2, second.stderr
+    errors = [line for line in second.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert errors[0].startswith(
+        f"automl: error: experiment 'same' is in use by another automl search (pid "
+        f"{os.getpid()} on {socket.gethostname()}, started "
+    ), errors[0]
+    assert "wait until it ends, or use another --experiment" in errors[0]
+    parents, runs = runs_by_trial(uri, "same")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # no second parent run
+    assert runs == {"0": ["FINISHED"], "1": ["FINISHED"]} and fake.calls == ["0", "1"]
+    project = work / "mlruns" / "automl" / "same"
+    assert not (project / ".automl-lock.json").exists()  # released: the holder's note is gone
+
+
+def test_the_lock_of_a_killed_search_is_taken_over(
+    monkeypatch, work, image_folder, space_file, capsys
+):
+    from automl.data import load_data
+    from automl.errors import SearchError
+    from automl.locks import ExperimentBusyError
+    from automl.search import run_search
+    from automl.space import load_space
+    from tests.conftest import make_tiny_arrays
+    from tests.robust_helpers import settings
+
+    project = work / "mlruns" / "automl" / "exp"
+    argv = _search_argv(image_folder, space_file, "exp")
+    fast_search(monkeypatch, work, FakeTrials())
+    _light_reports(monkeypatch)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(project), "exp"],
+        env=cli_env(work),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert automl_cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert f"in use by another automl search (pid {holder.pid} on " in err[-1]
+        assert issubclass(ExperimentBusyError, SearchError)
+        with pytest.raises(
+            ExperimentBusyError, match=rf"in use by another automl search \(pid {holder.pid} on "
+        ):
+            data = load_data(make_tiny_arrays())
+            run_search(load_space(str(space_file)), data, settings())
+        assert not (project / "automl_search.json").exists()  # refused before any write
+    finally:
+        holder.kill()  # SIGKILL: no chance to let go of anything
+        holder.wait(timeout=30)
+    assert (project / ".automl-lock.json").exists()  # the dead holder's note is still there
+    assert automl_cli.main(argv) == 0  # the kernel released its lock: taken over
+    assert not (project / ".automl-lock.json").exists()
+
+
+# --- signed SavedModels -------------------------------------------------------------------
+def _forged_saved_model(path: Path, marker: Path) -> Path:
+    """A SavedModel whose serving_default writes ``marker``, with automl's metadata by hand."""
+    import tensorflow as tf
+
+    class Forged(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        def serve(self, x):
+            tf.io.write_file(str(marker), "ran")
+            return {"probabilities": tf.fill([tf.shape(x)[0], 2], 0.5)}
+
+    m = Forged()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    (path / "assets").mkdir(exist_ok=True)
+    (path / "assets" / "automl.json").write_text(json.dumps({"class_names": ["cat", "dog"]}))
+    return path
+
+
+def test_a_forged_saved_model_does_not_run_without_trust_model(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from automl.errors import ExportError
+    from automl.export import export_model
+    from automl.predict import predict
+    from automl.signing import SIGNATURE_FILE, key_path
+
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(img)
+    marker = tmp_path / "ran.txt"
+    forged = _forged_saved_model(tmp_path / "evil_sm", marker)
+
+    assert automl_cli.main(["predict", str(img), "--model", str(forged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"automl: error: SavedModel '{forged}' is not signed by automl with your key"
+    ) and err.endswith("pass --trust-model (trust_model=True) only if you trust where it came from")
+    assert len(err.splitlines()) == 1 and not marker.exists()
+
+    # automl's own export: signed with this user's key (made 0600 on first use), loads.
+    own = export_model(
+        tiny_model(2), tmp_path / "own_sm", format="saved_model", class_names=["a", "b"]
+    )
+    assert (own / SIGNATURE_FILE).is_file() and key_path() == tmp_path / "signing_key"
+    assert key_path().stat().st_mode & 0o777 == 0o600
+    assert automl_cli.main(["predict", str(img), "--model", str(own)]) == 0
+    assert capsys.readouterr().out.startswith(f"{img}: ")
+
+    # A signature copied from a genuine export, or an export changed after signing: refused.
+    (forged / SIGNATURE_FILE).write_bytes((own / SIGNATURE_FILE).read_bytes())
+    with pytest.raises(ExportError, match="is not signed by automl with your key"):
+        predict([str(img)], forged)
+    (own / "assets" / "automl.json").write_text(json.dumps({"class_names": ["b", "a"]}))
+    with pytest.raises(ExportError, match="is not signed by automl with your key"):
+        predict([str(img)], own)
+    assert not marker.exists()
+    # Trusted on purpose, it runs (so the refusals above are what kept the marker away).
+    assert automl_cli.main(["predict", str(img), "--model", str(forged), "--trust-model"]) == 0
+    assert marker.read_text() == "ran"
