@@ -5,6 +5,7 @@ forged model. The counts of the sweeps are recorded in docs/reliability.md."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -385,3 +386,116 @@ def test_a_forged_saved_model_does_not_run_without_trust_model(tmp_path, capsys)
     # Trusted on purpose, it runs (so the refusals above are what kept the marker away).
     assert automl_cli.main(["predict", str(img), "--model", str(forged), "--trust-model"]) == 0
     assert marker.read_text() == "ran"
+
+
+# --- atomic exports -------------------------------------------------------------------------
+def _resizing_model(seed: int):
+    """A tiny model with a ``resize`` layer (TFLite needs it), weights drawn from ``seed``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Resizing(16, 16, name="resize"),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+
+
+def _digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.relative_to(p.parent)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+OUTPUTS = {"keras": "m.keras", "saved_model": "m", "tflite": "m.tflite", "onnx": "m.onnx"}
+
+
+@pytest.mark.parametrize("fmt", ["keras", "saved_model", "tflite", "onnx", "mlflow"])
+def test_ctrl_c_at_every_step_of_an_export_keeps_the_earlier_one(tmp_path, fmt):
+    """`export --force` over a good export, SIGINT at each of its steps in turn: the output
+    holds the earlier export or the complete new one (never nothing, never a part), and the
+    same export then finishes, leaving nothing beside the output."""
+    import numpy as np
+
+    import automl.export as ex
+    import automl.signing as signing
+    from automl.predict import load_predictor
+
+    out = tmp_path / "out" / OUTPUTS.get(fmt, "m")
+    files = ex._with_sidecar(out, fmt)
+    old, new = _resizing_model(1), _resizing_model(2)
+    image = np.full((1, 16, 16, 3), 120, np.uint8)
+    want = np.asarray(new.predict(image.astype(np.float32), verbose=0))
+
+    def is_new() -> bool:
+        got = load_predictor(out).predict_batch(image)
+        return np.allclose(np.asarray(got, np.float32), want, atol=1e-3)
+
+    steps = [
+        (ex, f"_export_{fmt}"),
+        (ex, "_write_sidecar"),
+        (ex, "_commit"),
+        (ex, "_remove"),
+        (os, "replace"),
+        (os, "rename"),
+        (signing, "sign"),
+    ]
+    ex.export_model(old, out, format=fmt, class_names=["a", "b"])
+    before = _digest(files)
+    with pytest.MonkeyPatch.context() as mp:  # a clean run: how many steps there are
+        wire = Tripwire(mp, steps)
+        ex.export_model(new, tmp_path / "probe" / out.name, format=fmt, class_names=["a", "b"])
+    total = wire.count
+    assert total >= 3, wire.names
+    for at in range(1, total + 1):
+        with pytest.MonkeyPatch.context() as mp:
+            wire = Tripwire(mp, steps, at)
+            with pytest.raises(KeyboardInterrupt):
+                ex.export_model(new, out, format=fmt, class_names=["a", "b"], force=True)
+        assert out.exists(), (at, wire.names[at - 1])
+        assert _digest(files) == before or is_new(), (at, wire.names[at - 1])
+        ex.export_model(new, out, format=fmt, class_names=["a", "b"], force=True)  # again
+        assert is_new()
+        assert sorted(p.name for p in out.parent.iterdir()) == sorted(f.name for f in files)
+        ex.export_model(old, out, format=fmt, class_names=["a", "b"], force=True)
+        before = _digest(files)
+    print(f"{fmt}: {total} interrupt points")
+
+
+def test_an_interrupted_export_is_reclaimed_and_says_so(
+    tmp_path, monkeypatch, image_folder, capsys
+):
+    """The CLI's own words on Ctrl-C during an export; a partial export and an earlier one
+    left aside by a cut swap are reclaimed by the next run (no folder to delete by hand)."""
+    import automl.export as ex
+    from tests.robust_helpers import searched_trial
+
+    searched_trial(monkeypatch, tmp_path, image_folder)
+    argv = ["export", "--experiment", "retrain", "--format", "saved_model", "--output", "m"]
+    assert automl_cli.main(argv) == 0
+    before = _digest([tmp_path / "m"])
+    with pytest.MonkeyPatch.context() as mp:
+        Tripwire(mp, [(ex, "_export_saved_model")], at=1)
+        assert automl_cli.main([*argv, "--force"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "automl: interrupted; no partial export was written: --output holds the earlier export "
+        "if there was one (or the new one, if it was complete); run the same command again"
+    )
+    assert _digest([tmp_path / "m"]) == before
+    # What a SIGKILL leaves at the worst moments: a partial new export, and the swap cut
+    # after the earlier export moved aside.
+    (tmp_path / ".m.automl-new" / "variables").mkdir(parents=True)
+    (tmp_path / "m").rename(tmp_path / ".m.automl-old")
+    assert automl_cli.main(argv) == 2  # the earlier export is back: --force is needed
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert _digest([tmp_path / "m"]) == before
+    assert automl_cli.main([*argv, "--force"]) == 0
+    assert not list(tmp_path.glob(".m.automl-*"))
