@@ -251,10 +251,13 @@ def check_export_args(
     if suffix and path.suffix != suffix:
         raise ExportError(f"output {str(path)!r} must end in {suffix} for --format {format}")
     try:
-        reclaim(path, format)  # what an interrupted export left beside the output
+        if path.name not in ("", ".", ".."):  # (the current folder is refused below)
+            reclaim(path, format)  # what an interrupted export left beside the output
     except OSError as e:
-        from automl.paths import io_error_line
+        from automl.paths import io_error_line, is_storage_error
 
+        if not is_storage_error(e):
+            raise
         raise StorageError(f"{io_error_line(e, path.parent)}; nothing was exported") from None
     if path.exists() or path.is_symlink():
         if not force:
@@ -341,9 +344,9 @@ def export_model(
     except BaseException as e:  # Ctrl-C, disk full, a failed conversion: the old one stays
         with contextlib.suppress(OSError):
             _remove_ours(new, format)
-        if isinstance(e, OSError):
-            from automl.paths import io_error_line
+        from automl.paths import io_error_line, is_storage_error
 
+        if is_storage_error(e):
             raise StorageError(
                 f"{io_error_line(e, path.parent)}; nothing was exported"
                 + (" and the earlier export is unchanged" if path.exists() else "")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from automl.errors import SearchError, StorageError
-from automl.paths import io_error_line
+from automl.paths import io_error_line, is_storage_error
 
 LOCK_FILE = ".automl-lock"
 HOLDER_FILE = ".automl-lock.json"
@@ -58,6 +58,8 @@ class ExperimentLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if not is_storage_error(e):
+                raise
             raise StorageError(
                 f"{io_error_line(e, self.folder)}: the experiment's folder cannot be made"
             ) from None

@@ -72,7 +72,15 @@ _IO_FIX = {
     errno.EACCES: "make it writable",
     errno.EPERM: "make it writable (it may be immutable: lsattr)",
     errno.EROFS: "the file system is read-only; use a writable folder",
+    errno.EFBIG: "the file is larger than the file system allows; use another folder",
+    errno.EIO: "the disk reported an I/O error; check it",
 }
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """Whether ``e`` is the disk or the folder refusing a write (full, no permission, read-only),
+    as opposed to a bug: those are answered in one line, the others keep their traceback."""
+    return isinstance(e, OSError) and e.errno in _IO_FIX
 
 
 def io_error_line(e: OSError, where: str | Path | None = None) -> str:

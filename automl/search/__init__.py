@@ -28,7 +28,7 @@ from automl.data import DataBundle, load_data
 from automl.errors import SearchError, StorageError
 from automl.executors import WorkerSetup, executor_class
 from automl.locks import ExperimentLock
-from automl.paths import io_error_line
+from automl.paths import io_error_line, is_storage_error
 from automl.progress import Progress
 from automl.refit import RESERVE as REFIT_RESERVE
 from automl.search.loop import SearchLoop, TooManyFailures
@@ -226,6 +226,8 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
         try:
             return _locked_search(space, data, settings, uri, project)
         except OSError as e:
+            if not is_storage_error(e):
+                raise
             raise StorageError(
                 f"{io_error_line(e, project)}; finished trials are kept, run the same command "
                 "to resume"
