@@ -536,3 +536,35 @@ def test_ctrl_c_just_after_the_last_trial_of_a_real_search(tmp_path, image_folde
     assert not (project / "worker_data").exists()
     assert subprocess.run(cli(*argv), cwd=tmp_path, env=env, capture_output=True).returncode == 0
     _finished_once(uri, "last")
+
+
+def test_a_full_mlflow_database_is_one_line(
+    monkeypatch, work, image_folder, space_file, uri, capsys
+):
+    """SQLite's own writes fail inside MLflow (not as an OSError): the same one line, exit 2,
+    and the search's run closed FAILED with the reason (the store is readable again here)."""
+    from mlflow.exceptions import MlflowException
+
+    from automl.tracking import Tracker
+
+    fast_search(monkeypatch, work, FakeTrials())
+    _light_reports(monkeypatch)
+
+    def full(self, run_id, *a, **k):
+        raise MlflowException("(sqlite3.OperationalError) database or disk is full")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Tracker, "log_artifact", full)  # the best model, at the end of the search
+        assert automl_cli.main(_search_argv(image_folder, space_file, "full")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        f"automl: error: cannot write the MLflow store {uri!r}: database or disk is full; free "
+        "some disk space or make it writable; finished trials are kept, run the same command "
+        "to resume"
+    )
+    parents, runs = runs_by_trial(uri, "full")
+    assert [p.info.status for p in parents] == ["FAILED"]
+    assert "database or disk is full" in parents[0].data.tags["automl.stopped"]
+    assert runs == {"0": ["FINISHED"], "1": ["FINISHED"]}
+    assert automl_cli.main(_search_argv(image_folder, space_file, "full")) == 0
+    _finished_once(uri, "full")

@@ -232,6 +232,19 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
                 f"{io_error_line(e, project)}; finished trials are kept, run the same command "
                 "to resume"
             ) from None
+        except Exception as e:  # SQLite's own writes fail inside MLflow, not as an OSError
+            text = str(e).lower()
+            if not any(m in text for m in _STORE_UNWRITABLE):
+                raise
+            raise StorageError(
+                f"cannot write the MLflow store {uri!r}: "
+                f"{next(m for m in _STORE_UNWRITABLE if m in text)}; free some disk space or "
+                "make it writable; finished trials are kept, run the same command to resume"
+            ) from None
+
+
+# What SQLite says (through MLflow and SQLAlchemy) when it cannot write its database.
+_STORE_UNWRITABLE = ("database or disk is full", "attempt to write a readonly database")
 
 
 def _locked_search(space, data, settings, uri, project) -> SearchResult:
