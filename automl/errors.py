@@ -42,6 +42,10 @@ class SearchError(AutoMLError):
     """The search cannot start or continue as asked (budget, resume, failures)."""
 
 
+class ExperimentBusyError(SearchError):
+    """Another process is running a search on the same experiment (its folder is locked)."""
+
+
 class NoCompletedSearchError(SearchError, ExportError):
     """There is no (completed) search to export or rank; run ``automl search`` first."""
 

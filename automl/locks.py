@@ -20,15 +20,13 @@ import socket
 import time
 from pathlib import Path
 
-from automl.errors import SearchError, StorageError
+from automl.errors import ExperimentBusyError, StorageError
 from automl.paths import io_error_line, is_storage_error
 
 LOCK_FILE = ".automl-lock"
 HOLDER_FILE = ".automl-lock.json"
 
-
-class ExperimentBusyError(SearchError):
-    """Another process is running a search on the same experiment folder."""
+__all__ = ["ExperimentBusyError", "ExperimentLock"]
 
 
 def _holder_line(folder: Path) -> str:

@@ -291,8 +291,7 @@ def test_the_lock_of_a_killed_search_is_taken_over(
     monkeypatch, work, image_folder, space_file, capsys
 ):
     from automl.data import load_data
-    from automl.errors import SearchError
-    from automl.locks import ExperimentBusyError
+    from automl.errors import ExperimentBusyError, SearchError
     from automl.search import run_search
     from automl.space import load_space
     from tests.conftest import make_tiny_arrays
