@@ -125,14 +125,15 @@ def _search_events():
     """Every step of a search a Ctrl-C can fall on: each MLflow write, each progress line,
     the trial's checkpoint, KerasTuner's and automl's state files, closing the executor,
     the closing step."""
-    import keras_tuner as kt
+    import importlib
 
     from automl.checkpoints import Checkpoints
     from automl.executors.inprocess import InProcessExecutor
     from automl.progress import Progress
     from automl.tracking import Tracker
 
-    search_pkg = sys.modules["automl.search"]
+    search_pkg = sys.modules["automl.search"]  # the package (automl.search is also a function)
+    search_oracle = importlib.import_module("automl.search.oracle")
     targets = [
         (Tracker, name)
         for name in (
@@ -151,7 +152,7 @@ def _search_events():
     targets += [
         (Progress, "_line"),
         (Checkpoints, "offer_file"),
-        (kt.engine.oracle.Oracle, "save"),
+        (search_oracle, "save_json_atomically"),  # KerasTuner's oracle.json and trial.json
         (InProcessExecutor, "close"),
         (search_pkg, "save_state"),
         (search_pkg, "finish"),
