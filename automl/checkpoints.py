@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -61,14 +62,26 @@ class Checkpoints:
             return False
         tmp = self.folder / f".trial_{trial_id}.tmp.keras"
         tmp.unlink(missing_ok=True)  # ours: left by a process killed while writing it
-        write(tmp)  # a ready export (class names inside)
-        tmp.replace(self.path(trial_id))
+        try:
+            write(tmp)  # a ready export (class names inside)
+            tmp.replace(self.path(trial_id))
+        except BaseException as e:  # disk full, Ctrl-C: no half-written file stays
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and not e.filename:  # name the file in the message
+                raise OSError(e.errno, e.strerror or str(e), str(tmp)) from e
+            raise
         self.scores[trial_id] = score
         ranked = sorted(self.scores.items(), key=lambda kv: self.rank(kv[1]), reverse=True)
         for tid, _ in ranked[self.k :]:
             self.path(tid).unlink(missing_ok=True)
             del self.scores[tid]
         tmp = self.index_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.scores))
-        tmp.replace(self.index_file)
+        try:
+            tmp.write_text(json.dumps(self.scores))
+            tmp.replace(self.index_file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
         return True

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--trust-model",
         action="store_true",
-        help="also load a SavedModel that automl did not export (loading one runs its graph)",
+        help="also load a SavedModel that your automl did not sign (loading one runs its graph)",
     )
     pr.add_argument(
         "--tracking-uri",
@@ -735,6 +735,17 @@ def _network_address() -> str:
             return socket.gethostname()
 
 
+# What an interrupted command leaves, in its own words (after "automl: interrupted; ").
+_INTERRUPTED = {
+    "search": "finished trials are kept, run the same command to resume",
+    "export": "no partial export was written: --output holds the earlier export if there "
+    "was one (or the new one, if it was complete); run the same command again",
+    "retrain": "a run the retrain started is closed as KILLED, the trial it retrains is "
+    "unchanged; run the same command again",
+    "ui": "the MLflow UI is stopped",
+}
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the current runs close as KILLED, the search can resume."""
 
@@ -793,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         print(
-            "automl: interrupted; finished trials are kept, run the same command to resume",
+            f"automl: interrupted; {_INTERRUPTED.get(a.command, 'nothing was changed')}",
             file=sys.stderr,
         )
         return 143 if isinstance(e, Terminated) else 130

@@ -42,6 +42,10 @@ class SearchError(AutoMLError):
     """The search cannot start or continue as asked (budget, resume, failures)."""
 
 
+class ExperimentBusyError(SearchError):
+    """Another process is running a search on the same experiment (its folder is locked)."""
+
+
 class NoCompletedSearchError(SearchError, ExportError):
     """There is no (completed) search to export or rank; run ``automl search`` first."""
 
@@ -88,3 +92,10 @@ def one_line(message: object, limit: int = 1000) -> str:
     """``message`` on one line of at most ``limit`` characters (what the CLI prints)."""
     text = str(message).replace("\r", " ").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class StorageError(SearchError, ExportError):
+    """A file automl must write cannot be written (disk full, no permission, read-only).
+
+    The message names the path and the cause; what was finished before is kept.
+    """

@@ -33,8 +33,10 @@ scale / zero point); it is calibrated on up to 200 training images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import zipfile
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.errors import ExportError, NoCompletedSearchError, SearchError
+from automl.errors import ExportError, NoCompletedSearchError, SearchError, StorageError
 from automl.tracking import Tracker
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx", "mlflow")
@@ -248,6 +250,15 @@ def check_export_args(
     suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}.get(format)
     if suffix and path.suffix != suffix:
         raise ExportError(f"output {str(path)!r} must end in {suffix} for --format {format}")
+    try:
+        if path.name not in ("", ".", ".."):  # (the current folder is refused below)
+            reclaim(path, format)  # what an interrupted export left beside the output
+    except OSError as e:
+        from automl.paths import io_error_line, is_storage_error
+
+        if not is_storage_error(e):
+            raise
+        raise StorageError(f"{io_error_line(e, path.parent)}; nothing was exported") from None
     if path.exists() or path.is_symlink():
         if not force:
             raise ExportError(
@@ -340,21 +351,123 @@ def export_model(
             "int8 quantization needs calibration images (the training images); "
             "pass calibration_images= or --calibration-data SRC"
         )
-    if path.exists():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = _metadata(model, class_names)
-    if format == "keras":
-        _export_keras(model, path, meta)
-    elif format == "saved_model":
-        _export_saved_model(model, path, meta)
-    elif format == "tflite":
-        _export_tflite(model, path, meta, quantize, calibration_images)
-    elif format == "onnx":
-        _export_onnx(model, path, meta)
-    elif format == "mlflow":
-        _export_mlflow(model, path, meta)
+    new = _new_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_ours(new, format)  # a partial export of an earlier, interrupted run
+        if format == "keras":
+            _export_keras(model, new, meta)
+        elif format == "saved_model":
+            _export_saved_model(model, new, meta)
+        elif format == "tflite":
+            _export_tflite(model, new, meta, quantize, calibration_images)
+        elif format == "onnx":
+            _export_onnx(model, new, meta)
+        elif format == "mlflow":
+            _export_mlflow(model, new, meta)
+        _commit(new, path, format)
+    except BaseException as e:  # Ctrl-C, disk full, a failed conversion: the old one stays
+        with contextlib.suppress(OSError):
+            _remove_ours(new, format)
+        from automl.paths import io_error_line, is_storage_error
+
+        if is_storage_error(e):
+            raise StorageError(
+                f"{io_error_line(e, path.parent)}; nothing was exported"
+                + (" and the earlier export is unchanged" if path.exists() else "")
+            ) from None
+        raise
     return path
+
+
+# --- atomic replacement ---------------------------------------------------------------------
+# An export is written beside its target under a hidden name (``.NAME.automl-new``) and
+# renamed over it only when complete. A folder cannot be renamed over a folder, so an earlier
+# export moves aside first (``.NAME.automl-old``) and is removed after. Whatever stops an
+# export, the target holds the old export or the new one; the next export reclaims the
+# hidden names (the old export is put back if the swap was cut in the middle).
+_NEW, _OLD = ".automl-new", ".automl-old"
+
+
+def _new_name(path: Path) -> Path:
+    """Where the export of ``path`` is written first (the suffix kept: Keras checks it)."""
+    return path.with_name(f".{path.stem}{_NEW}{path.suffix}")
+
+
+def _old_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_OLD}")
+
+
+def _with_sidecar(path: Path, format: str) -> list[Path]:
+    """The files an export of ``format`` at ``path`` consists of."""
+    return [path, Path(str(path) + LABELS_SUFFIX)] if format in ("tflite", "onnx") else [path]
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+def _remove_ours(new: Path, format: str) -> None:
+    for p in _with_sidecar(new, format):
+        _remove(p)
+
+
+def reclaim(path: str | Path, format: str) -> None:
+    """Clean what an interrupted export of ``path`` left: its partial new export is removed;
+    an earlier export moved aside is put back (the swap was cut) or removed (it was done)."""
+    path = Path(path)
+    _remove_ours(_new_name(path), format)
+    for target in _with_sidecar(path, format):
+        old = _old_name(target)
+        if not (old.exists() or old.is_symlink()):
+            continue
+        if target.exists() or target.is_symlink():
+            _remove(old)
+        else:
+            old.rename(target)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait until the block is done (the main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    previous = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for s in sigs:
+            signal.signal(s, previous[s])
+        if caught:  # delivered now, to the handler it was meant for
+            signal.raise_signal(caught[0][0])
+
+
+def _commit(new: Path, path: Path, format: str) -> None:
+    """Put the complete export ``new`` at ``path`` (the earlier one out of the way)."""
+    pairs = list(zip(_with_sidecar(new, format), _with_sidecar(path, format)))
+    with _signals_deferred():
+        for src, dst in pairs:
+            if src.is_dir():
+                if dst.exists() or dst.is_symlink():
+                    dst.rename(_old_name(dst))
+                src.rename(dst)
+            else:
+                os.replace(src, dst)  # atomic for a file
+    for _, dst in pairs:  # the earlier export, now aside
+        with contextlib.suppress(OSError):
+            _remove(_old_name(dst))
 
 
 def _export_keras(model, path: Path, meta: dict) -> None:
@@ -394,6 +507,9 @@ def _export_saved_model(model, path: Path, meta: dict) -> None:
         json.dumps({**meta, "input": "uint8 RGB 0-255 [N, H, W, 3], any N, H, W"}, indent=2)
     )
     (assets / "labels.txt").write_text("".join(f"{n}\n" for n in meta["class_names"]))
+    from automl.signing import sign
+
+    sign(path)  # `automl predict` loads a SavedModel only with this user's signature
 
 
 def _representative(images: np.ndarray, size: int):

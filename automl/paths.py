@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from collections.abc import Iterable
@@ -63,3 +64,34 @@ def remove_owned(folder: Path, markers: Iterable[str], entries: Iterable[str]) -
             continue
         removed.append(name)
     return removed
+
+
+_IO_FIX = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some disk space (your quota is used up)",
+    errno.EACCES: "make it writable",
+    errno.EPERM: "make it writable (it may be immutable: lsattr)",
+    errno.EROFS: "the file system is read-only; use a writable folder",
+    errno.EFBIG: "the file is larger than the file system allows; use another folder",
+    errno.EIO: "the disk reported an I/O error; check it",
+}
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """Whether ``e`` is the disk or the folder refusing a write (full, no permission, read-only),
+    as opposed to a bug: those are answered in one line, the others keep their traceback."""
+    return isinstance(e, OSError) and e.errno in _IO_FIX
+
+
+def io_error_line(e: OSError, where: str | Path | None = None) -> str:
+    """One line for a failed write: the path, the cause and what to do.
+
+    ``where`` is named when the error carries no file name (a ``write()`` that ran out of
+    space has none).
+    """
+    path = e.filename or where
+    cause = e.strerror or str(e) or type(e).__name__
+    code = errno.errorcode.get(e.errno, "") if e.errno else ""
+    fix = _IO_FIX.get(e.errno, "check the disk and the folder's permissions")
+    target = f"{str(path)!r}" if path is not None else "a file"
+    return f"cannot write {target}: {cause}{f' ({code})' if code else ''}; {fix}"

@@ -117,14 +117,17 @@ def _own_saved_model_metadata(path: Path) -> dict | None:
 
 def _load_saved_model(path: Path, trust_model: bool = False) -> Predictor:
     """Load a SavedModel; ``tf.saved_model.load`` runs the file's graph, which safe mode does
-    not cover, so only automl's own exports load unless the caller trusts the file."""
-    meta = _own_saved_model_metadata(path)
-    if meta is None and not trust_model:
+    not cover, so only exports signed by this user's automl load (:mod:`automl.signing`)
+    unless the caller trusts the file."""
+    from automl.signing import verify
+
+    if not trust_model and not verify(path):
         raise ExportError(
-            f"SavedModel {str(path)!r} has no automl export metadata (assets/{META_NAME}), and "
-            "loading a SavedModel runs its graph; pass --trust-model (trust_model=True) only "
-            "if you trust where it came from"
+            f"SavedModel {str(path)!r} is not signed by automl with your key, and loading a "
+            "SavedModel runs its graph; pass --trust-model (trust_model=True) only if you "
+            "trust where it came from"
         )
+    meta = _own_saved_model_metadata(path)
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
@@ -328,8 +331,9 @@ def predict(
     """Top-``top_k`` labels of each image (file paths or HxWx3 uint8 arrays).
 
     Returns one ``{"image", "predictions": [{"label", "probability"}, ...]}`` per image,
-    most probable first. A SavedModel loads only when automl exported it (it carries
-    ``assets/automl.json``) or with ``trust_model=True``: loading one runs its graph.
+    most probable first. A SavedModel loads only when this user's automl exported it (it
+    carries automl's signature, see :mod:`automl.signing`) or with ``trust_model=True``:
+    loading one runs its graph.
     ``tracking_uri``: the store of a ``models:/NAME/VERSION`` model (see :func:`load_predictor`).
     """
     if top_k < 1:

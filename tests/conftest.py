@@ -7,6 +7,19 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# automl's SavedModel signing key (automl/signing.py): one per test session, never the
+# user's own (module-scoped fixtures export before a test's own fixtures run).
+if "AUTOML_SIGNING_KEY_FILE" not in os.environ:
+    import atexit
+    import shutil
+
+    _key_dir = tempfile.mkdtemp(prefix="automl-test-key-")
+    atexit.register(shutil.rmtree, _key_dir, ignore_errors=True)
+    os.environ["AUTOML_SIGNING_KEY_FILE"] = str(Path(_key_dir) / "signing_key")
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 

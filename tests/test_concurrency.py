@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from automl.tracking import Tracker
 from tests.robust_helpers import FAST_SPACE_YAML, STORE_WORKER, cli, cli_env, runs_by_trial
 
 
@@ -60,4 +62,10 @@ def test_two_real_searches_on_one_store_at_once(tmp_path, image_folder):
         parents, runs = runs_by_trial(uri, name)
         assert [p.info.status for p in parents] == ["FINISHED"]
         assert runs == {"0": ["FINISHED"]}
-        assert (tmp_path / "mlruns" / "automl" / name / "tuner" / "trial_0" / "trial.json").exists()
+        project = tmp_path / "mlruns" / "automl" / name
+        assert (project / "tuner" / "trial_0" / "trial.json").exists()
+        # Each with its own model file, in its own folder, logged by its own trial run.
+        board = Tracker(uri, name).leaderboard(parents[0].info.run_id)
+        ckpt = Tracker(uri, name).client.get_run(board["run_id"][0]).data.tags["automl.checkpoint"]
+        assert Path(ckpt) == project / "checkpoints" / "trial_0.keras" and Path(ckpt).is_file()
+        assert not (project / ".automl-lock.json").exists()  # each let go of its lock

@@ -140,6 +140,8 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     assert sorted(p.name for p in (project / "tuner").glob("trial_*")) == ["trial_0", "trial_1"]
     # Everything a resume reads is JSON (nothing is unpickled): KerasTuner's state and ours.
     state_files = [f for f in project.rglob("*") if f.is_file() and f.suffix != ".keras"]
+    assert (project / ".automl-lock").read_bytes() == b""  # the experiment's lock: empty
+    state_files.remove(project / ".automl-lock")
     assert {f.name for f in state_files} == {
         ".automl-search",
         "automl_search.json",

@@ -144,7 +144,7 @@ def test_predict_loads_a_foreign_saved_model_only_when_trusted(tmp_path, capsys)
 
     model = _foreign_saved_model(tmp_path / "foreign")
     img = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(ExportError, match=r"no automl export metadata .*pass --trust-model"):
+    with pytest.raises(ExportError, match=r"is not signed by automl with your key.*--trust-model"):
         predict([img], model)
     Image.fromarray(img).save(tmp_path / "x.png")
     assert cli.main(["predict", str(tmp_path / "x.png"), "--model", str(model)]) == 2
@@ -155,10 +155,12 @@ def test_predict_loads_a_foreign_saved_model_only_when_trusted(tmp_path, capsys)
     assert (
         cli.main(["predict", str(tmp_path / "x.png"), "--model", str(model), "--trust-model"]) == 0
     )
-    # automl's own export metadata: loads without the flag, with its class names.
+    # automl's metadata written by hand does not make it trusted (anyone can write a file).
     (model / "assets").mkdir(exist_ok=True)
     (model / "assets" / "automl.json").write_text(json.dumps({"class_names": ["a", "b"]}))
-    assert predict([img], model)[0]["predictions"][0]["label"] in ("a", "b")
+    with pytest.raises(ExportError, match=r"is not signed by automl with your key"):
+        predict([img], model)
+    assert predict([img], model, trust_model=True)[0]["predictions"][0]["label"] in ("a", "b")
 
 
 def test_keras_floor_has_every_safe_mode_fix():

@@ -15,6 +15,7 @@ or up to ``workers`` at once on Ray).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -24,8 +25,10 @@ from typing import Any
 
 from automl.checkpoints import Checkpoints
 from automl.data import DataBundle, load_data
-from automl.errors import SearchError
+from automl.errors import SearchError, StorageError
 from automl.executors import WorkerSetup, executor_class
+from automl.locks import ExperimentLock
+from automl.paths import io_error_line, is_storage_error
 from automl.progress import Progress
 from automl.refit import RESERVE as REFIT_RESERVE
 from automl.search.loop import SearchLoop, TooManyFailures
@@ -222,10 +225,41 @@ def search(
 
 
 def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
-    """Run a search on already-loaded data (``search`` loads and validates first)."""
+    """Run a search on already-loaded data (``search`` loads and validates first).
+
+    The experiment's folder is locked first (one search per experiment at a time, see
+    :mod:`automl.locks`); a file that cannot be written (full disk, no permission) ends the
+    search with a :class:`automl.errors.StorageError` naming it, its runs closed.
+    """
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
     project = project_dir(settings, uri)
+    with ExperimentLock(project, settings.experiment):
+        try:
+            return _locked_search(space, data, settings, uri, project)
+        except OSError as e:
+            if not is_storage_error(e):
+                raise
+            raise StorageError(
+                f"{io_error_line(e, project)}; finished trials are kept, run the same command "
+                "to resume"
+            ) from None
+        except Exception as e:  # SQLite's own writes fail inside MLflow, not as an OSError
+            text = str(e).lower()
+            if not any(m in text for m in _STORE_UNWRITABLE):
+                raise
+            raise StorageError(
+                f"cannot write the MLflow store {uri!r}: "
+                f"{next(m for m in _STORE_UNWRITABLE if m in text)}; free some disk space or "
+                "make it writable; finished trials are kept, run the same command to resume"
+            ) from None
+
+
+# What SQLite says (through MLflow and SQLAlchemy) when it cannot write its database.
+_STORE_UNWRITABLE = ("database or disk is full", "attempt to write a readonly database")
+
+
+def _locked_search(space, data, settings, uri, project) -> SearchResult:
     kind = settings.executor
     setup = WorkerSetup(
         tracking_uri=uri,
@@ -275,6 +309,9 @@ def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -
     finally:
         progress.close()
         executor.close(kill=True)
+        if kind != "inprocess":  # what the workers shared: made again by the next search
+            for name in ("worker_data", "embeddings"):
+                shutil.rmtree(project / name, ignore_errors=True)
 
 
 def _parent_run(space, data, settings, uri, project, state, ident, tracker, accel) -> tuple:
@@ -304,35 +341,90 @@ def _parent_run(space, data, settings, uri, project, state, ident, tracker, acce
                 f"{state['parent_run_id']}, which is not in {uri}; pass the --tracking-uri it "
                 f"used ({state.get('tracking_uri')}), or --overwrite to start over"
             ) from None
-    parent_id = tracker.start_search(
-        search_id,
-        params,
-        {"mlflow.runName": f"search-{settings.experiment}"},
-        run_id=state["parent_run_id"] if state else None,
-    )
-    if state:  # a resumed search: runs left RUNNING by a killed process were interrupted
-        for r in tracker.trial_runs(parent_id):
-            if r.info.status == "RUNNING":
-                tracker.fail_trial(
-                    r.info.run_id,
-                    "interrupted (process stopped); the trial runs again",
-                    status="KILLED",
-                )
-    else:
-        save_state(
-            project,
-            {
-                **ident,
-                "search_id": search_id,
-                "parent_run_id": parent_id,
-                "experiment": settings.experiment,
-                "tracking_uri": uri,
-            },
+    try:
+        parent_id = tracker.start_search(
+            search_id,
+            params,
+            {"mlflow.runName": f"search-{settings.experiment}"},
+            run_id=state["parent_run_id"] if state else None,
         )
-        tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
-        tracker.log_dict(parent_id, data.summary(), "data_summary.json")
-        tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
+    except BaseException as e:  # created but not returned: find it by its search id
+        _close_search_runs(tracker, search_id, e)
+        raise
+    with _parent_closed_on_failure(tracker, parent_id):
+        if state:  # a resumed search: runs left RUNNING by a killed process were interrupted
+            for r in tracker.trial_runs(parent_id):
+                if r.info.status == "RUNNING":
+                    tracker.fail_trial(
+                        r.info.run_id,
+                        "interrupted (process stopped); the trial runs again",
+                        status="KILLED",
+                    )
+        else:  # what a resume needs is logged before the state that says "resume" is saved
+            tracker.log_dict(parent_id, space.to_dict(), "search_space.yaml")
+            tracker.log_dict(parent_id, data.summary(), "data_summary.json")
+            tracker.log_dict(parent_id, {"class_names": data.class_names}, "class_names.json")
+            save_state(
+                project,
+                {
+                    **ident,
+                    "search_id": search_id,
+                    "parent_run_id": parent_id,
+                    "experiment": settings.experiment,
+                    "tracking_uri": uri,
+                },
+            )
     return parent_id, search_id
+
+
+def _failure_reason(e: BaseException) -> tuple[str, str]:
+    """(status, reason) a run ends with when ``e`` stops the search."""
+    from automl.reports import error_line
+
+    if isinstance(e, KeyboardInterrupt):
+        return "KILLED", "interrupted (process stopped)"
+    if isinstance(e, OSError):
+        return "FAILED", io_error_line(e)
+    return "FAILED", error_line(e) if isinstance(e, Exception) else type(e).__name__
+
+
+def _close_parent(tracker: Tracker, parent_id: str, e: BaseException) -> None:
+    """End the parent run KILLED (Ctrl-C) or FAILED with the reason, if it is still RUNNING.
+
+    If the store cannot be written either, the next run of the same command closes it.
+    """
+    status, reason = _failure_reason(e)
+    try:
+        if tracker.client.get_run(parent_id).info.status != "RUNNING":
+            return
+        tracker.set_tags(parent_id, {"automl.stopped": reason[:500]})
+        tracker.end_run(parent_id, status)
+    except Exception as closing:  # noqa: BLE001 - the first error is the one to see
+        log.warning("search run %s not closed as %s: %s", parent_id, status, closing)
+
+
+@contextlib.contextmanager
+def _parent_closed_on_failure(tracker: Tracker, parent_id: str):
+    try:
+        yield
+    except BaseException as e:
+        _close_parent(tracker, parent_id, e)
+        raise
+
+
+def _close_search_runs(tracker: Tracker, search_id: str, e: BaseException) -> None:
+    """Close the RUNNING parent runs tagged ``search_id`` (one created but not returned)."""
+    from automl.tracking import TAG_KIND, TAG_SEARCH
+
+    try:
+        runs = tracker.client.search_runs(
+            [tracker.experiment_id],
+            f"tags.`{TAG_SEARCH}` = '{search_id}' and tags.`{TAG_KIND}` = 'search'",
+        )
+    except Exception:  # noqa: BLE001 - the store is gone: nothing to close
+        return
+    for r in runs:
+        _close_parent(tracker, r.info.run_id, e)
 
 
 def _progress_hooks(progress: Progress) -> tuple:
@@ -359,11 +451,42 @@ def _progress_hooks(progress: Progress) -> tuple:
 def _run(
     space, data, settings, uri, project, state, ident, tracker, executor, accel, started, progress
 ):
-    from automl.trial import RunOptions, TrialConfig
-
     parent_id, search_id = _parent_run(
         space, data, settings, uri, project, state, ident, tracker, accel
     )
+    with _parent_closed_on_failure(tracker, parent_id):
+        return _trials_then_finish(
+            space,
+            data,
+            settings,
+            uri,
+            project,
+            tracker,
+            executor,
+            accel,
+            started,
+            progress,
+            parent_id,
+            search_id,
+        )
+
+
+def _trials_then_finish(
+    space,
+    data,
+    settings,
+    uri,
+    project,
+    tracker,
+    executor,
+    accel,
+    started,
+    progress,
+    parent_id,
+    search_id,
+):
+    from automl.trial import RunOptions, TrialConfig
+
     budget_end = started + settings.time_budget * 60 if settings.time_budget else None
     deadline = budget_end
     if budget_end is not None and settings.refit:  # the trials leave the refit its share
@@ -410,7 +533,6 @@ def _run(
     except KeyboardInterrupt:
         executor.close(kill=True)
         _close_running(tracker, parent_id, "interrupted (process stopped)")
-        tracker.end_run(parent_id, "KILLED")
         raise
     except TooManyFailures as e:
         executor.close(kill=True)
@@ -423,10 +545,12 @@ def _run(
             f"(last: {last}); finished trials are kept; fix the cause and run the same command "
             "to resume, or raise --max-consecutive-failures"
         ) from None
-    except BaseException:
+    except BaseException as e:
         executor.close(kill=True)
-        loop.abandon("the search stopped with an error; the trial runs again")
+        loop.abandon(f"the search stopped ({_failure_reason(e)[1][:300]}); the trial runs again")
         raise
+    # From here to the end (closing the workers, the ensemble, the refit, test scoring),
+    # whatever stops the search closes its run: KILLED on Ctrl-C, FAILED with the reason.
     executor.close()
     if settings.executor != "inprocess":  # what the workers shared: not needed any more
         for name in ("worker_data", "embeddings"):
@@ -449,11 +573,9 @@ def _run(
             budget_end=budget_end,
             progress=progress,
         )
-    except KeyboardInterrupt:  # in the ensemble, the refit or test scoring: never left RUNNING
-        tracker.end_run(parent_id, "KILLED")
-        raise
     finally:
-        progress.message(f"see the runs: automl ui, then open {result.ui_url}")
+        with contextlib.suppress(Exception):  # the store may be what failed
+            progress.message(f"see the runs: automl ui, then open {result.ui_url}")
     return result
 
 

@@ -8,6 +8,8 @@ queue when it reloads.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 from automl.errors import SearchError
@@ -62,8 +64,10 @@ def open_oracle(space: SearchSpace, settings: SearchSettings, project: Path):
     oracle.verbose = 0
     try:
         oracle._set_project_dir(str(project), "tuner")
+        _atomic_saves(oracle)
         if Path(oracle._get_oracle_fname()).exists():
             oracle.reload()
+            _retry_orphans(oracle)
         oracle.save()  # from now on a resumed process always reloads the oracle
     except (ValueError, KeyError, RuntimeError) as e:  # JSONDecodeError is a ValueError
         raise SearchError(
@@ -72,3 +76,47 @@ def open_oracle(space: SearchSpace, settings: SearchSettings, project: Path):
             "over, or use a new --experiment name"
         ) from None
     return oracle
+
+
+def _retry_orphans(oracle) -> None:
+    """Queue again the trials a killed process had started but not recorded as ongoing.
+
+    KerasTuner writes a new trial's ``trial.json`` (RUNNING) before ``oracle.json`` lists it
+    as ongoing; a process stopped between the two writes leaves a trial that counts toward
+    ``max_trials`` but would never run. (An ongoing one is queued again by ``reload``.)
+    """
+    for tid, trial in sorted(oracle.trials.items()):
+        if trial.status == "RUNNING" and tid not in oracle._retry_queue:
+            oracle._retry_queue.append(tid)
+
+
+def save_json_atomically(path: str | Path, state: dict) -> None:
+    """Write ``state`` as JSON beside ``path`` and rename it over: never half a file.
+
+    KerasTuner writes its state in place (TensorFlow's GFile), so a full disk (the file
+    truncated, then the write refused) or a kill mid-write would leave an empty or cut
+    ``oracle.json``, and the search could not resume.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_saves(oracle) -> None:
+    """The oracle's ``oracle.json`` and each ``trial.json``, saved atomically."""
+
+    def save() -> None:
+        save_json_atomically(oracle._get_oracle_fname(), oracle.get_state())
+
+    def save_trial(trial) -> None:
+        folder = oracle._get_trial_dir(trial.trial_id)
+        save_json_atomically(Path(folder) / "trial.json", trial.get_state())
+
+    oracle.save = save
+    oracle._save_trial = save_trial
