@@ -44,7 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.errors import ExportError, NoCompletedSearchError, SearchError, StorageError
+from automl.errors import (
+    ExportError,
+    NoCompletedSearchError,
+    SearchError,
+    StorageError,
+    quoted,
+)
 from automl.tracking import Tracker
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx", "mlflow")
@@ -57,8 +63,6 @@ CALIBRATION_IMAGES = 200
 
 def load_best_model(tracker: Tracker, parent_id: str):
     """The best trial's model of search ``parent_id`` at its best epoch."""
-    import keras
-
     from automl.tracking import best_trial
 
     try:
@@ -68,14 +72,30 @@ def load_best_model(tracker: Tracker, parent_id: str):
     run = tracker.client.get_run(best["run_id"])
     ckpt = run.data.tags.get("automl.checkpoint")
     if ckpt and Path(ckpt).exists():
-        return keras.models.load_model(ckpt, safe_mode=True, compile=False)
-    path = tracker.download(parent_id, "best_model/model.keras")
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+        return load_keras_file(ckpt)
+    return load_keras_file(tracker.download(parent_id, "best_model/model.keras"))
+
+
+def load_keras_file(path: str | Path):
+    """A ``.keras`` file loaded in Keras's safe mode; one that holds Python code (a Lambda
+    layer, a custom function) is a one-line :class:`ExportError`, never loaded."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except ValueError as e:
+        if "arbitrary code execution" not in str(e) and "safe_mode" not in str(e):
+            raise
+        raise ExportError(
+            f"model {quoted(str(path))} holds Python code (a Lambda layer or a custom "
+            "function), which automl never loads: it opens models in Keras safe mode, since "
+            "loading that code would run it; export the model without Lambda layers, "
+            "as `automl export` does"
+        ) from None
 
 
 def load_run_model(tracker: Tracker, run_id: str):
     """The model of a run: a search (its best model) or a trial (its checkpoint, if kept)."""
-    import keras
 
     if is_model_uri(run_id):
         return load_uri_model(run_id, tracker.uri if tracker else None)[0]
@@ -97,7 +117,7 @@ def load_run_model(tracker: Tracker, run_id: str):
             f"trial run {run_id} kept no model file (only the best --keep-top-k trials keep one); "
             "export the search's best model or retrain that trial"
         )
-    return keras.models.load_model(ckpt, safe_mode=True, compile=False)
+    return load_keras_file(ckpt)
 
 
 def class_names_of(tracker: Tracker, run_id: str) -> list[str]:

@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from automl.errors import AutoMLError, ExportError, quoted
-from automl.export import LABELS_SUFFIX, META_NAME, is_model_uri, read_metadata
+from automl.export import (
+    LABELS_SUFFIX,
+    META_NAME,
+    is_model_uri,
+    load_keras_file,
+    read_metadata,
+)
 
 FORMAT_HINT = (
     "a .keras/.tflite/.onnx file, a SavedModel or MLflow model directory, or models:/NAME/VERSION"
@@ -82,9 +88,7 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _load_keras(path: Path) -> Predictor:
-    import keras
-
-    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_file(path)
     _check_image_input(model, path)
     names = read_metadata(path).get("class_names", [])
     return Predictor(
@@ -198,7 +202,6 @@ def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
     The Keras model inside is opened directly in safe mode; other flavours are refused,
     since a pickled Python model would run its code when loaded.
     """
-    import keras
     import yaml
 
     local = Path(uri) if Path(uri).is_dir() else _download_model(uri, tracking_uri)
@@ -210,7 +213,7 @@ def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
             f"MLflow model {uri!r} has flavors {flavors} and no .keras file; automl only loads "
             "Keras-flavour models (it opens them in safe mode: a pickled model could run code)"
         )
-    model = keras.models.load_model(files[0], safe_mode=True, compile=False)
+    model = load_keras_file(files[0])
     _check_image_input(model, uri)
     names = list((spec.get("metadata") or {}).get("class_names", []))
     if not names and (local / META_NAME).is_file():
@@ -275,13 +278,6 @@ def load_predictor(
     except AutoMLError:
         raise
     except Exception as e:
-        if "arbitrary code execution" in str(e) or "safe_mode" in str(e):
-            raise ExportError(
-                f"model {quoted(str(model_path))} holds Python code (a Lambda layer or a custom "
-                "function), which automl never loads: it opens models in Keras safe mode, since "
-                "loading that code would run it; export the model without Lambda layers, "
-                "as `automl export` does"
-            ) from None
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
         raise ExportError(
             f"cannot load {str(model_path)!r} as a {fmt} model: the file is corrupt or not a "

@@ -78,7 +78,7 @@ def test_a_keras_file_with_python_code_is_refused(tmp_path):
         t.experiment_id, tags={"automl.kind": "trial", "automl.checkpoint": str(path)}
     )
     t.end_run(run.info.run_id, "FINISHED")
-    with pytest.raises(ValueError, match=r"arbitrary code execution"):
+    with pytest.raises(ExportError, match=r"holds Python code \(a Lambda layer"):
         load_run_model(t, run.info.run_id)
     with pytest.raises(ExportError, match=r"run id 'nope' is not in"):
         load_run_model(t, "nope")
