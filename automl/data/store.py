@@ -283,19 +283,18 @@ class ImageStore:
             raise IndexError(f"record index out of range 0..{self.count - 1}")
         fd, rec = self._file(), self.record_bytes
         flat = out.reshape(len(idx), rec)
-        i = 0
-        while i < len(idx):  # runs of consecutive records in one read
-            j = i + 1
-            while j < len(idx) and idx[j] == idx[j - 1] + 1:
-                j += 1
-            want = (j - i) * rec
-            buf = os.pread(fd, want, int(idx[i]) * rec)
-            if len(buf) != want:
-                raise DataError(
-                    f"image store {str(self.path)!r} is truncated; delete it and run again"
-                )
-            flat[i:j] = np.frombuffer(buf, np.uint8).reshape(j - i, rec)
-            i = j
+        # Runs of consecutive records, each read straight into ``out`` (one preadv, no copy).
+        starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
+        ends = np.append(starts[1:], len(idx))
+        for i, j in zip(starts.tolist(), ends.tolist()):
+            view, offset = memoryview(flat[i:j]).cast("B"), int(idx[i]) * rec
+            while view:  # a read returns at most ~2 GB: the rest of a long run in more
+                n = os.preadv(fd, [view], offset)
+                if n <= 0:
+                    raise DataError(
+                        f"image store {str(self.path)!r} is truncated; delete it and run again"
+                    )
+                view, offset = view[n:], offset + n
         return out
 
 
