@@ -108,7 +108,7 @@ def _decode_chunk(
         img = decode_image(path, size)
         if img is None:
             return i
-        _pwrite_all(fd, img, i * record)
+        _pwrite_all(fd, np.ascontiguousarray(img), i * record)
         if done is not None:
             done(1)
         return None
@@ -119,8 +119,11 @@ def _decode_chunk(
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(min(threads, len(items))) as pool:
+            pool = ThreadPoolExecutor(min(threads, len(items)))
+            try:
                 out = list(pool.map(one, items))
+            finally:  # an error or Ctrl-C: the files not started are not decoded
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         os.close(fd)
     return [i for i in out if i is not None]
