@@ -59,7 +59,12 @@ BUILDING_PREFIX = ".building-"
 MAX_STORE_SIZE = 260  # the largest size images are stored at (px, square)
 # Below this many files a build decodes in this process (starting worker processes costs more).
 IN_PROCESS_BELOW = 256
-CHUNK = 64  # files per task of a decoding process
+# Below this many files a build decodes in this process, in threads: PIL releases the GIL
+# while it decodes and resizes, and spawning processes (each importing NumPy and PIL) costs
+# more than the GIL does at this size (measured: bench/README.md, "store speed").
+THREADS_BELOW = 2048
+THREADS = 2  # decoding threads per CPU (in this process) or per decoding process
+CHUNK = 256  # files per task of a decoding process (fewer, larger tasks: less messaging)
 SPACE_MARGIN = 64 * 2**20  # bytes kept free beyond the store itself
 
 
@@ -77,6 +82,10 @@ def decode_image(path: str | Path, size: int) -> np.ndarray | None:
 
     try:
         with open_image(path, draft=(size, size)) as im:
+            if im.mode == "RGB":  # resized as a PIL image: no array round trip
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                return np.asarray(im, np.uint8)
             a = to_rgb(im)
         if a.shape[:2] != (size, size):
             a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR), np.uint8)
@@ -85,21 +94,39 @@ def decode_image(path: str | Path, size: int) -> np.ndarray | None:
         return None
 
 
-def _decode_chunk(images_file: str, size: int, items: list[tuple[int, str]]) -> list[int]:
-    """Decode ``(record, path)`` items into ``images_file`` at their records; the unreadable."""
+def _decode_chunk(
+    images_file: str, size: int, items: list[tuple[int, str]], threads: int = 1, done=None
+) -> list[int]:
+    """Decode ``(record, path)`` items into ``images_file`` at their records, in ``threads``
+    threads (each writes its records with ``pwrite``); returns the unreadable records.
+    ``done(n)``: called as records are written (from the threads)."""
     record = size * size * 3
-    bad = []
     fd = os.open(images_file, os.O_WRONLY)
+
+    def one(item: tuple[int, str]) -> int | None:
+        i, path = item
+        img = decode_image(path, size)
+        if img is None:
+            return i
+        _pwrite_all(fd, np.ascontiguousarray(img), i * record)
+        if done is not None:
+            done(1)
+        return None
+
     try:
-        for i, path in items:
-            img = decode_image(path, size)
-            if img is None:
-                bad.append(i)
-                continue
-            _pwrite_all(fd, img.tobytes(), i * record)
+        if threads <= 1 or len(items) < 2:
+            out = [one(it) for it in items]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(min(threads, len(items)))
+            try:
+                out = list(pool.map(one, items))
+            finally:  # an error or Ctrl-C: the files not started are not decoded
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         os.close(fd)
-    return bad
+    return [i for i in out if i is not None]
 
 
 def _ignore_sigint() -> None:
@@ -109,8 +136,8 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")  # bytes or a C-contiguous array, written without a copy
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
@@ -259,19 +286,18 @@ class ImageStore:
             raise IndexError(f"record index out of range 0..{self.count - 1}")
         fd, rec = self._file(), self.record_bytes
         flat = out.reshape(len(idx), rec)
-        i = 0
-        while i < len(idx):  # runs of consecutive records in one read
-            j = i + 1
-            while j < len(idx) and idx[j] == idx[j - 1] + 1:
-                j += 1
-            want = (j - i) * rec
-            buf = os.pread(fd, want, int(idx[i]) * rec)
-            if len(buf) != want:
-                raise DataError(
-                    f"image store {str(self.path)!r} is truncated; delete it and run again"
-                )
-            flat[i:j] = np.frombuffer(buf, np.uint8).reshape(j - i, rec)
-            i = j
+        # Runs of consecutive records, each read straight into ``out`` (one preadv, no copy).
+        starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
+        ends = np.append(starts[1:], len(idx))
+        for i, j in zip(starts.tolist(), ends.tolist()):
+            view, offset = memoryview(flat[i:j]).cast("B"), int(idx[i]) * rec
+            while view:  # a read returns at most ~2 GB: the rest of a long run in more
+                n = os.preadv(fd, [view], offset)
+                if n <= 0:
+                    raise DataError(
+                        f"image store {str(self.path)!r} is truncated; delete it and run again"
+                    )
+                view, offset = view[n:], offset + n
         return out
 
 
@@ -637,14 +663,21 @@ def _copy_unchanged(previous, entries, images_file: str, size: int, bar: _Bar) -
 def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> list[int]:
     if not items:
         return []
-    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
     workers = workers or os.cpu_count() or 1
-    if len(items) < IN_PROCESS_BELOW or workers <= 1:
-        bad = []
-        for c in chunks:
-            bad += _decode_chunk(images_file, size, c)
-            bar.update(len(c))
-        return bad
+    if len(items) < THREADS_BELOW or workers <= 1:
+        import threading
+
+        lock = threading.Lock()
+
+        def done(n: int) -> None:
+            with lock:
+                bar.update(n)
+
+        threads = 1 if len(items) < IN_PROCESS_BELOW else THREADS * workers
+        return _decode_chunk(images_file, size, items, threads, done)
+    # Chunks of CHUNK files, at least 4 per process (so that they end together).
+    step = max(16, min(CHUNK, -(-len(items) // (4 * workers))))
+    chunks = [items[i : i + step] for i in range(0, len(items), step)]
     # "spawn": TensorFlow may be imported here already, and forking it is not safe. A spawned
     # child runs the parent's __main__ again (a user's script without a main guard would
     # start a search in every worker): the workers start, at the submits, under an empty
@@ -657,7 +690,9 @@ def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> lis
         main = sys.modules.get("__main__")
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
-            futures = {pool.submit(_decode_chunk, images_file, size, c): len(c) for c in chunks}
+            futures = {
+                pool.submit(_decode_chunk, images_file, size, c, THREADS): len(c) for c in chunks
+            }
         finally:
             if main is not None:
                 sys.modules["__main__"] = main
