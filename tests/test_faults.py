@@ -1,6 +1,6 @@
 """Faults as the most trusted storage systems test them: Ctrl-C at every step of a search, of
-an export and of a retrain, a full disk or a read-only folder at every write, two searches at once, and a
-forged model. The counts of the sweeps are recorded in docs/reliability.md."""
+an export and of a retrain, a full disk or a read-only folder at every write, two searches at
+once, and a forged model. The counts of the sweeps are recorded in docs/reliability.md."""
 
 from __future__ import annotations
 
