@@ -175,6 +175,12 @@ def retrain(
         train = full_data(bundle)
     orig_tags = run.data.tags
     tid = orig_tags.get(TAG_TRIAL, "?")
+    progress = Progress(verbose)
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        tracker.log_epoch(new_id, entry)
+        progress.epoch(entry)
+
     new = with_retries(
         tracker.client.create_run,
         tracker.experiment_id,
@@ -191,13 +197,7 @@ def retrain(
         },
     )
     new_id = new.info.run_id
-    progress = Progress(verbose)
-
-    def on_epoch(entry: dict[str, Any]) -> None:
-        tracker.log_epoch(new_id, entry)
-        progress.epoch(entry)
-
-    try:
+    try:  # nothing between creating the run and closing it on failure: Ctrl-C leaves no RUNNING run
         with tracker.closed_on_failure(new_id):
             tracker.log_params(
                 new_id,

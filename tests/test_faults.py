@@ -1,6 +1,6 @@
-"""Faults as the most trusted storage systems test them: Ctrl-C at every step of a search and
-of an export, a full disk or a read-only folder at every write, two searches at once, and a
-forged model. The counts of the sweeps are recorded in docs/reliability.md."""
+"""Faults as the most trusted storage systems test them: Ctrl-C at every step of a search, of
+an export and of a retrain, a full disk or a read-only folder at every write, two searches at
+once, and a forged model. The counts of the sweeps are recorded in docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.robust_helpers import (
     cli_env,
     fast_search,
     runs_by_trial,
+    searched_trial,
     tiny_model,
 )
 
@@ -568,3 +569,133 @@ def test_a_full_mlflow_database_is_one_line(
     assert runs == {"0": ["FINISHED"], "1": ["FINISHED"]}
     assert automl_cli.main(_search_argv(image_folder, space_file, "full")) == 0
     _finished_once(uri, "full")
+
+
+def _light_retrain_reports(monkeypatch):
+    """A retrain's reports (plots, an MLflow model: seconds each) as one small MLflow write
+    each, so the sweep's retrains take a fraction of a second; its steps stay the same."""
+    import automl.reports as reports
+
+    def trial_reports(tracker, run_id, outcome, data, cfg, **kw):
+        tracker.log_dict(run_id, {"hyperparameters": cfg.to_dict()}, reports.CONFIG_FILE)
+
+    def evaluation(tracker, run_id, model, x, y, class_names, split="validation"):
+        tracker.log_dict(run_id, {"split": split}, f"per_class_{split}.json")
+        return {}
+
+    def mlflow_model(tracker, run_id, model, example, name="model", **kw):
+        tracker.log_text(run_id, "flavors: {}\n", f"{name}/MLmodel")
+        return {"model_uri": f"runs:/{run_id}/{name}"}
+
+    monkeypatch.setattr(reports, "log_trial_reports", trial_reports)
+    monkeypatch.setattr(reports, "evaluation_reports", evaluation)
+    monkeypatch.setattr(reports, "log_mlflow_model", mlflow_model)
+
+
+def _retrain_events():
+    """Every step of a retrain a Ctrl-C can fall on: reading the trial's config, loading the
+    data, creating the new run and the progress display, each MLflow write, each progress
+    line, the training, the test predictions, each report, the closing step."""
+    from mlflow.tracking import MlflowClient
+
+    import automl.data as data
+    import automl.data.images as images
+    import automl.reports as reports
+    import automl.trial as trial
+    from automl.progress import Progress
+    from automl.tracking import Tracker
+
+    targets = [
+        (Tracker, name)
+        for name in (
+            "download",
+            "log_params",
+            "log_metrics",
+            "log_epoch",
+            "set_tags",
+            "log_dict",
+            "log_text",
+            "log_artifact",
+            "end_run",
+        )
+    ]
+    targets += [
+        (MlflowClient, "create_run"),
+        (MlflowClient, "log_inputs"),
+        (Progress, "__init__"),  # just after the new run is created
+        (Progress, "_line"),
+        (data, "load_data"),
+        (trial, "run_trial"),
+        (images, "predict_images"),
+        (reports, "log_trial_reports"),
+        (reports, "evaluation_reports"),
+        (reports, "log_datasets"),
+        (reports, "log_mlflow_model"),
+    ]
+    return targets
+
+
+def _runs_of(uri: str, experiment: str) -> list:
+    from automl.tracking import Tracker
+
+    t = Tracker(uri, experiment)
+    return t.client.search_runs([t.experiment_id], max_results=1000)
+
+
+def _snapshot(run) -> tuple:
+    return (
+        run.info.status,
+        run.info.end_time,
+        run.data.tags,
+        run.data.metrics,
+        run.data.params,
+    )
+
+
+@pytest.mark.parametrize("part", range(SWEEP_PARTS))
+def test_ctrl_c_at_every_step_of_a_retrain(monkeypatch, work, image_folder, uri, capsys, part):
+    """`automl retrain --run-id TRIAL` with a real SIGINT at each of its steps in turn: exit
+    130 with retrain's own message, no run RUNNING, the search's runs untouched; then the same
+    command exits 0 with a FINISHED retrain run."""
+    trial_run = searched_trial(monkeypatch, work, image_folder)  # retrains on FakeTrials
+    _light_retrain_reports(monkeypatch)
+    search_runs = {r.info.run_id: _snapshot(r) for r in _runs_of(uri, "retrain")}
+    assert trial_run in search_runs
+    argv = ["retrain", "--run-id", trial_run]
+    events = _retrain_events()
+
+    def retrains(step=None) -> list[str]:
+        runs = _runs_of(uri, "retrain")
+        assert all(r.info.status != "RUNNING" for r in runs), (step, [r.info.status for r in runs])
+        now = {r.info.run_id: _snapshot(r) for r in runs if r.info.run_id in search_runs}
+        assert now == search_runs  # the search's runs, trial included, untouched
+        return [r.info.status for r in runs if r.data.tags.get("automl.kind") == "retrain"]
+
+    with pytest.MonkeyPatch.context() as mp:  # a clean run: how many steps there are
+        wire = Tripwire(mp, events)
+        assert automl_cli.main(argv) == 0
+    total, steps = wire.count, list(wire.names)
+    assert total > 15, steps
+    assert retrains() == ["FINISHED"]
+    t0 = time.time()
+    for at in range(1 + part, total + 1, SWEEP_PARTS):
+        before = retrains()
+        capsys.readouterr()
+        with pytest.MonkeyPatch.context() as mp:
+            wire = Tripwire(mp, events, at)
+            rc = automl_cli.main(argv)
+        err = capsys.readouterr().err
+        step = (at, wire.names[at - 1])
+        assert rc == 130, step
+        assert err.strip().splitlines()[-1] == (
+            "automl: interrupted; a run the retrain started is closed as KILLED, the trial it "
+            "retrains is unchanged; run the same command again"
+        ), (step, err)
+        assert "Traceback" not in err, (step, err)
+        after = retrains(step)
+        new = len(after) - len(before)  # at most the one run it started (newest first)
+        assert after[new:] == before and after[:new] in ([], ["KILLED"]), (step, after)
+        assert automl_cli.main(argv) == 0, step
+        assert retrains()[0] == "FINISHED", step  # newest first
+        assert len(retrains()) == len(after) + 1, step
+    print(f"interrupt points: {total}; sweep {time.time() - t0:.0f}s; steps: {steps}")
