@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 # Images a trial starts on per 3 minutes of CPU budget (a GPU: GPU_FACTOR times as many).
-BASE_IMAGES = 1500
-VAL_IMAGES = 1500  # validation images per 3 minutes of budget (scoring every epoch)
+BASE_IMAGES = 1000
+VAL_IMAGES = 1000  # validation images per 3 minutes of budget (scoring every epoch)
 SMALL_TRAIN = 4000  # at or below this many training images, no cap: trials see them all
 GPU_FACTOR = 8
 

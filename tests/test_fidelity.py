@@ -37,8 +37,8 @@ def test_ladder_caps_large_data_only():
     assert fidelity.ladder(1250, 3) == []  # the demo: no cap
     assert fidelity.ladder(4000, 3) == []  # a few thousand images: no cap
     assert fidelity.ladder(7000, None) == []  # no time budget: no cap
-    assert fidelity.ladder(7000, 3) == [1500, 3000, 6000, 7000]
-    assert fidelity.ladder(70000, 30)[0] == 15000  # a longer budget starts higher
+    assert fidelity.ladder(7000, 3) == [1000, 2000, 4000, 7000]
+    assert fidelity.ladder(70000, 30)[0] == 10000  # a longer budget starts higher
     assert [fidelity.rung([1500, 3000, 7000], i, 2) for i in range(7)] == [
         1500,
         1500,
@@ -52,10 +52,10 @@ def test_ladder_caps_large_data_only():
     assert "train_images" not in small["hyperparameters"]
     assert all("train_images" not in s for s in small["seed_trials"])
     large = default_space_dict(_info(70000, 15000, 100000), budget_minutes=3)
-    assert large["hyperparameters"]["train_images"]["choice"][0] == 1500
+    assert large["hyperparameters"]["train_images"]["choice"][0] == 1000
     assert large["hyperparameters"]["train_images"]["choice"][-1] == 70000
-    assert large["hyperparameters"]["val_images"] == 1500
-    assert all(s["train_images"] == 1500 for s in large["seed_trials"])
+    assert large["hyperparameters"]["val_images"] == 1000
+    assert all(s["train_images"] == 1000 for s in large["seed_trials"])
 
 
 def test_stratified_subset_keeps_shares_and_nests():
