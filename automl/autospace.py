@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from automl import fidelity
 from automl.space import SearchSpace, parse_space
 
 log = logging.getLogger("automl")
@@ -94,13 +95,20 @@ def describe(bundle, native: int | None) -> dict[str, Any]:
         "native_size": native,
         "grayscale": _is_grayscale(bundle.x_train),
         "images": n,
+        "train": len(bundle.y_train),
+        "val": len(bundle.y_val),
         "classes": bundle.num_classes,
         "low_res": native <= LOW_RES,
     }
 
 
-def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, Any]:
-    """The default space (as YAML-ready data) for data described by :func:`describe`."""
+def default_space_dict(
+    info: dict[str, Any], *, gpu: bool = False, budget_minutes: float | None = None
+) -> dict[str, Any]:
+    """The default space (as YAML-ready data) for data described by :func:`describe`.
+
+    With a time budget, a large data set gets a fidelity ladder (:mod:`automl.fidelity`).
+    """
     native, n, low = info["native_size"], info["images"], info["low_res"]
     small_data = n < 2000
     photo = not low and not info["grayscale"]
@@ -196,6 +204,15 @@ def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, 
         },
     }
     hps = space["hyperparameters"]
+    rungs = fidelity.ladder(info.get("train", 0), budget_minutes, gpu=gpu)
+    if rungs:  # large data: trials start on a subset, each round on twice the images
+        hps["train_images"] = {"choice": rungs}
+        val = fidelity.val_cap(info["train"], info.get("val", 0), budget_minutes, gpu=gpu)
+        if val:
+            hps["val_images"] = val
+        for s in space["seed_trials"]:
+            s["train_images"] = rungs[0]
+        space["description"] += f"; trials on {', '.join(map(str, rungs))} training images"
     for f in ("pretrained", "scratch"):
         if f not in families:
             del hps[f]
@@ -204,11 +221,19 @@ def default_space_dict(info: dict[str, Any], *, gpu: bool = False) -> dict[str, 
     return space
 
 
-def default_space(bundle, native: int | None = None, *, gpu: bool | None = None) -> SearchSpace:
+def default_space(
+    bundle,
+    native: int | None = None,
+    *,
+    gpu: bool | None = None,
+    budget_minutes: float | None = None,
+) -> SearchSpace:
     """The data-aware default space for ``bundle`` (see the module docstring)."""
     gpu = _has_gpu() if gpu is None else gpu
     info = describe(bundle, native)
-    space = parse_space(default_space_dict(info, gpu=gpu), source="<auto>")
+    space = parse_space(
+        default_space_dict(info, gpu=gpu, budget_minutes=budget_minutes), source="<auto>"
+    )
     log.info("default search space chosen from the data: %s", space.description)
     return space
 
@@ -231,21 +256,32 @@ def seed_values(hps, seed: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hps.values.items() if hps.is_active(k)}
 
 
-def seeded_oracle(oracle_cls, seeds: tuple[dict[str, Any], ...]):
+def fidelity_rungs(space: SearchSpace) -> tuple[int, ...]:
+    """The space's ``train_images`` ladder (its choices), () when it has none."""
+    p = space.params.get("train_images")
+    return tuple(int(v) for v in p.values) if p is not None and p.kind == "choice" else ()
+
+
+def seeded_oracle(oracle_cls, seeds: tuple[dict[str, Any], ...], rungs: tuple[int, ...] = ()):
     """A subclass of ``oracle_cls`` whose first ``len(seeds)`` trials take the seeds' values.
 
     The trial number is the trial id (KerasTuner numbers trials 0, 1, ...), so a resumed
-    search does not seed twice.
+    search does not seed twice. With a fidelity ladder (``rungs``), trial ``i`` trains on
+    rung ``i // len(seeds)`` whatever the oracle picked (see :mod:`automl.fidelity`).
     """
-    if not seeds:
+    if not seeds and not rungs:
         return oracle_cls
 
     class SeededOracle(oracle_cls):
         def populate_space(self, trial_id):
             i = int(trial_id) if str(trial_id).isdigit() else len(self.trials)
             if i < len(seeds):
-                return {"status": "RUNNING", "values": seed_values(self.hyperparameters, seeds[i])}
-            return super().populate_space(trial_id)
+                out = {"status": "RUNNING", "values": seed_values(self.hyperparameters, seeds[i])}
+            else:
+                out = super().populate_space(trial_id)
+            if rungs and out.get("values"):
+                out["values"]["train_images"] = fidelity.rung(rungs, i, len(seeds) or 1)
+            return out
 
     SeededOracle.__name__ = f"Seeded{oracle_cls.__name__}"
     return SeededOracle

@@ -168,7 +168,13 @@ def build_search_ensemble(
     if len(paths) < 2:
         log.info("ensemble: fewer than 2 kept trials, none built")
         return None
-    out = select(paths, data.x_val, data.y_val, objective=result.objective)
+    # On the validation images the trials were scored on (a large data set's are capped,
+    # see automl.fidelity): the same evidence, and not a pass over all of them per member.
+    from automl.fidelity import subset
+
+    best_params = tracker.client.get_run(result.best_trial["run_id"]).data.params
+    val = subset(data, 0, int(best_params.get("val_images", 0) or 0))
+    out = select(paths, val.x_val, val.y_val, objective=result.objective)
     runs = {r.data.tags.get(TAG_TRIAL): r.info.run_id for r in tracker.trial_runs(parent)}
     member_runs = [runs.get(t, "") for t in out.trial_ids]
     summary = {

@@ -19,8 +19,11 @@ just above it. It is kept only if it scores on that validation split within
 not. An ensemble is not refit (each of its members would cost one more trial); when the
 ensemble wins, it stands.
 
-A time-budgeted search leaves :data:`RESERVE` of its budget for the refit; a refit that
-would end more than that past the budget is skipped. In MLflow the refit is a nested run of
+A time-budgeted search leaves :data:`RESERVE` of its budget for the refit. Its time is
+estimated from the winner's (scaled by the images: a trial on a capped fidelity, see
+:mod:`automl.fidelity`, trained on fewer); when all of train + validation would end more
+than that past the budget, the refit trains on the stratified subset of them that fits, and
+is skipped when that is no more images than the winner trained on. In MLflow the refit is a nested run of
 the search (``automl.trial_id = refit``, ``automl.kind = refit``, ``automl.refit_of`` = the
 winner's run id), and the parent run's ``automl.refit`` tag says what happened.
 """
@@ -103,20 +106,28 @@ def build_search_refit(
     budget = config.get("epochs_budget")
     stop = refit_epochs(source.data.metrics.get("best_epoch"))
     total = stop or sum(cfg.schedule(budget))
+    full = len(data.y_train) + len(data.y_val)
+    images = full  # train + validation; fewer when the budget's reserve cannot take them all
     if budget_end is not None and budget_seconds:
         m = source.data.metrics
         took = (source.info.end_time - source.info.start_time) / 1000
         share = total / max(m.get("epochs_run", total), 1.0)
-        grow = (len(data.y_train) + len(data.y_val)) / max(len(data.y_train), 1)
-        estimate = took * share * grow
-        late = time.time() + estimate - budget_end
-        if late > RESERVE * budget_seconds:
-            note(
-                f"skipped: refitting trial {best['trial_id']} would take about {estimate:.0f} s, "
-                f"{late:.0f} s past the time budget"
-            )
-            return None
+        # The trial trained on its fidelity (automl.fidelity): time grows with the images.
+        seen = int(m.get("train_images", len(data.y_train))) or len(data.y_train)
+        per_image = took * share / max(seen, 1)
+        estimate = per_image * full
+        left = budget_end + RESERVE * budget_seconds - time.time()
+        if estimate > left:
+            images = int(left / per_image) if per_image > 0 else 0
+            if images <= seen:  # no more images than the trial had: nothing to gain
+                note(
+                    f"skipped: refitting trial {best['trial_id']} would take about "
+                    f"{estimate:.0f} s, {estimate - left:.0f} s past the time budget"
+                )
+                return None
     train = full_data(data)
+    # The refit's fidelity: all of train + validation, or the stratified subset that fits.
+    cfg = dataclasses.replace(cfg, train_images=images if images < full else 0)
     params = {
         **cfg.to_dict(),
         "lr": cfg.learning_rate,
@@ -133,7 +144,7 @@ def build_search_refit(
         progress.run_started(
             f"refit of trial {best['trial_id']}",
             total,
-            f"train + validation, {len(train.y_train)} images",
+            f"train + validation, {images} images",
         )
 
     def on_epoch(entry: dict[str, Any]) -> None:
@@ -194,7 +205,7 @@ def build_search_refit(
     tracker.end_run(run_id, "FINISHED")
     tracker.set_tags(parent, {"automl.refit_run_id": run_id})
     note(
-        f"kept: trial {best['trial_id']} trained again on {len(train.y_train)} train + "
+        f"kept: trial {best['trial_id']} trained again on {images} train + "
         f"validation images for {total} epochs"
     )
     del out

@@ -69,6 +69,9 @@ HYPERPARAMETERS: dict[str, _HP] = {
         "str", "cosine", allowed=("cosine", "constant"), doc="warm-up + cosine decay per phase"
     ),
     "pooling": _HP("str", "avg", allowed=_POOLING, doc="global pooling: avg, max or avgmax"),
+    # fidelity (automl.fidelity): a stratified subset of the splits; 0 = all images
+    "train_images": _HP("int", 0, 0, 10**9, doc="training images a trial uses (0: all)"),
+    "val_images": _HP("int", 0, 0, 10**9, doc="validation images epochs are scored on (0: all)"),
     # pretrained head
     "head_layers": _HP("int", 0, 0, 2, doc="hidden Dense layers in the head"),
     "head_units": _HP("int", 128, 8, 4096, doc="width of the first hidden Dense layer"),

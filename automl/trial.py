@@ -62,6 +62,8 @@ class TrialConfig:
     kernel_size: int = 3
     separable: bool = False
     residual: bool = False
+    train_images: int = 0  # a stratified subset of the training split (0: all; automl.fidelity)
+    val_images: int = 0  # and of the validation split, for scoring epochs (0: all)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> TrialConfig:
@@ -461,8 +463,12 @@ def run_trial(
         stop_after: a replay (a refit): the same schedules, stopped after this many epochs in
             all; no early stopping, no phase-2 guard, and the model is the last epoch's.
     """
+    from automl.fidelity import subset
+
     keras = _keras()
     options = options or RunOptions()
+    # The trial's fidelity: index subsets of the splits (the test split is not touched here).
+    data = subset(data, cfg.train_images, cfg.val_images)
     if options.deterministic:
         _enable_determinism()
     keras.utils.set_random_seed(seed)
@@ -607,6 +613,8 @@ def run_trial(
         "loss": best.logs.get("loss", float("nan")),
         "best_epoch": float(best.epoch),
         "epochs_run": float(len(best.history)),
+        "train_images": float(len(data.y_train)),  # the fidelity: images it trained on
+        "val_images": float(len(data.y_val)),
         **times,
     }
     if p2 > 0:

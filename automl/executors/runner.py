@@ -176,13 +176,14 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
                 ),
             },
         )
+        from automl.fidelity import subset
         from automl.reports import log_trial_reports
 
         log_trial_reports(
             tracker,
             run_id,
             outcome,
-            ctx.data,
+            subset(ctx.data, 0, cfg.val_images),  # the validation images it was scored on
             cfg,
             seed=job.seed,
             split_seed=job.split_seed,

@@ -205,7 +205,7 @@ def search(
             cache_dir=cache_dir,
             progress=loading,
         )
-        sp = default_space(bundle, native)
+        sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
         check_weights_files(sp)

@@ -40,13 +40,15 @@ def make_oracle(space: SearchSpace, settings: SearchSettings):
         # (a resumed search would stop at its first trial end) and raises before saving.
         max_consecutive_failed_trials=None,
     )
-    from automl.autospace import seeded_oracle  # the space's seed trials run first
+    from automl.autospace import fidelity_rungs, seeded_oracle  # the space's seed trials run first
 
     if settings.tuner == "random":
-        cls = seeded_oracle(kt.oracles.RandomSearchOracle, space.seed_trials)
+        cls = seeded_oracle(kt.oracles.RandomSearchOracle, space.seed_trials, fidelity_rungs(space))
         return cls(max_trials=settings.max_trials, **common)
     if settings.tuner == "bayesian":
-        cls = seeded_oracle(kt.oracles.BayesianOptimizationOracle, space.seed_trials)
+        cls = seeded_oracle(
+            kt.oracles.BayesianOptimizationOracle, space.seed_trials, fidelity_rungs(space)
+        )
         return cls(
             max_trials=settings.max_trials,
             num_initial_points=min(3 + len(space.seed_trials), settings.max_trials),
