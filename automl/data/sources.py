@@ -1,8 +1,11 @@
 """Data sources: the built-in demo, a folder of class sub-folders, a TFDS name, NumPy arrays,
 a ``tf.data.Dataset`` of (image, label), a pandas DataFrame of image paths and labels.
 
-Each loader returns ``(x, y, class_names, skipped)`` with ``x`` uint8 RGB NHWC at one
-storage size; :func:`automl.data.load_data` splits it into a :class:`DataBundle`.
+Each ``store_*`` loader decodes its images once into an on-disk image store
+(:mod:`automl.data.store`) and returns ``(view, y, class_names, skipped)``, ``view`` an
+:class:`~automl.data.images.ImageView` of uint8 RGB images at one storage size;
+:func:`automl.data.load_data` splits it into a :class:`DataBundle`. :func:`load_folder` is
+the earlier in-memory loader, kept as the baseline of ``bench/scale.py``.
 """
 
 from __future__ import annotations
@@ -218,72 +221,6 @@ def load_folder(path: str | Path, store_size: int = 128, strict: bool = False) -
 TFDS_VALIDATION = ("validation", "valid", "val")
 
 
-def load_tfds_splits(
-    name: str, store_size: int = 128, data_dir: str | None = None
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
-    """A TFDS image-classification dataset as ``({split: (x, y)}, class_names)``, keeping
-    the dataset's own splits (``train``, ``validation``, ``test``, ...)."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # tfds raises DatasetNotFoundError and friends
-        raise DataError(
-            f"TFDS dataset {name!r} is not available ({type(e).__name__}); check the name with tfds.list_builders()"
-        ) from None
-    try:
-        # Unprepared or mocked builders may list no splits: take train.
-        splits = list(builder.info.splits) or ["train"]
-        loaded = tfds.load(name, split=splits, as_supervised=True, data_dir=data_dir)
-    except Exception as e:
-        raise DataError(
-            f"TFDS dataset {name!r} could not be loaded: {str(e).splitlines()[0][:200]}"
-        ) from None
-    label = builder.info.features["label"]
-    names = list(getattr(label, "names", None) or [str(i) for i in range(label.num_classes)])
-    out = {}
-    for split_name, ds in zip(splits, loaded):
-        xs, ys = [], []
-        for img, lbl in tfds.as_numpy(ds):
-            xs.append(resize_batch(to_rgb_uint8(img)[None], store_size)[0])
-            ys.append(int(lbl))
-        if xs:
-            out[str(split_name)] = (np.stack(xs), np.array(ys, np.int64))
-    if not out:
-        raise DataError(f"TFDS dataset {name!r} has no examples")
-    return out, names
-
-
-def load_tf_dataset(ds, store_size: int | None = None) -> Loaded:
-    """A ``tf.data.Dataset`` of ``(image, label)`` pairs, batched or not.
-
-    Images of one size keep it (like arrays); images of several sizes are resized to
-    ``store_size``. Labels are integers or strings.
-    """
-    spec = ds.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise DataError(
-            f"a tf.data.Dataset must yield (image, label) pairs, not {spec}; map it with "
-            "ds.map(lambda ex: (ex['image'], ex['label']))"
-        )
-    if spec[0].shape.rank == 4:  # batched: one example at a time
-        ds = ds.unbatch()
-    elif spec[0].shape.rank not in (2, 3, None):
-        raise DataError(
-            f"the dataset's images have shape {spec[0].shape}; expected (H, W[, C]) or batches"
-        )
-    xs, ys = [], []
-    for img, lbl in ds.as_numpy_iterator():
-        xs.append(to_rgb_uint8(img))
-        ys.append(lbl.decode() if isinstance(lbl, bytes) else np.asarray(lbl).reshape(-1)[0])
-    if not xs:
-        raise DataError("the tf.data.Dataset is empty; it must yield (image, label) pairs")
-    if len({im.shape for im in xs}) > 1:  # sizes differ: one storage size, as for a folder
-        size = store_size or max(xs[0].shape[:2])
-        xs = [im if im.shape[:2] == (size, size) else resize_batch(im[None], size)[0] for im in xs]
-    return load_arrays(np.stack(xs), np.asarray(ys), store_size=None)
-
-
 def _tf_examples(ds):
     """``(image, label)`` numpy pairs of a dataset of pairs, batched or not (checked)."""
     spec = ds.element_spec
@@ -397,48 +334,9 @@ def _pick_column(df, wanted: tuple[str, ...], what: str, example: str) -> str:
     )
 
 
-def load_dataframe(
-    df, store_size: int = 128, strict: bool = False, root: Path | None = None
-) -> Loaded:
-    """A pandas DataFrame with an image-path column and a label column.
-
-    The columns are found by name (image: ``image``, ``image_path``, ``path``, ``filepath``,
-    ``file``, ``filename``; label: ``label``, ``class``, ``target``, ``y``). Relative paths
-    are read from the current folder. Unreadable files are skipped with a warning that names
-    them, or refused with ``strict``.
-    """
-    img_col = _pick_column(df, IMAGE_COLUMNS, "image-path", "df.rename(columns={'f': 'path'})")
-    lbl_col = _pick_column(df, LABEL_COLUMNS, "label", "df.rename(columns={'c': 'label'})")
-    if len(df) == 0:
-        raise DataError("the DataFrame has no rows; it needs one row per image")
-    base = Path(root) if root is not None else Path.cwd()
-    paths = [base / str(p) for p in df[img_col].tolist()]
-    labels = df[lbl_col].to_numpy()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        decoded = list(pool.map(lambda p: _decode(p, store_size), paths))
-    bad = [str(p) for p, img in zip(paths, decoded) if img is None]
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        if strict:
-            raise DataError(
-                f"{len(bad)} file(s) of the DataFrame's {img_col!r} column are missing or not "
-                f"readable images: {shown}; fix the paths or run without strict_images"
-            )
-        log.warning("skipped %d unreadable or missing image file(s): %s", len(bad), shown)
-    keep = [i for i, img in enumerate(decoded) if img is not None]
-    if not keep:
-        raise DataError(
-            f"none of the {len(paths)} files in the DataFrame's {img_col!r} column is a "
-            "readable image; check the paths"
-        )
-    x = np.stack([decoded[i] for i in keep])
-    x, y, names, _ = load_arrays(x, labels[keep], store_size=None)
-    return x, y, names, bad
-
-
 def store_dataframe(df, store_size: int, cache_dir, strict: bool = False, progress=None):
-    """A DataFrame of image paths through the image store (see :func:`load_dataframe`):
-    ``(view of the readable images, y, class names, skipped paths)``."""
+    """A DataFrame of image paths (a path column and a label column) through the image
+    store: ``(view of the readable images, y, class names, skipped paths)``."""
     import os
 
     from automl.data.store import NoReadableImages
