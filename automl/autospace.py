@@ -69,7 +69,7 @@ def store_size_for(native: int | None, gpu: bool = False) -> int:
     return int(min(max(native, 32), top))
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
     try:
         import tensorflow as tf
 
@@ -229,7 +229,7 @@ def default_space(
     budget_minutes: float | None = None,
 ) -> SearchSpace:
     """The data-aware default space for ``bundle`` (see the module docstring)."""
-    gpu = _has_gpu() if gpu is None else gpu
+    gpu = has_gpu() if gpu is None else gpu
     info = describe(bundle, native)
     space = parse_space(
         default_space_dict(info, gpu=gpu, budget_minutes=budget_minutes), source="<auto>"

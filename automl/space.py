@@ -69,7 +69,10 @@ HYPERPARAMETERS: dict[str, _HP] = {
         "str", "cosine", allowed=("cosine", "constant"), doc="warm-up + cosine decay per phase"
     ),
     "pooling": _HP("str", "avg", allowed=_POOLING, doc="global pooling: avg, max or avgmax"),
-    # fidelity (automl.fidelity): a stratified subset of the splits; 0 = all images
+    # fidelity (automl.fidelity): a stratified subset of the splits; 0 = all images. In a
+    # space only where it sets them (OPT_IN_KEYS): every hyperparameter, fixed or not, takes
+    # one of the random oracle's draws, so adding them everywhere would change which values
+    # a seeded search of an existing space tries.
     "train_images": _HP("int", 0, 0, 10**9, doc="training images a trial uses (0: all)"),
     "val_images": _HP("int", 0, 0, 10**9, doc="validation images epochs are scored on (0: all)"),
     # pretrained head
@@ -113,6 +116,7 @@ FAMILY_KEYS: dict[str, tuple[str, ...]] = {
         "residual",
     ),
 }
+OPT_IN_KEYS = ("train_images", "val_images")
 SHARED_KEYS = tuple(
     k for k in HYPERPARAMETERS if k != "family" and not any(k in v for v in FAMILY_KEYS.values())
 )
@@ -502,6 +506,12 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
     for name in HYPERPARAMETERS:
         if name == "family":
             continue
+        if (
+            name in OPT_IN_KEYS
+            and name not in hps
+            and not any(name in s for s in sections.values())
+        ):
+            continue  # absent unless asked for: each hyperparameter takes one random draw
         users = [f for f in fams if name in SHARED_KEYS or name in FAMILY_KEYS[f]]
         if not users:
             continue

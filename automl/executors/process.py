@@ -101,7 +101,9 @@ def load_bundle(folder: Path):
     sources = [
         ImageStore(s["store"])
         if "store" in s
-        else ArrayImages(np.load(folder / s["array"], mmap_mode="r"), key=s["key"])
+        else ArrayImages(
+            np.load(folder / s["array"], mmap_mode="r", allow_pickle=False), key=s["key"]
+        )
         for s in meta["sources"]
     ]
     parts = {}

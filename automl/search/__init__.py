@@ -191,7 +191,7 @@ def search(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(uri)
     loading = Progress(verbose)  # the image store's decoding, when it is built
     if space is None:  # a data-aware default space, chosen once the data is loaded
-        from automl.autospace import _has_gpu, default_space, probe_native_size, store_size_for
+        from automl.autospace import default_space, has_gpu, probe_native_size, store_size_for
 
         native = probe_native_size(data)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
@@ -199,7 +199,7 @@ def search(
             data,
             seed=seed,
             # Stored at the largest size the default space asks for: on a GPU, 224 px.
-            store_size=store_size_for(native, gpu=_has_gpu()),
+            store_size=store_size_for(native, gpu=has_gpu()),
             strict_images=strict_images,
             validation_data=validation_data,
             cache_dir=cache_dir,
