@@ -466,25 +466,7 @@ def load_arrays(x, y, store_size: int | None = None) -> Loaded:
     y = np.asarray(y)
     if x.ndim not in (3, 4):
         raise DataError(f"x has shape {x.shape}; expected images shaped (N, H, W) or (N, H, W, C)")
-    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
-        raise DataError(f"y has shape {y.shape}; expected one class label per image, shape (N,)")
-    y = y.reshape(-1)
-    if len(x) != len(y):
-        raise DataError(
-            f"x has {len(x)} images but y has {len(y)} labels; they must have the same length"
-        )
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            bad = y[~np.isfinite(y) | (y != np.round(y))][0]
-            raise DataError(
-                f"y holds {bad.item()!r}, which is not a class label; pass integer or string labels, not one-hot or scores"
-            )
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iuUSOb":
-        raise DataError(f"y has dtype {y.dtype}; pass integer or string class labels")
-    classes = np.unique(y)
-    names = [str(c) for c in classes]
-    idx = np.searchsorted(classes, y).astype(np.int64)
+    _, idx, names = _class_labels(len(x), y)
     imgs = np.stack([to_rgb_uint8(im) for im in x])
     if store_size and (imgs.shape[1] != store_size or imgs.shape[2] != store_size):
         imgs = resize_batch(imgs, store_size)

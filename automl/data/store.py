@@ -331,6 +331,16 @@ def _human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _write_failed(e: OSError, cache: Path, need: int) -> DataError:
+    """The one-line error of a store build that could not write (a full disk, or no access)."""
+    if e.errno == errno.ENOSPC:
+        return _no_space(cache, need)
+    return DataError(
+        f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
+        "pass --cache-dir (cache_dir=) a writable folder with free space"
+    )
+
+
 def _no_space(folder: Path, need: int) -> DataError:
     return DataError(
         f"not enough disk space for the image store in {str(folder)!r}: it needs "
@@ -503,12 +513,7 @@ def _build(
         return _finish(tmp, dest, meta, labels)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno == errno.ENOSPC:
-            raise _no_space(cache, need) from None
-        raise DataError(
-            f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
-            "pass --cache-dir (cache_dir=) a writable folder with free space"
-        ) from None
+        raise _write_failed(e, cache, need) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -812,12 +817,7 @@ def build_from_images(
             return _finish(tmp, cache / final, meta, np.asarray(labels, np.int64)), raw
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            if e.errno == errno.ENOSPC:
-                raise _no_space(cache, max(need, (len(labels) + 1) * rec)) from None
-            raise DataError(
-                f"cannot write the image store in {str(cache)!r} ({e.strerror or e}); "
-                "pass --cache-dir (cache_dir=) a writable folder with free space"
-            ) from None
+            raise _write_failed(e, cache, max(need, (len(labels) + 1) * rec)) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
