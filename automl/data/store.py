@@ -737,90 +737,108 @@ def build_from_images(
     labels in first-seen order. ``count`` (None: unknown) is for the space check and the
     progress bar.
     """
-    from automl.data.bundle import resize_batch, to_rgb_uint8
-
     size = int(size)
     if not 8 <= size <= MAX_STORE_SIZE:
         raise DataError(f"store size {size} is out of range; use 8 to {MAX_STORE_SIZE} px")
     cache = Path(cache_dir)
-    if key is not None:
-        found = open_store(cache / key)
-        if found is not None:
-            return found, list(found.meta.get("raw_labels", []))
+    if key is not None and (found := _with_labels(cache / key)) is not None:
+        return found
     _prepare(cache)
-    raw: list = []
-    index: dict = {}
-    labels: list[int] = []
-    rec = size * size * 3
-    content = hashlib.sha256(f"automl-store v{FORMAT_VERSION} size={size}\n".encode())
-
-    def fill(images_file: str) -> int:
-        bar = _Bar(progress, count or 0, f"writing {what} into the store")
-        n = 0
-        try:
-            with open(images_file, "wb") as f:
-                for img, lbl in images:
-                    a = to_rgb_uint8(img)
-                    if a.shape[:2] != (size, size):
-                        a = resize_batch(a[None], size)[0]
-                    data = a.tobytes()
-                    f.write(data)
-                    lab = lbl.item() if hasattr(lbl, "item") else lbl
-                    if isinstance(lab, bytes):
-                        lab = lab.decode()
-                    if lab not in index:
-                        index[lab] = len(raw)
-                        raw.append(lab)
-                    labels.append(index[lab])
-                    if key is None:
-                        content.update(data)
-                        content.update(f"{lab!r}\n".encode())
-                    n += 1
-                    bar.update(1)
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            bar.close()
-        return n
-
     lock_key = key if key is not None else "stream"
     with _lock(cache, lock_key):
         _clean_stale(cache, lock_key)
-        if key is not None:
-            found = open_store(cache / key)
-            if found is not None:
-                return found, list(found.meta.get("raw_labels", []))
+        if key is not None and (found := _with_labels(cache / key)) is not None:
+            return found
         tmp = cache / f"{BUILDING_PREFIX}{lock_key}-{os.getpid()}"
-        need = (count or 0) * rec
+        need = (count or 0) * size * size * 3
+        writer = _StreamWriter(size, hashed=key is None)
         try:
             if shutil.disk_usage(cache).free < need + SPACE_MARGIN:
                 raise _no_space(cache, need)
             tmp.mkdir()
-            n = fill(str(tmp / IMAGES_FILE))
-            final = key if key is not None else "stream-" + content.hexdigest()[:32]
-            meta = {
-                "format": FORMAT_VERSION,
-                "key": final,
-                "size": size,
-                "count": n,
-                "class_names": [str(r) for r in raw],
-                "raw_labels": [r if isinstance(r, (int, str, float)) else str(r) for r in raw],
-                "names": [],
-                "skipped": [],
-                "built": time.time(),
-                "complete": True,
-            }
-            found = open_store(cache / final)
-            if found is not None:  # the same images were stored before
+            bar = _Bar(progress, count or 0, f"writing {what} into the store")
+            try:
+                n = writer.write(images, str(tmp / IMAGES_FILE), bar)
+            finally:
+                bar.close()
+            final = key if key is not None else "stream-" + writer.content.hexdigest()[:32]
+            if (found := _with_labels(cache / final)) is not None:  # stored before
                 shutil.rmtree(tmp, ignore_errors=True)
-                return found, list(found.meta.get("raw_labels", []))
-            return _finish(tmp, cache / final, meta, np.asarray(labels, np.int64)), raw
+                return found
+            labels = np.asarray(writer.labels, np.int64)
+            return _finish(tmp, cache / final, writer.meta(final, n), labels), writer.raw
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise _write_failed(e, cache, max(need, (len(labels) + 1) * rec)) from None
+            raise _write_failed(e, cache, max(need, writer.written_bytes())) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _with_labels(folder: Path) -> tuple[ImageStore, list] | None:
+    """A complete store at ``folder`` and its raw labels, or None."""
+    found = open_store(folder)
+    return None if found is None else (found, list(found.meta.get("raw_labels", [])))
+
+
+class _StreamWriter:
+    """Writes ``(image, label)`` pairs one record at a time; numbers the labels in first-seen
+    order and, for a store without a key, hashes what it wrote (the key)."""
+
+    def __init__(self, size: int, hashed: bool):
+        self.size, self.hashed = size, hashed
+        self.raw: list = []
+        self.index: dict = {}
+        self.labels: list[int] = []
+        self.content = hashlib.sha256(f"automl-store v{FORMAT_VERSION} size={size}\n".encode())
+
+    def written_bytes(self) -> int:
+        return (len(self.labels) + 1) * self.size * self.size * 3
+
+    def write(self, images, images_file: str, bar) -> int:
+        from automl.data.bundle import resize_batch, to_rgb_uint8
+
+        n = 0
+        with open(images_file, "wb") as f:
+            for img, lbl in images:
+                a = to_rgb_uint8(img)
+                if a.shape[:2] != (self.size, self.size):
+                    a = resize_batch(a[None], self.size)[0]
+                data = a.tobytes()
+                f.write(data)
+                lab = self._label(lbl)
+                if self.hashed:
+                    self.content.update(data)
+                    self.content.update(f"{lab!r}\n".encode())
+                n += 1
+                bar.update(1)
+            f.flush()
+            os.fsync(f.fileno())
+        return n
+
+    def _label(self, lbl):
+        lab = lbl.item() if hasattr(lbl, "item") else lbl
+        if isinstance(lab, bytes):
+            lab = lab.decode()
+        if lab not in self.index:
+            self.index[lab] = len(self.raw)
+            self.raw.append(lab)
+        self.labels.append(self.index[lab])
+        return lab
+
+    def meta(self, key: str, count: int) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "size": self.size,
+            "count": count,
+            "class_names": [str(r) for r in self.raw],
+            "raw_labels": [r if isinstance(r, (int, str, float)) else str(r) for r in self.raw],
+            "names": [],
+            "skipped": [],
+            "built": time.time(),
+            "complete": True,
+        }
 
 
 # ----------------------------------------------------------------------------- Ray nodes
