@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -443,36 +444,17 @@ class Tracker:
         return str(self._register(model_uri, name).version)
 
     def _register(self, model_uri: str, name: str):
-        """``mlflow.register_model`` through this tracker's client, with MLflow's own lines
-        on stderr (the CLI showed them before automl logged through the client)."""
-        import sys
+        """``mlflow.register_model`` into this tracker's store; returns the ModelVersion.
 
-        from mlflow.exceptions import MlflowException
-        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+        The one place automl points MLflow's global tracking URI anywhere, for this call only:
+        MLflow's SQL registry store looks a ``models:/<model_id>`` source up through the global
+        URI (a TODO in ``SqlAlchemyStore.create_model_version``), and a version made from
+        another source would not link to its logged model.
+        """
+        import mlflow
 
-        try:
-            with_retries(self.client.create_registered_model, name)
-            print(f"Successfully registered model '{name}'.", file=sys.stderr)  # as MLflow says
-        except MlflowException as e:
-            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                raise
-            print(
-                f"Registered model {name!r} already exists. Creating a new version of this model...",
-                file=sys.stderr,
-            )
-        model_id = model_uri[len("models:/") :]
-        mv = with_retries(
-            self.client.create_model_version, name, model_uri, run_id=None, model_id=model_id
-        )
-        print(f"Created version '{mv.version}' of model '{mv.name}'.", file=sys.stderr)
-        versions = self.client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
-        entry = [{"name": mv.name, "version": mv.version}]
-        with_retries(
-            self.client.set_logged_model_tags,
-            model_id,
-            {MLFLOW_MODEL_VERSIONS: json.dumps((json.loads(versions) if versions else []) + entry)},
-        )
-        return mv
+        with _REGISTER_LOCK, _global_tracking_uri(self.uri):
+            return mlflow.register_model(model_uri, name)
 
     # --- queries ----------------------------------------------------------------------
     def trial_runs(self, parent_id: str, trial_id: str | None = None) -> list:
@@ -565,6 +547,31 @@ def _no_artifact_progress_bar():
         yield
     finally:
         os.environ.pop(key, None)
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str):
+    """Point MLflow's fluent globals at ``uri`` for a moment; restore them and the env var after.
+
+    (``mlflow.tracking._tracking_service.utils._use_tracking_uri`` would unset a user's
+    ``MLFLOW_TRACKING_URI`` on exit when no URI had been set programmatically.)
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    old_global, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = old_global
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
 
 
 def _check_serving_input(spec, local: str) -> None:
