@@ -341,6 +341,14 @@ class Tracker:
         """Move a run to MLflow's trash (``mlflow gc`` removes it for good)."""
         with_retries(self.client.delete_run, run_id)
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with_retries(self.client.delete_tag, run_id, key)
+
+    def runs_tagged(self, tags: dict[str, str]) -> list:
+        """The active runs of this experiment that carry every tag of ``tags`` (first 1000)."""
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        return list(self.client.search_runs([self.experiment_id], where))
+
     def experiment_name(self, experiment_id: str) -> str:
         return with_retries(self.client.get_experiment, experiment_id).name
 

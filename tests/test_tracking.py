@@ -154,6 +154,12 @@ def test_run_reading_and_removing_methods():
     assert not holds_search(uri, experiments(uri)["empty"])
     assert experiment_id(uri, "reads") == t.experiment_id and experiment_id(uri, "nope") is None
     assert experiment_name(uri, t.experiment_id) == "reads"
+    assert [
+        r.info.run_id for r in t.runs_tagged({"automl.search_id": "s", "automl.kind": "search"})
+    ] == [parent]
+    t.set_tags(parent, {"automl.refit_run_id": "x"})
+    t.delete_tag(parent, "automl.refit_run_id")
+    assert "automl.refit_run_id" not in t.run_tags(parent)
     t.delete_run(trial)
     assert t.trial_runs(parent) == []
 
