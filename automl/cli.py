@@ -443,11 +443,10 @@ def _print_search(a, result) -> None:
         f"test_accuracy={tm.get('test_accuracy', float('nan')):.4f} "
         f"(val-to-test gap {tm.get('val_test_gap', float('nan')):+.4f}; MLflow run {best['run_id']})"
     )
-    client = result.tracker.client
-    parent_tags = client.get_run(result.parent_run_id).data.tags
+    parent_tags = result.tracker.run_tags(result.parent_run_id)
     if best["trial_id"] == REFIT_ID:
         print(f"refit:       {parent_tags['automl.refit']}")
-    ckpt = client.get_run(best["run_id"]).data.tags.get("automl.checkpoint")
+    ckpt = result.tracker.run_tags(best["run_id"]).get("automl.checkpoint")
     print(
         f"best model:  {ckpt} (and MLflow run {result.parent_run_id}, artifact best_model/model.keras)"
     )
@@ -592,14 +591,19 @@ def cmd_predict(a) -> int:
 
 
 def cmd_ui(a) -> int:
-    import signal
     import subprocess
 
-    from automl.tracking import check_tracking_uri, resolve_tracking_uri, sqlite_path
+    from automl.tracking import check_tracking_uri, resolve_tracking_uri
 
     _check_port_free(a.host, a.port)  # before the store's folder is made
     uri = resolve_tracking_uri(a.tracking_uri)
     check_tracking_uri(uri)
+    _print_ui_links(a, uri)
+    return _serve(subprocess.Popen(_server_command(a, uri)))
+
+
+def _print_ui_links(a, uri: str) -> None:
+    """Where the UI serves, the search's runs and compare pages, and the no-auth warning."""
     from automl.tracking import latest_search_experiment, ui_link
 
     everywhere = a.host in ("0.0.0.0", "::", "")
@@ -617,6 +621,11 @@ def cmd_ui(a) -> int:
             file=sys.stderr,
             flush=True,
         )
+
+
+def _server_command(a, uri: str) -> list[str]:
+    from automl.tracking import sqlite_path
+
     cmd = [
         sys.executable,
         "-m",
@@ -634,7 +643,13 @@ def cmd_ui(a) -> int:
     db = sqlite_path(uri)
     if db is not None:  # artifacts of experiments created in the UI go next to the others
         cmd += ["--artifacts-destination", str(db.resolve().parent / "artifacts")]
-    proc = subprocess.Popen(cmd)
+    return cmd
+
+
+def _serve(proc) -> int:
+    """Wait for the server; SIGTERM and Ctrl-C stop it too."""
+    import signal
+
     stopping = []
 
     def stop(*_):
@@ -694,13 +709,10 @@ def _check_port_free(host: str, port: int) -> None:
 def _print_compare_link(uri: str, exp_id: str, base: str) -> None:
     """The latest search of experiment ``exp_id``: its compare link, if it can be read."""
     from automl.compare import describe, search_compare_link
-    from automl.tracking import Tracker
+    from automl.tracking import Tracker, experiment_name
 
     try:
-        from mlflow.tracking import MlflowClient
-
-        name = MlflowClient(tracking_uri=uri).get_experiment(exp_id).name
-        t = Tracker(uri, name)
+        t = Tracker(uri, experiment_name(uri, exp_id))
         parent = t.latest_search()
         if parent is None:
             return
@@ -711,13 +723,9 @@ def _print_compare_link(uri: str, exp_id: str, base: str) -> None:
 
 def _ui_experiment(a, uri: str) -> str | None:
     """The id of ``--experiment`` in the store, or None."""
-    from mlflow.tracking import MlflowClient
+    from automl.tracking import experiment_id
 
-    try:
-        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(a.experiment)
-    except Exception:
-        return None
-    return exp.experiment_id if exp is not None else None
+    return experiment_id(uri, a.experiment)
 
 
 def _network_address() -> str:

@@ -13,7 +13,7 @@ import logging
 
 from automl.errors import TrackingError
 from automl.search_report import COMPARE_MAX, best_run_ids, trial_records
-from automl.tracking import TAG_KIND, Tracker, compare_link, with_retries
+from automl.tracking import Tracker, compare_link, ranked
 
 log = logging.getLogger("automl")
 
@@ -24,7 +24,7 @@ def search_compare_link(
     """(link, trials in it, finished trials) for the search of parent run ``parent_id``;
     the link is "" while no trial has finished."""
     if objective is None:
-        objective = tracker.client.get_run(parent_id).data.params.get("objective", "val_accuracy")
+        objective = tracker.run_params(parent_id).get("objective", "val_accuracy")
     ids, total = best_run_ids(trial_records(tracker, parent_id), objective)
     return (compare_link(ids, [tracker.experiment_id], base) if ids else ""), len(ids), total
 
@@ -40,25 +40,11 @@ def describe(link: str, shown: int, total: int) -> str:
 def experiment_ids(uri: str, names: list[str] | None) -> dict[str, str]:
     """Experiment name -> id for ``names`` (None: every active experiment holding an automl
     search); an unknown name is a :class:`TrackingError` naming it and the known ones."""
-    from mlflow.entities import ViewType
-    from mlflow.tracking import MlflowClient
+    from automl.tracking import experiments, holds_search
 
-    client = MlflowClient(tracking_uri=uri)
-    known = {
-        e.name: e.experiment_id
-        for e in with_retries(client.search_experiments, view_type=ViewType.ACTIVE_ONLY)
-    }
+    known = experiments(uri)
     if names is None:
-        return {
-            n: i
-            for n, i in known.items()
-            if with_retries(
-                client.search_runs,
-                [i],
-                filter_string=f"tags.`{TAG_KIND}` = 'search'",
-                max_results=1,
-            )
-        }
+        return {n: i for n, i in known.items() if holds_search(uri, i)}
     missing = [n for n in names if n not in known]
     if missing:
         from automl.errors import quoted
@@ -113,10 +99,7 @@ def leaderboard_across(
     if objectives:
         log.info("the searches have different objectives: ranked by val_accuracy")
     board = pd.concat(boards, ignore_index=True)
-    other = "val_accuracy" if objective == "val_loss" else "val_loss"
-    board = board.sort_values(
-        [objective, other], ascending=[objective == "val_loss", other == "val_loss"], kind="stable"
-    ).reset_index(drop=True)
+    board = board.iloc[ranked(board, objective)].reset_index(drop=True)
     board = board[["experiment", *[c for c in board.columns if c != "experiment"]]]
     shown = board.head(COMPARE_MAX)
     link = compare_link(list(shown["run_id"]), list(dict.fromkeys(shown["experiment_id"])), base)

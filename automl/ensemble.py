@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from automl.metrics import accuracy, log_loss, rank_key
+
 log = logging.getLogger("automl")
 
 ENSEMBLE_ID = "ensemble"  # the ensemble run's automl.trial_id
@@ -36,17 +38,10 @@ FILE = "ensemble.keras"
 
 
 def _scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    p = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
-    return {
-        "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
-        "val_loss": float(np.mean(-np.log(p))),
-    }
+    return {"val_accuracy": accuracy(y, probs), "val_loss": log_loss(y, probs)}
 
 
-def _rank(s: dict[str, float], objective: str) -> tuple[float, float]:
-    if objective == "val_loss":
-        return (-s["val_loss"], s["val_accuracy"])
-    return (s["val_accuracy"], -s["val_loss"])
+_rank = rank_key  # (the name bench/ensemble_selection.py imports)
 
 
 def greedy_selection(
@@ -151,20 +146,16 @@ def build_search_ensemble(
     ``result`` is the :class:`automl.search.SearchResult`, ``checkpoints`` the search's
     :class:`automl.checkpoints.Checkpoints` (the candidates), ``k`` the most members.
     """
-    from automl.tracking import TAG_KIND, TAG_TRIAL
+    from automl.tracking import TAG_TRIAL
 
     k = int(k)
     parent = result.parent_run_id
     for r in tracker.trial_runs(parent):  # a resumed search builds its ensemble again
         if r.data.tags.get(TAG_TRIAL) == ENSEMBLE_ID:
-            tracker.client.delete_run(r.info.run_id)
+            tracker.delete_run(r.info.run_id)
     if k < 2:
         return None
-    ckpts = checkpoints
-    ckpts.reload()
-    ranked = sorted(ckpts.scores.items(), key=lambda kv: ckpts.rank(kv[1]), reverse=True)
-    paths = {tid: ckpts.path(tid) for tid, _ in ranked if ckpts.path(tid).exists()}
-    paths = dict(list(paths.items())[:k])
+    paths = _candidates(checkpoints, k)
     if len(paths) < 2:
         log.info("ensemble: fewer than 2 kept trials, none built")
         return None
@@ -172,7 +163,7 @@ def build_search_ensemble(
     # see automl.fidelity): the same evidence, and not a pass over all of them per member.
     from automl.fidelity import subset
 
-    best_params = tracker.client.get_run(result.best_trial["run_id"]).data.params
+    best_params = tracker.run_params(result.best_trial["run_id"])
     val = subset(data, 0, int(best_params.get("val_images", 0) or 0))
     out = select(paths, val.x_val, val.y_val, objective=result.objective)
     runs = {r.data.tags.get(TAG_TRIAL): r.info.run_id for r in tracker.trial_runs(parent)}
@@ -188,22 +179,46 @@ def build_search_ensemble(
     }
     tracker.log_dict(parent, summary, "ensemble.json")
     if not out.kept:
-        tracker.set_tags(
-            parent,
-            {
-                "automl.ensemble": (
-                    f"not kept: {result.objective} {out.scores[result.objective]:.4f} does not "
-                    f"beat the best trial's {out.best_single[result.objective]:.4f}"
-                )
-            },
-        )
-        log.info("ensemble of %s not kept: no better than the best trial", out.trial_ids)
+        _record_not_kept(tracker, parent, out, result.objective)
         return out
     from automl.export import export_model
 
     out.path = export_model(
-        out.model, ckpts.folder / FILE, class_names=data.class_names, force=True
+        out.model, checkpoints.folder / FILE, class_names=data.class_names, force=True
     )
+    _record_kept(tracker, parent, search_id, out, member_runs, result.objective)
+    return out
+
+
+def _candidates(checkpoints, k: int) -> dict[str, Path]:
+    """The ``k`` best kept trials that still have their model file: trial id -> path."""
+    checkpoints.reload()
+    ranked = sorted(
+        checkpoints.scores.items(), key=lambda kv: checkpoints.rank(kv[1]), reverse=True
+    )
+    paths = {tid: checkpoints.path(tid) for tid, _ in ranked if checkpoints.path(tid).exists()}
+    return dict(list(paths.items())[:k])
+
+
+def _record_not_kept(tracker, parent: str, out: EnsembleResult, objective: str) -> None:
+    tracker.set_tags(
+        parent,
+        {
+            "automl.ensemble": (
+                f"not kept: {objective} {out.scores[objective]:.4f} does not "
+                f"beat the best trial's {out.best_single[objective]:.4f}"
+            )
+        },
+    )
+    log.info("ensemble of %s not kept: no better than the best trial", out.trial_ids)
+
+
+def _record_kept(
+    tracker, parent: str, search_id: str, out: EnsembleResult, member_runs: list[str], objective
+) -> None:
+    """The ensemble's own nested run, and the parent's tags that point at it."""
+    from automl.tracking import TAG_KIND
+
     run_id = tracker.start_trial(
         parent,
         search_id,
@@ -237,8 +252,7 @@ def build_search_ensemble(
         "ensemble kept: trials %s weights %s, %s %.4f (best trial %.4f)",
         out.trial_ids,
         [round(w, 3) for w in out.weights],
-        result.objective,
-        out.scores[result.objective],
-        out.best_single[result.objective],
+        objective,
+        out.scores[objective],
+        out.best_single[objective],
     )
-    return out

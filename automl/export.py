@@ -69,8 +69,7 @@ def load_best_model(tracker: Tracker, parent_id: str):
         best = best_trial(tracker, parent_id)
     except SearchError as e:
         raise NoCompletedSearchError(str(e)) from None
-    run = tracker.client.get_run(best["run_id"])
-    ckpt = run.data.tags.get("automl.checkpoint")
+    ckpt = tracker.run_tags(best["run_id"]).get("automl.checkpoint")
     if ckpt and Path(ckpt).exists():
         return load_keras_file(ckpt)
     return load_keras_file(tracker.download(parent_id, "best_model/model.keras"))
@@ -100,7 +99,7 @@ def load_run_model(tracker: Tracker, run_id: str):
     if is_model_uri(run_id):
         return load_uri_model(run_id, tracker.uri if tracker else None)[0]
     try:
-        run = tracker.client.get_run(run_id)
+        run = tracker.get_run(run_id)
     except Exception:
         raise ExportError(
             f"run id {run_id!r} is not in {tracker.uri}; copy a run id from `automl leaderboard`"
@@ -128,8 +127,7 @@ def class_names_of(tracker: Tracker, run_id: str) -> list[str]:
     """
     if is_model_uri(run_id):
         return load_uri_model(run_id, tracker.uri if tracker else None)[1]
-    run = tracker.client.get_run(run_id)
-    parent = run.data.tags.get("mlflow.parentRunId") or run_id
+    parent = tracker.run_tags(run_id).get("mlflow.parentRunId") or run_id
     try:
         names = json.loads(tracker.download(parent, "class_names.json").read_text())["class_names"]
     except Exception as e:
@@ -153,30 +151,6 @@ def is_model_uri(value: str | None) -> bool:
 _URI_CACHE: dict[str, tuple[object, list[str]]] = {}
 
 
-def registry_source(uri: str, tracking_uri: str | None) -> str:
-    """Where ``models:/NAME/VERSION`` (or ``/STAGE``, ``@ALIAS``) lives, using the given store."""
-    if not uri.startswith("models:/") or tracking_uri is None:
-        return uri
-    from mlflow import MlflowClient
-
-    ref = uri[len("models:/") :].strip("/")
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return client.get_model_version_download_uri(
-            name, client.get_model_version_by_alias(name, alias).version
-        )
-    name, _, version = ref.rpartition("/")
-    if not name:  # models:/<logged model id> (MLflow 3): not in the registry
-        return uri
-    if not version.isdigit():
-        latest = client.get_latest_versions(name, [version])
-        if not latest:
-            raise ExportError(f"registered model {name!r} has no version in stage {version!r}")
-        version = latest[0].version
-    return client.get_model_version_download_uri(name, version)
-
-
 def load_uri_model(uri: str, tracking_uri: str | None = None):
     """``(keras.Model, class_names)`` of an MLflow model URI such as ``models:/NAME/1``.
 
@@ -186,14 +160,11 @@ def load_uri_model(uri: str, tracking_uri: str | None = None):
     if uri in _URI_CACHE:
         return _URI_CACHE[uri]
     import keras
-    import mlflow
+
+    from automl.tracking import download_model
 
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=registry_source(uri, tracking_uri), tracking_uri=tracking_uri
-            )
-        )
+        local = download_model(uri, tracking_uri)
     except Exception as e:
         raise ExportError(
             f"cannot fetch model {uri!r} from the MLflow registry/store "
@@ -629,23 +600,18 @@ def _export_onnx(model, path: Path, meta: dict) -> None:
 
 def _export_mlflow(model, path: Path, meta: dict) -> None:
     import keras
-    import mlflow
     import tensorflow as tf
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+
+    from automl.tracking import save_keras_model
 
     size = meta["image_size"] or 224
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(meta["class_names"]) or -1))]),
-    )
     path.mkdir(parents=True)
     example = np.random.default_rng(0).integers(0, 256, (1, size, size, 3)).astype(np.float32)
-    mlflow.keras.save_model(
+    save_keras_model(
         model,
-        str(path),
-        signature=signature,
+        path,
         input_example=example,
+        signature=((-1, -1, -1, 3), (-1, len(meta["class_names"]) or -1)),
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
         metadata={k: v for k, v in meta.items() if v is not None},
     )
@@ -659,9 +625,8 @@ def calibration_images_for(
     from automl.data import load_data
 
     if source is None and not is_model_uri(run_id):
-        run = tracker.client.get_run(run_id)
-        parent = run.data.tags.get("mlflow.parentRunId") or run_id
-        source = tracker.client.get_run(parent).data.params.get("data_source")
+        parent = tracker.run_tags(run_id).get("mlflow.parentRunId") or run_id
+        source = tracker.run_params(parent).get("data_source")
     if not source or source == "arrays" or source.startswith("numpy arrays"):
         raise ExportError(
             "int8 quantization needs calibration images and the search's data cannot be "

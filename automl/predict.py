@@ -228,19 +228,12 @@ def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
 def _download_model(uri: str, tracking_uri: str | None) -> Path:
     """A ``models:/`` or ``runs:/`` URI fetched from the project's store (never MLflow's
     default one), which must already exist: predicting creates no store."""
-    import mlflow
-
-    from automl.export import registry_source
-    from automl.tracking import check_store_exists, resolve_tracking_uri
+    from automl.tracking import check_store_exists, download_model, resolve_tracking_uri
 
     store = resolve_tracking_uri(tracking_uri)
     check_store_exists(store)
     try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=registry_source(uri, store), tracking_uri=store
-            )
-        )
+        return download_model(uri, store)
     except ExportError:
         raise
     except Exception as e:

@@ -6,9 +6,8 @@ Search runs get the leaderboard as CSV, a plot of the search, the data splits as
 and the best model as an MLflow model (Keras flavour, with signature and input example) that
 ``mlflow.pyfunc.load_model`` can score, optionally registered in the Model Registry.
 
-Everything goes through the :class:`automl.tracking.Tracker` client with explicit run ids;
-the one MLflow call that only exists in fluent form (logging a model) runs inside
-:func:`_tracking_uri`, which points MLflow's globals at the tracker's store and restores them.
+Everything goes through :class:`automl.tracking.Tracker`'s methods with explicit run ids
+(MLflow's global tracking URI is never set); this module imports no MLflow.
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -225,66 +222,15 @@ def _split_digest(x, y) -> str:
     return h.hexdigest()[:16]
 
 
-def _dataset_classes():
-    from mlflow.data.dataset_source import DatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-
-    class AutoMLDataSource(DatasetSource):
-        """Where automl loaded the data from: ``demo``, a folder, ``tfds:NAME`` or arrays."""
-
-        def __init__(self, uri: str, loader: str = "automl.load_data"):
-            self.uri, self.loader = uri, loader
-
-        @staticmethod
-        def _get_source_type() -> str:
-            return "automl"
-
-        def load(self, **kwargs):
-            from automl.data import load_data
-
-            return load_data(self.uri, **kwargs)
-
-        @staticmethod
-        def _can_resolve(raw_source: Any) -> bool:
-            return False
-
-        @classmethod
-        def _resolve(cls, raw_source: Any):
-            return cls(str(raw_source))
-
-        def to_dict(self) -> dict[str, Any]:
-            return {"uri": self.uri, "loader": self.loader}
-
-        @classmethod
-        def from_dict(cls, source_dict: dict[Any, Any]):
-            return cls(source_dict.get("uri", ""), source_dict.get("loader", "automl.load_data"))
-
-    class ImageDataset(MetaDataset):
-        """Metadata of one split: class counts and image shape as its profile."""
-
-        def __init__(self, source, name, digest, profile):
-            self._profile = profile
-            super().__init__(source=source, name=name, digest=digest)
-
-        @property
-        def profile(self):
-            return self._profile
-
-        def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(self._profile)}
-
-    return AutoMLDataSource, ImageDataset
-
-
-def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> list:
-    """One ``mlflow.data`` dataset per split (name, source, digest, class counts)."""
-    source_cls, dataset_cls = _dataset_classes()
+def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> list[dict[str, Any]]:
+    """One dataset description per split (split, name, source, digest, class counts), as
+    :meth:`automl.tracking.Tracker.log_datasets` logs them."""
     arrays = {
         "train": (data.x_train, data.y_train),
         "validation": (data.x_val, data.y_val),
         "test": (data.x_test, data.y_test),
     }
-    source = source_cls(data_argument(data) or str(data.source))
+    source = data_argument(data) or str(data.source)
     out = []
     for split in splits:
         x, y = arrays[split]
@@ -294,22 +240,16 @@ def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> l
             "image_shape": list(map(int, x.shape[1:])),
             "class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)},
         }
-        ds = dataset_cls(source, f"{data.name}-{split}", _split_digest(x, y), profile)
-        out.append((split, ds))
+        name, digest = f"{data.name}-{split}", _split_digest(x, y)
+        out.append(
+            {"split": split, "name": name, "source": source, "digest": digest, "profile": profile}
+        )
     return out
 
 
 def log_datasets(tracker, run_id: str, data, splits=("train", "validation")) -> None:
     """Log the data splits as the run's inputs (context tag = split name)."""
-    from mlflow.entities import DatasetInput, InputTag
-
-    from automl.tracking import with_retries
-
-    inputs = [
-        DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", split)])
-        for split, ds in split_datasets(data, splits)
-    ]
-    with_retries(tracker.client.log_inputs, run_id, datasets=inputs)
+    tracker.log_datasets(run_id, split_datasets(data, splits))
 
 
 # --- logging helpers --------------------------------------------------------------------------
@@ -402,28 +342,6 @@ def log_trial_reports(
 
 # --- MLflow models ------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _tracking_uri(uri: str):
-    """Point MLflow's fluent globals at ``uri`` for a moment; restore them and the env var after.
-
-    (``mlflow.tracking._tracking_service.utils._use_tracking_uri`` would unset a user's
-    ``MLFLOW_TRACKING_URI`` on exit when no URI had been set programmatically.)
-    """
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    old_global, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        utils._tracking_uri = old_global
-        if old_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_env
-
-
-@contextlib.contextmanager
 def _no_keras_progress_bar():
     import keras
 
@@ -448,23 +366,6 @@ def _requirements() -> list[str]:
     return reqs
 
 
-class _KerasFlavor:
-    """``mlflow.keras`` whose ``save_model`` creates its folder first.
-
-    MLflow 3.17's Keras flavour writes the input example before it creates the model folder,
-    so ``mlflow.keras.log_model(..., input_example=...)`` fails with FileNotFoundError.
-    """
-
-    __name__ = "mlflow.keras"
-
-    @staticmethod
-    def save_model(path, **kwargs):
-        import mlflow.keras
-
-        os.makedirs(path, exist_ok=True)
-        return mlflow.keras.save_model(path=path, **kwargs)
-
-
 def log_mlflow_model(
     tracker,
     run_id: str,
@@ -481,55 +382,39 @@ def log_mlflow_model(
     requirements are pinned to what runs now (no slow inference of requirements).
     Returns ``{"model_id", "model_uri", "registered_version"}``.
     """
-    from mlflow.models import Model, infer_signature
-
-    from automl.tracking import with_retries
+    from automl.tracking import save_keras_model
 
     example = np.asarray(example)
     probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
-    signature = infer_signature(example, probs)
-    params = {k: v[:500] for k, v in tracker.client.get_run(run_id).data.params.items()}
-    logged = with_retries(
-        tracker.client.create_logged_model,
-        tracker.experiment_id,
-        name=name,
-        source_run_id=run_id,
-        params=params,
-        tags={"automl.kind": "model"},
-        model_type="keras-image-classifier",
-    )
+
+    def save(path, spec):
+        save_keras_model(
+            model,
+            path,
+            input_example=example,
+            outputs=probs,
+            pip_requirements=_requirements(),
+            spec=spec,
+        )
+
     # MLflow checks the input example by predicting with the loaded model, which would draw
     # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.
-    with _tracking_uri(tracker.uri), _no_keras_progress_bar():
-        info = Model.log(
-            artifact_path=None,
+    with _no_keras_progress_bar():
+        return tracker.log_model(
+            run_id,
+            save,
             name=name,
-            flavor=_KerasFlavor,
-            flavor_name="mlflow.keras",
-            model=model,
-            run_id=run_id,
-            model_id=logged.model_id,
-            registered_model_name=register,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
+            model_type="keras-image-classifier",
+            tags={"automl.kind": "model"},
             metadata={"class_names": list(class_names or [])},
+            register=register,
         )
-    out = {
-        "model_id": logged.model_id,
-        "model_uri": f"models:/{logged.model_id}",
-        "registered_version": getattr(info, "registered_model_version", None),
-    }
-    return out
 
 
 def register_model(tracker, model_uri: str, name: str) -> str:
     """Register a logged model (``models:/<model_id>``) as a new version of ``name``; the
     version links to its run, as one registered while logging does. Returns the version."""
-    import mlflow
-
-    with _tracking_uri(tracker.uri):
-        return str(mlflow.register_model(model_uri, name).version)
+    return tracker.register_model(model_uri, name)
 
 
 def error_line(e: BaseException) -> str:
@@ -550,7 +435,6 @@ def log_search_reports(
     register: str | None = None,
 ) -> dict[str, Any]:
     """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model."""
-    tags: dict[str, Any] = {}
 
     def leaderboard():
         buf = io.StringIO()
@@ -580,8 +464,16 @@ def log_search_reports(
             tracker, parent_id, model, data.x_test, data.y_test, data.class_names, split="test"
         ),
     )
+    tags = _log_best_model(tracker, parent_id, model, data, register)
+    if tags:
+        tracker.set_tags(parent_id, tags)
+    return tags
 
-    failure: list[str] = []
+
+def _log_best_model(tracker, parent_id: str, model, data, register: str | None) -> dict[str, Any]:
+    """The best model as the search run's MLflow model, registered if asked; returns the
+    parent's tags that say so (or why registering failed)."""
+    tags: dict[str, Any] = {}
 
     def mlflow_model():
         out = log_mlflow_model(
@@ -602,16 +494,13 @@ def log_search_reports(
 
     if not register:
         _guard("best model (MLflow model)", parent_id, mlflow_model)
-    else:
-        # Registering was asked for: a failure is the caller's to report (it must not pass as
-        # a warning), after the search's runs are complete.
-        try:
-            mlflow_model()
-        except Exception as e:  # noqa: BLE001 - recorded, then raised by the caller
-            failure.append(error_line(e))
-            tags["automl.register_error"] = (
-                f"could not register the best model as {register!r} ({failure[0]})"
-            )
-    if tags:
-        tracker.set_tags(parent_id, tags)
+        return tags
+    # Registering was asked for: a failure is the caller's to report (it must not pass as
+    # a warning), after the search's runs are complete.
+    try:
+        mlflow_model()
+    except Exception as e:  # noqa: BLE001 - recorded, then raised by the caller
+        tags["automl.register_error"] = (
+            f"could not register the best model as {register!r} ({error_line(e)})"
+        )
     return tags

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.tracking import TAG_KIND, TAG_TRIAL, Tracker, rank_key
+from automl.tracking import TAG_KIND, TAG_TRIAL, Tracker, ranked
 
 log = logging.getLogger("automl")
 
@@ -135,12 +135,7 @@ def finished(records, objective: str):
     if records.empty or objective not in records.columns:
         return records.iloc[0:0]
     done = records[records["status"].eq("FINISHED") & records[objective].notna()]
-    keys = [
-        rank_key({"val_accuracy": a, "val_loss": b}, objective)
-        for a, b in zip(done["val_accuracy"].fillna(-np.inf), done["val_loss"].fillna(np.inf))
-    ]
-    order = sorted(range(len(done)), key=lambda i: keys[i], reverse=True)
-    return done.iloc[order]
+    return done.iloc[ranked(done, objective)]
 
 
 def best_run_ids(records, objective: str, k: int | None = None) -> tuple[list[str], int]:
@@ -331,8 +326,29 @@ def report_figure(
     done = done.sort_values(["_order", "start"])
     acc = np.minimum.accumulate if lower else np.maximum.accumulate
     scores = done[objective].to_numpy(dtype=float)
+    _by_trial_panel(fig.add_subplot(grid[0, 0]), scores, acc, objective)
+    _by_time_panel(fig.add_subplot(grid[0, 1]), done, acc, objective, started)
+    _by_family_panel(fig.add_subplot(grid[1, 0]), done, objective)
+    _importance_panel(fig.add_subplot(grid[1, 1]), imp, objective, len(done))
+    ax = fig.add_subplot(grid[2, :])
+    axes_names = _varying(done, features)[:8]
+    if len(done) and axes_names:
+        _parallel_panel(ax, plt, done, axes_names, scores, objective)
+    else:
+        _empty(ax, "no finished trial with a searched hyperparameter yet")
+    ax.set_title("parallel coordinates: each line a finished trial (best in bold)")
+    fig.suptitle(f"search report: {len(done)} finished trial(s), objective {objective}")
+    fig.subplots_adjust(left=0.07, right=0.97, top=0.93, bottom=0.06, hspace=0.45, wspace=0.3)
+    return fig  # fixed margins: tight_layout would cost most of a refresh
 
-    ax = fig.add_subplot(grid[0, 0])
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _by_trial_panel(ax, scores, acc, objective: str) -> None:
     if len(scores):
         x = np.arange(1, len(scores) + 1)
         ax.plot(x, scores, "o", alpha=0.5, label="trial")
@@ -344,8 +360,9 @@ def report_figure(
     ax.set(xlabel="finished trial (in order)", ylabel=objective, title="best objective by trial")
     ax.grid(alpha=0.3)
 
-    ax = fig.add_subplot(grid[0, 1])
-    if len(scores):
+
+def _by_time_panel(ax, done, acc, objective: str, started: float) -> None:
+    if len(done):
         by_time = done.sort_values("end")
         minutes = (by_time["end"].to_numpy(dtype=float) - started) / 60
         s = by_time[objective].to_numpy(dtype=float)
@@ -359,7 +376,8 @@ def report_figure(
     )
     ax.grid(alpha=0.3)
 
-    ax = fig.add_subplot(grid[1, 0])
+
+def _by_family_panel(ax, done, objective: str) -> None:
     fam = (
         done["family"].fillna("?").map(str)
         if "family" in done.columns
@@ -375,68 +393,50 @@ def report_figure(
     ax.set(ylabel=objective, title="every trial's score by family")
     ax.grid(alpha=0.3)
 
-    ax = fig.add_subplot(grid[1, 1])
+
+def _importance_panel(ax, imp: dict[str, float], objective: str, finished: int) -> None:
     if imp:
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="tab:green")
         ax.set(xlabel=f"share of the {objective} explained (permutation importance)")
     else:
-        ax.text(
-            0.5,
-            0.5,
+        _empty(
+            ax,
             f"importances need {MIN_TRIALS_FOR_IMPORTANCE} finished trials\n"
-            f"({len(done)} so far) and a searched hyperparameter",
-            ha="center",
-            va="center",
+            f"({finished} so far) and a searched hyperparameter",
         )
-        ax.set_xticks([])
-        ax.set_yticks([])
     ax.set_title("what mattered: hyperparameter importance")
 
-    ax = fig.add_subplot(grid[2, :])
-    axes_names = _varying(done, features)[:8]
-    if len(done) and axes_names:
-        cols = [_axis_values(done[f]) for f in axes_names]
-        obj = scores
-        span = np.ptp(obj)
-        obj_scaled = (obj - obj.min()) / span if span > 0 else np.full(len(obj), 0.5)
-        data = np.column_stack([c[0] for c in cols] + [obj_scaled])
-        cmap = plt.get_cmap("viridis_r" if lower else "viridis")
-        best_i = int(np.argmin(obj) if lower else np.argmax(obj))
-        xs = np.arange(data.shape[1])
-        for i in np.argsort(obj if not lower else -obj):
-            ax.plot(
-                xs,
-                data[i],
-                color=cmap(obj_scaled[i]),
-                alpha=0.9 if i == best_i else 0.55,
-                lw=3 if i == best_i else 1.2,
-            )
-        for j, (_, ticks) in enumerate(cols):
-            ax.axvline(j, color="0.4", lw=0.8)
-            for y, label in ticks:
-                ax.text(j + 0.02, y, label, fontsize=7, va="center")
-        j = len(cols)
-        ax.axvline(j, color="0.4", lw=0.8)
-        for y, v in ((0.0, obj.min()), (1.0, obj.max())):
-            ax.text(j + 0.02, y, f"{v:.4f}", fontsize=7, va="center")
-        ax.set_xticks(xs, [*axes_names, objective])
-        ax.set_yticks([])
-        ax.set_xlim(-0.2, len(xs) - 0.6)
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no finished trial with a searched hyperparameter yet",
-            ha="center",
-            va="center",
+
+def _parallel_panel(ax, plt, done, axes_names: list[str], obj, objective: str) -> None:
+    """One line per finished trial across its searched values and its score (best in bold)."""
+    lower = objective == "val_loss"
+    cols = [_axis_values(done[f]) for f in axes_names]
+    span = np.ptp(obj)
+    obj_scaled = (obj - obj.min()) / span if span > 0 else np.full(len(obj), 0.5)
+    data = np.column_stack([c[0] for c in cols] + [obj_scaled])
+    cmap = plt.get_cmap("viridis_r" if lower else "viridis")
+    best_i = int(np.argmin(obj) if lower else np.argmax(obj))
+    xs = np.arange(data.shape[1])
+    for i in np.argsort(obj if not lower else -obj):
+        ax.plot(
+            xs,
+            data[i],
+            color=cmap(obj_scaled[i]),
+            alpha=0.9 if i == best_i else 0.55,
+            lw=3 if i == best_i else 1.2,
         )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax.set_title("parallel coordinates: each line a finished trial (best in bold)")
-    fig.suptitle(f"search report: {len(done)} finished trial(s), objective {objective}")
-    fig.subplots_adjust(left=0.07, right=0.97, top=0.93, bottom=0.06, hspace=0.45, wspace=0.3)
-    return fig  # fixed margins: tight_layout would cost most of a refresh
+    for j, (_, ticks) in enumerate(cols):
+        ax.axvline(j, color="0.4", lw=0.8)
+        for y, label in ticks:
+            ax.text(j + 0.02, y, label, fontsize=7, va="center")
+    j = len(cols)
+    ax.axvline(j, color="0.4", lw=0.8)
+    for y, v in ((0.0, obj.min()), (1.0, obj.max())):
+        ax.text(j + 0.02, y, f"{v:.4f}", fontsize=7, va="center")
+    ax.set_xticks(xs, [*axes_names, objective])
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(xs) - 0.6)
 
 
 def _png(fig) -> bytes:
@@ -516,7 +516,7 @@ def _refresh(tracker: Tracker, parent_id: str, ui_base: str | None) -> dict[str,
     from automl.tracking import compare_link
     from automl.tracking import ui_base as default_base
 
-    parent = tracker.client.get_run(parent_id)
+    parent = tracker.get_run(parent_id)
     objective = parent.data.params.get("objective", "val_accuracy")
     features = searched_names(parent.data.params)
     records = trial_records(tracker, parent_id)

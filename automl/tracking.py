@@ -11,12 +11,16 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from automl.errors import TrackingError
+from automl.metrics import rank_key, rank_keys, ranked  # noqa: F401 (the ranking rule, re-exported)
 
 log = logging.getLogger("automl")
 
@@ -101,15 +105,6 @@ def check_store_exists(uri: str) -> None:
             f"no automl search found in {quoted(uri)}: {quoted(str(db))} does not exist; "
             "run `automl search` first, or pass --tracking-uri of the store it used"
         )
-
-
-def rank_key(scores: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
-    """Higher is better: the objective first, the other validation score breaks ties.
-
-    The leaderboard, the top-k checkpoints and the best trial all rank with this.
-    """
-    acc, loss = scores.get("val_accuracy", float("-inf")), scores.get("val_loss", float("inf"))
-    return (-loss, acc) if objective == "val_loss" else (acc, -loss)
 
 
 @contextlib.contextmanager
@@ -331,6 +326,144 @@ class Tracker:
                 )
             raise
 
+    # --- reading and removing runs ------------------------------------------------------
+    def get_run(self, run_id: str):
+        """Run ``run_id`` as MLflow returns it (``info``; ``data``: params, metrics, tags)."""
+        return with_retries(self.client.get_run, run_id)
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        return dict(self.get_run(run_id).data.params)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.get_run(run_id).data.tags)
+
+    def delete_run(self, run_id: str) -> None:
+        """Move a run to MLflow's trash (``mlflow gc`` removes it for good)."""
+        with_retries(self.client.delete_run, run_id)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with_retries(self.client.delete_tag, run_id, key)
+
+    def runs_tagged(self, tags: dict[str, str]) -> list:
+        """The active runs of this experiment that carry every tag of ``tags`` (first 1000)."""
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        return list(self.client.search_runs([self.experiment_id], where))
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return with_retries(self.client.get_experiment, experiment_id).name
+
+    # --- inputs and models --------------------------------------------------------------
+    def log_datasets(self, run_id: str, datasets: list[dict[str, Any]]) -> None:
+        """Log data splits as the run's inputs: each a dict with ``split`` (the context tag),
+        ``name``, ``source`` (what :func:`automl.load_data` loads again), ``digest`` and
+        ``profile`` (a JSON-able dict)."""
+        from mlflow.entities import DatasetInput, InputTag
+
+        source_cls, dataset_cls = _dataset_classes()
+        inputs = [
+            DatasetInput(
+                dataset_cls(
+                    source_cls(d["source"]), d["name"], d["digest"], d["profile"]
+                )._to_mlflow_entity(),
+                tags=[InputTag("mlflow.data.context", d["split"])],
+            )
+            for d in datasets
+        ]
+        with_retries(self.client.log_inputs, run_id, datasets=inputs)
+
+    def log_model(
+        self,
+        run_id: str,
+        save: Any,
+        *,
+        name: str,
+        model_type: str,
+        tags: dict[str, str],
+        metadata: dict[str, Any],
+        register: str | None = None,
+    ) -> dict[str, Any]:
+        """Log an MLflow model of run ``run_id`` through this tracker's client (what
+        ``mlflow.models.Model.log`` does, without MLflow's global tracking URI).
+
+        ``save(path, mlflow_model)`` writes the model folder (e.g. :func:`save_keras_model`).
+        Returns ``{"model_id", "model_uri", "registered_version"}``.
+        """
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        params = {k: v[:500] for k, v in self.run_params(run_id).items()}
+        logged = with_retries(
+            self.client.create_logged_model,
+            self.experiment_id,
+            name=name,
+            source_run_id=run_id,
+            params=params,
+            tags=tags,
+            model_type=model_type,
+        )
+        mid = logged.model_id
+        try:
+            with_retries(self.client.log_outputs, run_id, [LoggedModelOutput(mid, step=0)])
+            self._link_step_metrics(run_id, mid, step=0)
+            spec = Model(
+                artifact_path=logged.artifact_location,
+                model_uuid=mid,
+                run_id=run_id,
+                metadata=metadata,
+                model_id=mid,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, "model")
+                save(local, spec)
+                _check_serving_input(spec, local)
+                with_retries(self.client.log_model_artifacts, mid, local)
+        except Exception:
+            self.client.finalize_logged_model(mid, LoggedModelStatus.FAILED)
+            raise
+        with_retries(self.client.finalize_logged_model, mid, LoggedModelStatus.READY)
+        version = self._register(f"models:/{mid}", register).version if register else None
+        return {"model_id": mid, "model_uri": f"models:/{mid}", "registered_version": version}
+
+    def _link_step_metrics(self, run_id: str, model_id: str, step: int) -> None:
+        """The run's metrics at ``step`` logged again for the model (as ``Model.log`` does)."""
+        from mlflow.entities import Metric
+
+        metrics = []
+        for key in self.get_run(run_id).data.metrics:
+            for m in with_retries(self.client.get_metric_history, run_id, key):
+                if m.step == step and m.model_id is None:
+                    metrics.append(
+                        Metric(
+                            key=m.key,
+                            value=m.value,
+                            timestamp=m.timestamp,
+                            step=m.step,
+                            dataset_name=m.dataset_name,
+                            dataset_digest=m.dataset_digest,
+                            run_id=m.run_id,
+                            model_id=model_id,
+                        )
+                    )
+        with_retries(self.client.log_batch, run_id=run_id, metrics=metrics)
+
+    def register_model(self, model_uri: str, name: str) -> str:
+        """Register a logged model (``models:/<model_id>``) as a new version of ``name``
+        (created if new); the version links to the model's run. Returns the version."""
+        return str(self._register(model_uri, name).version)
+
+    def _register(self, model_uri: str, name: str):
+        """``mlflow.register_model`` into this tracker's store; returns the ModelVersion.
+
+        The one place automl points MLflow's global tracking URI anywhere, for this call only:
+        MLflow's SQL registry store looks a ``models:/<model_id>`` source up through the global
+        URI (a TODO in ``SqlAlchemyStore.create_model_version``), and a version made from
+        another source would not link to its logged model.
+        """
+        import mlflow
+
+        with _REGISTER_LOCK, _global_tracking_uri(self.uri):
+            return mlflow.register_model(model_uri, name)
+
     # --- queries ----------------------------------------------------------------------
     def trial_runs(self, parent_id: str, trial_id: str | None = None) -> list:
         """Every nested run of a search (all attempts), oldest first; only those of
@@ -388,17 +521,13 @@ class Tracker:
         df = pd.DataFrame(rows)
         if df.empty:
             return df
-        ok = df["status"].eq("FINISHED") & df[objective].notna()
-        df["_ok"] = ok
-        # A refit carries the validation scores of the trial it refits and ranks above it.
-        df["_refit"] = df["trial"].eq("refit")
-        other = "val_accuracy" if objective == "val_loss" else "val_loss"  # breaks ties
-        df = df.sort_values(
-            ["_ok", objective, other, "_refit"],
-            ascending=[False, objective == "val_loss", other == "val_loss", False],
-            kind="stable",
-        )
-        return df.drop(columns=["_ok", "_refit"]).reset_index(drop=True)
+        # Finished runs with a score first; a refit carries the validation scores of the
+        # trial it refits and ranks above it.
+        ok = (df["status"].eq("FINISHED") & df[objective].notna()).tolist()
+        refit = df["trial"].eq("refit").tolist()
+        keys = rank_keys(df, objective)
+        order = sorted(range(len(df)), key=lambda i: (ok[i], keys[i], refit[i]), reverse=True)
+        return df.iloc[order].reset_index(drop=True)
 
     def download(self, run_id: str, artifact_path: str) -> Path:
         """A run's artifact as a local path (downloaded to a temp folder where needed)."""
@@ -426,6 +555,215 @@ def _no_artifact_progress_bar():
         yield
     finally:
         os.environ.pop(key, None)
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str):
+    """Point MLflow's fluent globals at ``uri`` for a moment; restore them and the env var after.
+
+    (``mlflow.tracking._tracking_service.utils._use_tracking_uri`` would unset a user's
+    ``MLFLOW_TRACKING_URI`` on exit when no URI had been set programmatically.)
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    old_global, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = old_global
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+def _check_serving_input(spec, local: str) -> None:
+    """Score the model's input example as a server would (``Model.log``'s check): a failure
+    is a warning, the model is logged anyway."""
+    serving_input = spec.get_serving_input(local)
+    if not serving_input:
+        return
+    from mlflow.models.utils import _validate_serving_input
+
+    try:
+        _validate_serving_input(model_uri=local, serving_input=serving_input)
+    except Exception as e:  # noqa: BLE001 - MLflow only warns here too
+        log.warning("the model's input example could not be scored: %s: %s", type(e).__name__, e)
+
+
+def save_keras_model(
+    model,
+    path: str | Path,
+    *,
+    input_example,
+    signature: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    outputs=None,
+    pip_requirements: list[str],
+    metadata: dict[str, Any] | None = None,
+    spec=None,
+) -> None:
+    """Write ``model`` as an MLflow model folder (Keras flavour) at ``path``.
+
+    ``signature``: float32 (input, output) tensor shapes; else it is inferred from
+    ``input_example`` and ``outputs`` (the model's outputs on it). ``spec``: the MLflow
+    ``Model`` the folder's MLmodel describes (:meth:`Tracker.log_model` passes its own).
+    The folder is created first (MLflow 3.17 writes the input example before it does).
+    """
+    import mlflow.keras
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import Schema, TensorSpec
+
+    if signature is not None:
+        f32 = np.dtype(np.float32)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(f32, signature[0])]),
+            outputs=Schema([TensorSpec(f32, signature[1])]),
+        )
+    else:
+        signature = infer_signature(input_example, outputs)
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(
+        model,
+        str(path),
+        mlflow_model=spec,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        metadata=metadata,
+    )
+
+
+def _dataset_classes():
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class AutoMLDataSource(DatasetSource):
+        """Where automl loaded the data from: ``demo``, a folder, ``tfds:NAME`` or arrays."""
+
+        def __init__(self, uri: str, loader: str = "automl.load_data"):
+            self.uri, self.loader = uri, loader
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "automl"
+
+        def load(self, **kwargs):
+            from automl.data import load_data
+
+            return load_data(self.uri, **kwargs)
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any):
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri, "loader": self.loader}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]):
+            return cls(source_dict.get("uri", ""), source_dict.get("loader", "automl.load_data"))
+
+    class ImageDataset(MetaDataset):
+        """Metadata of one split: class counts and image shape as its profile."""
+
+        def __init__(self, source, name, digest, profile):
+            self._profile = profile
+            super().__init__(source=source, name=name, digest=digest)
+
+        @property
+        def profile(self):
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return AutoMLDataSource, ImageDataset
+
+
+# --- stores, experiments and model URIs (no Tracker needed) ---------------------------------
+def _client(uri: str, registry: bool = False):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri if registry else None)
+
+
+def experiments(uri: str) -> dict[str, str]:
+    """Name -> id of every active experiment of store ``uri``."""
+    from mlflow.entities import ViewType
+
+    client = _client(uri)
+    found = with_retries(client.search_experiments, view_type=ViewType.ACTIVE_ONLY)
+    return {e.name: e.experiment_id for e in found}
+
+
+def holds_search(uri: str, experiment_id: str) -> bool:
+    """Whether experiment ``experiment_id`` of store ``uri`` holds an automl search."""
+    return bool(
+        with_retries(
+            _client(uri).search_runs,
+            [experiment_id],
+            filter_string=f"tags.`{TAG_KIND}` = 'search'",
+            max_results=1,
+        )
+    )
+
+
+def experiment_id(uri: str, name: str) -> str | None:
+    """The id of experiment ``name`` in store ``uri``, or None (also when unreadable)."""
+    try:
+        exp = _client(uri).get_experiment_by_name(name)
+    except Exception:
+        return None
+    return exp.experiment_id if exp is not None else None
+
+
+def experiment_name(uri: str, experiment_id: str) -> str:
+    return _client(uri).get_experiment(experiment_id).name
+
+
+def registry_source(uri: str, tracking_uri: str | None) -> str:
+    """Where ``models:/NAME/VERSION`` (or ``/STAGE``, ``@ALIAS``) lives, using the given store."""
+    if not uri.startswith("models:/") or tracking_uri is None:
+        return uri
+    from automl.errors import ExportError
+
+    ref = uri[len("models:/") :].strip("/")
+    client = _client(tracking_uri, registry=True)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_download_uri(
+            name, client.get_model_version_by_alias(name, alias).version
+        )
+    name, _, version = ref.rpartition("/")
+    if not name:  # models:/<logged model id> (MLflow 3): not in the registry
+        return uri
+    if not version.isdigit():
+        latest = client.get_latest_versions(name, [version])
+        if not latest:
+            raise ExportError(f"registered model {name!r} has no version in stage {version!r}")
+        version = latest[0].version
+    return client.get_model_version_download_uri(name, version)
+
+
+def download_model(uri: str, tracking_uri: str | None) -> Path:
+    """The local folder (or file) of model URI ``uri`` (``models:/``, ``runs:/``) of the store
+    ``tracking_uri``; MLflow's exceptions pass through."""
+    import mlflow.artifacts
+
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=registry_source(uri, tracking_uri), tracking_uri=tracking_uri
+        )
+    )
 
 
 def ui_link(experiment_id: str, base: str = DEFAULT_UI) -> str:

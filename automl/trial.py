@@ -236,12 +236,10 @@ def phase2_learning_rate(cfg: TrialConfig) -> float:
 
 
 def rank(logs: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
-    """Sort key of an epoch's scores, higher is better (ties: the other score)."""
-    acc = logs.get("val_accuracy", 0.0)
-    loss = logs.get("val_loss", float("inf"))
-    if objective == "val_loss":
-        return (-loss, acc)
-    return (acc, -loss)
+    """Sort key of an epoch's scores, higher is better: :func:`automl.metrics.rank_key`."""
+    from automl.metrics import rank_key
+
+    return rank_key(logs, objective)
 
 
 class _EpochWatch:
