@@ -115,6 +115,7 @@ def search(
         validation_data: your own validation split, any source ``data`` accepts; ``data`` is
             then split into train and test only.
     """
+    # First, while locals() holds the keywords only: each is a SearchSettings field.
     options = {k: v for k, v in locals().items() if k not in ("data", "space", "validation_data")}
     settings = SearchSettings.for_search(space is None, **options)
     settings.validate()
@@ -127,7 +128,8 @@ def search(
     return run_search(sp, bundle, settings)
 
 
-search.__doc__ = f"{search.__doc__.rstrip()}\n{options_doc()}\n"
+if search.__doc__:  # (None under python -OO)
+    search.__doc__ = f"{search.__doc__.rstrip()}\n{options_doc()}\n"
 
 
 def _space_and_data(data, space, validation_data, settings: SearchSettings, uri: str):
