@@ -17,11 +17,6 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
-CACHE_DIR_HELP = (
-    "where image stores are kept: a folder of images is decoded once into a store there and "
-    "reused while its files are unchanged (default: stores/ beside the tracking folder, "
-    "mlruns/stores)"
-)
 
 
 def _common(p: argparse.ArgumentParser, several: bool = False) -> None:
@@ -114,18 +109,25 @@ def _non_negative_float(s: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from automl.search import TUNERS
-    from automl.search.settings import (
-        DEFAULT_ENSEMBLE,
-        DEFAULT_MAX_TRIALS,
-        DEFAULT_TIME_BUDGET,
-        SEED_MAX,
-    )
-
     ap = _Parser(
         prog="automl", description="Keras AutoML for image transfer learning, tracked in MLflow."
     )
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (
+        _search_parser,
+        _retrain_parser,
+        _leaderboard_parser,
+        _export_parser,
+        _predict_parser,
+        _ui_parser,
+    ):
+        add(sub)
+    return ap
+
+
+def _search_parser(sub) -> None:
+    """``automl search``: its options are :class:`automl.search.SearchSettings`' fields."""
+    from automl.search.settings import search_options
 
     s = sub.add_parser("search", help="run (or resume) a search")
     s.add_argument(
@@ -137,134 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="search-space YAML file or built-in name (default, gpu); without it the space is "
         "chosen from the data (logged to MLflow as search_space.yaml, reusable with --space)",
     )
-    s.add_argument(
-        "--max-trials",
-        type=_positive_int,
-        default=None,
-        help=f"at most this many trials (default: {DEFAULT_MAX_TRIALS} without --space, so the "
-        "time budget stops the search; 6 with --space)",
-    )
-    s.add_argument("--tuner", choices=TUNERS, default="bayesian")
-    s.add_argument(
-        "--seed", type=_bounded_int(0, SEED_MAX, "a seed"), default=0, help=f"0 to {SEED_MAX}"
-    )
-    s.add_argument(
-        "--time-budget",
-        type=float,
-        default=None,
-        metavar="MINUTES",
-        help=f"no new trial after this many minutes, a running one stops at its epoch end; "
-        "with --refit the trials stop at 85 %% of it and the refit has the rest "
-        f"(default without --space: {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test "
-        "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none)",
-    )
-    s.add_argument(
-        "--ensemble",
-        type=_non_negative_int,
-        default=DEFAULT_ENSEMBLE,
-        metavar="K",
-        help="after the search, a greedy ensemble of up to K kept trials, kept only if it beats "
-        f"the best trial on validation (default {DEFAULT_ENSEMBLE}; 0 = off)",
-    )
-    s.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="once the search has chosen, train the winning trial again on train + validation "
-        "(not when the ensemble wins; default: on without --space, off with it)",
-    )
-    s.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="TensorFlow deterministic ops: a seeded search reproduces its trials and scores "
-        "(slower)",
-    )
-    s.add_argument(
-        "--no-embedding-cache",
-        action="store_true",
-        help="phase 1 runs the frozen backbone every epoch",
-    )
-    s.add_argument(
-        "--keep-top-k",
-        type=_positive_int,
-        default=3,
-        help="keep model files of the best K trials only",
-    )
-    s.add_argument("--overwrite", action="store_true", help="start the experiment's search over")
-    s.add_argument(
-        "--strict-images",
-        action="store_true",
-        help="refuse corrupt or non-image files in the data folder (default: skip them "
-        "with a warning that counts and names them)",
-    )
-    s.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
-    s.add_argument(
-        "--max-retries",
-        type=_non_negative_int,
-        default=1,
-        help="times a crashed trial is run again (default 1); diverged (NaN/inf loss) and "
-        "out-of-memory trials are never retried",
-    )
-    s.add_argument(
-        "--max-consecutive-failures",
-        type=_positive_int,
-        default=3,
-        help="stop the search after this many failed trials in a row (default 3); "
-        "finished trials are kept",
-    )
-    s.add_argument(
-        "--trials-per-worker",
-        type=_non_negative_int,
-        default=10,
-        metavar="N",
-        help="run trials in a worker process that is replaced after N trials (default 10) "
-        "or once its memory grew 10%% over its first trial, so memory stays bounded; "
-        "0 runs them in the search's own process",
-    )
-    s.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="run up to N trials at once on Ray (default 1: one at a time, no Ray); "
-        'needs pip install -e ".[distributed]"',
-    )
-    s.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="join the Ray cluster at ADDR (HEAD:6379; default $RAY_ADDRESS); without it "
-        "--workers N starts a local Ray runtime for the search",
-    )
-    s.add_argument(
-        "--cpus-per-trial",
-        type=_non_negative_float,
-        default=1.0,
-        metavar="N",
-        help="CPUs each trial asks Ray for (default 1)",
-    )
-    s.add_argument(
-        "--gpus-per-trial",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="F",
-        help="GPUs each trial asks Ray for; fractions allowed, e.g. 0.25 (default 0)",
-    )
-    s.add_argument(
-        "--no-mixed-precision",
-        action="store_true",
-        help="float32 on a GPU (mixed precision is on by default there)",
-    )
-    s.add_argument("--no-xla", action="store_true", help="no XLA compilation on a GPU")
-    s.add_argument(
-        "--register",
-        default=None,
-        metavar="NAME",
-        help="register the best model in the MLflow Model Registry under NAME (a new version)",
-    )
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress display, warnings only")
+    flags = [f.metadata["cli"] for f in search_options() if f.metadata["cli"] is not None]
+    for flag in [f for f in flags if not f.common]:
+        _add_flag(s, flag)
     _plugin_option(s)
-    _common(s)
+    for flag in [f for f in flags if f.common]:
+        _add_flag(s, flag)
+
+
+def _add_flag(p: argparse.ArgumentParser, flag) -> None:
+    """One :class:`automl.search.settings.Flag` as an argparse option."""
+    from automl.search.settings import SEED_MAX
+
+    types = {
+        "positive_int": _positive_int,
+        "non_negative_int": _non_negative_int,
+        "non_negative_float": _non_negative_float,
+        "seed": _bounded_int(0, SEED_MAX, "a seed"),
+    }
+    kw = flag.argparse_kwargs()
+    if isinstance(kw.get("type"), str):
+        kw["type"] = types[kw["type"]]
+    if kw.get("action") == "bool_optional":
+        kw["action"] = argparse.BooleanOptionalAction
+    p.add_argument(*flag.flags, **{k: v for k, v in kw.items() if v is not None or k == "default"})
+
+
+def _retrain_parser(sub) -> None:
+    from automl.search.settings import CACHE_DIR_HELP
 
     rt = sub.add_parser("retrain", help="train a logged trial's configuration again (a new run)")
     rt.add_argument(
@@ -282,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_option(rt)
     _common(rt)
 
+
+def _leaderboard_parser(sub) -> None:
     lb = sub.add_parser("leaderboard", help="print the trials of the latest search, best first")
     lb.add_argument("--run-id", default=None, help="a search's parent run id (default: the latest)")
     lb.add_argument(
@@ -289,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(lb, several=True)
 
+
+def _export_parser(sub) -> None:
     ex = sub.add_parser("export", help="export the best model")
     ex.add_argument(
         "--run-id",
@@ -309,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(ex)
 
+
+def _predict_parser(sub) -> None:
     pr = sub.add_parser("predict", help="label image files with an exported model")
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     pr.add_argument(
@@ -330,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sqlite:///mlruns/mlflow.db)",
     )
 
+
+def _ui_parser(sub) -> None:
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--port", type=_bounded_int(1, 65535, "a port"), default=5000)
     ui.add_argument(
@@ -339,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--workers", type=_positive_int, default=1, help="server worker processes")
     _common(ui)
-    return ap
 
 
 def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
@@ -397,37 +306,16 @@ def _shown(run, show) -> int:
 
 def cmd_search(a) -> int:
     import automl
+    from automl.search.settings import search_options
 
+    options = {}
+    for f in search_options():  # every setting the command line has, as search() takes it
+        flag = f.metadata["cli"]
+        if flag is not None:
+            value = getattr(a, flag.dest)
+            options[f.name] = flag.to_setting(value) if flag.to_setting else value
     return _shown(
-        lambda: automl.search(
-            data=a.data,
-            space=a.space,
-            max_trials=a.max_trials,  # None: the default for this search (see automl.search)
-            tuner=a.tuner,
-            experiment=a.experiment,
-            tracking_uri=a.tracking_uri,
-            seed=a.seed,
-            time_budget=a.time_budget,
-            ensemble=a.ensemble,
-            deterministic=a.deterministic,
-            refit=a.refit,
-            embedding_cache=not a.no_embedding_cache,
-            keep_top_k=a.keep_top_k,
-            overwrite=a.overwrite,
-            strict_images=a.strict_images,
-            mixed_precision=not a.no_mixed_precision,
-            xla=not a.no_xla,
-            register=a.register,
-            max_retries=a.max_retries,
-            max_consecutive_failures=a.max_consecutive_failures,
-            trials_per_worker=a.trials_per_worker,
-            workers=a.workers,
-            ray_address=a.ray_address,
-            cpus_per_trial=a.cpus_per_trial,
-            gpus_per_trial=a.gpus_per_trial,
-            verbose=0 if a.quiet else 1,
-            cache_dir=a.cache_dir,
-        ),
+        lambda: automl.search(data=a.data, space=a.space, **options),
         lambda result: _print_search(a, result),
     )
 

@@ -99,7 +99,7 @@ import json, os
 from automl.executors.base import WorkerSetup
 from automl.executors.ray import RayExecutor
 setup = WorkerSetup("sqlite:///x.db", "e", "ckpt", 1, "val_accuracy")
-ex = RayExecutor(setup, None, workers=2)
+ex = RayExecutor(workers=2).bind(setup, None)
 info = ex.start()
 ex.close(kill=True)
 print(json.dumps({"nodes": info["ray_nodes"], "cpus": info["ray_cpus"]}))

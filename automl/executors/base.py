@@ -3,8 +3,11 @@
 An executor runs :class:`TrialJob` s somewhere (this process, a recycled worker process, a Ray
 cluster) and hands back a :class:`concurrent.futures.Future` that resolves to a
 :class:`JobResult` or a :class:`JobFailure`; it never raises for a failed trial. The search
-loop knows nothing else about it. A new executor is one module in this package that defines
-a subclass of :class:`Executor` named ``EXECUTOR``.
+loop knows nothing else about it. An executor is an object that owns its options (sklearn
+style: the constructor only checks and stores them, e.g. ``RayExecutor(workers=4)``); the
+search hands it the set-up and the data with :meth:`Executor.bind`. A new executor is one
+module that defines a subclass of :class:`Executor` decorated with
+:func:`automl.executors.register_executor`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import logging
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from automl.errors import SearchError
 
 
 @dataclass
@@ -81,13 +86,82 @@ class WorkerSetup:
         return asdict(self)
 
 
-class Executor(ABC):
-    """Runs trial jobs; up to :attr:`slots` at once."""
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v
 
+
+def _count(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+# The executors' options, each checked once, here: by the executor that takes it (at its
+# construction) and by :class:`automl.search.SearchSettings` (the old ``search()`` keywords).
+# ``(ok, message)``; the message is formatted with ``v``, the bad value.
+OPTION_RULES: dict[str, tuple[Any, str]] = {
+    "trials_per_worker": (
+        lambda v: isinstance(v, int) and v >= 0,
+        "trials_per_worker={v!r} must be 0 or more; pass --trials-per-worker 0 to run trials "
+        "in the search's own process",
+    ),
+    "workers": (
+        lambda v: _count(v, 1),
+        "workers={v!r} must be a positive integer; pass --workers 1 or more",
+    ),
+    "cpus_per_trial": (
+        lambda v: _number(v) and v > 0,
+        "cpus_per_trial={v!r} must be a positive number; pass --cpus-per-trial 1 or more",
+    ),
+    "gpus_per_trial": (
+        lambda v: _number(v) and v >= 0,
+        "gpus_per_trial={v!r} must be 0 or more (fractions allowed, e.g. 0.25); "
+        "pass --gpus-per-trial 0.25",
+    ),
+    "ray_address": (
+        lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+        "ray_address={v!r} must be a cluster address such as HEAD:6379 or auto",
+    ),
+}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Raise :class:`SearchError` (one line naming the value and the fix) for a bad option."""
+    ok, message = OPTION_RULES[name]
+    if not ok(value):
+        raise SearchError(message.format(v=value))
+
+
+class Executor(ABC):
+    """Runs trial jobs; up to :attr:`slots` at once.
+
+    Subclasses take their options as keyword arguments (checked with :func:`check_option`
+    and stored as attributes of the same name, so :meth:`options` can report them).
+    """
+
+    name: ClassVar[str] = ""  # its name in the registry (set by ``register_executor``)
+    # Runs trials in the search's own process: nothing to share on disk with workers.
+    in_process: ClassVar[bool] = False
     slots: int = 1
     # Called with each epoch's entry where the executor can report it (the progress display);
     # the search sets it before the first submit.
     on_epoch: Any = None
+    setup: WorkerSetup | None = None
+    data: Any = None
+
+    def bind(self, setup: WorkerSetup, data: Any) -> Executor:
+        """Hand the executor the search's set-up and data (before :meth:`start`); returns it."""
+        self.setup, self.data = setup, data
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """Its options, as passed to the constructor."""
+        import inspect
+
+        names = inspect.signature(type(self)).parameters
+        return {k: getattr(self, k) for k in names if hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
 
     @abstractmethod
     def start(self) -> dict[str, Any]:

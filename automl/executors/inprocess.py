@@ -6,18 +6,24 @@ from concurrent.futures import Future
 from typing import Any
 
 from automl.data import DataBundle
+from automl.executors import register_executor
 from automl.executors.base import Executor, TrialJob, WorkerSetup, done_future
 from automl.executors.runner import build_context, run_job
 
 
+@register_executor("inprocess")
 class InProcessExecutor(Executor):
     """Runs each job in :meth:`submit`; the result keeps the trained model in memory."""
 
     slots = 1
+    in_process = True
 
-    def __init__(self, setup: WorkerSetup, data: DataBundle, **_: Any):
-        self.setup, self.data = setup, data
+    def __init__(self):
         self.ctx = None
+
+    def bind(self, setup: WorkerSetup, data: DataBundle) -> InProcessExecutor:
+        self.ctx = None
+        return super().bind(setup, data)
 
     def start(self) -> dict[str, Any]:
         from automl.accelerator import setup_accelerator
@@ -35,6 +41,3 @@ class InProcessExecutor(Executor):
     def close(self, kill: bool = False) -> None:
         if self.ctx is not None and self.ctx.embeddings is not None:
             self.ctx.embeddings.clear()
-
-
-EXECUTOR = InProcessExecutor

@@ -32,12 +32,14 @@ from typing import Any
 import numpy as np
 
 from automl.errors import AutoMLError, SearchError
+from automl.executors import register_executor
 from automl.executors.base import (
     Executor,
     JobFailure,
     JobResult,
     TrialJob,
     WorkerSetup,
+    check_option,
     done_future,
 )
 
@@ -337,14 +339,21 @@ class TrialWorker:
         self.proc = None
 
 
+@register_executor("process")
 class ProcessExecutor(Executor):
-    """One trial at a time in a :class:`TrialWorker`; the data travels once, as index files."""
+    """One trial at a time in a :class:`TrialWorker`, replaced after ``trials_per_worker``
+    trials (or once its memory grew 10 %); the data travels once, as index files."""
 
     slots = 1
 
-    def __init__(self, setup: WorkerSetup, data, trials_per_worker: int = 10, **_: Any):
-        self.setup, self.data = setup, data
+    def __init__(self, trials_per_worker: int = 10):
+        check_option("trials_per_worker", trials_per_worker)
+        self.trials_per_worker = trials_per_worker
         self.worker = TrialWorker({}, trials_per_worker)
+
+    def bind(self, setup: WorkerSetup, data) -> ProcessExecutor:
+        self.worker = TrialWorker({}, self.trials_per_worker)
+        return super().bind(setup, data)
 
     def start(self) -> dict[str, Any]:
         data_dir = Path(self.setup.data_dir)
@@ -360,9 +369,6 @@ class ProcessExecutor(Executor):
 
     def close(self, kill: bool = False) -> None:
         self.worker.close(kill=kill)
-
-
-EXECUTOR = ProcessExecutor
 
 
 # ----------------------------------------------------------------------------- worker side

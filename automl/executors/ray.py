@@ -26,7 +26,15 @@ from typing import Any
 
 from automl.data.store import for_ray
 from automl.errors import SearchError
-from automl.executors.base import Executor, JobFailure, JobResult, TrialJob, WorkerSetup
+from automl.executors import register_executor
+from automl.executors.base import (
+    Executor,
+    JobFailure,
+    JobResult,
+    TrialJob,
+    WorkerSetup,
+    check_option,
+)
 
 log = logging.getLogger("automl")
 
@@ -44,74 +52,63 @@ def embedding_dir(setup: WorkerSetup, digest: str) -> Path:
     return Path(tempfile.gettempdir()) / "automl-embeddings" / f"{setup.experiment}-{digest[:16]}"
 
 
+@register_executor("ray")
 class RayExecutor(Executor):
-    """Trials as Ray tasks; :attr:`slots` = ``workers`` in flight at once."""
+    """Trials as Ray tasks; :attr:`slots` = ``workers`` in flight at once.
+
+    Args:
+        workers: trials at once.
+        ray_address: the cluster to join (``HEAD:6379``); default ``$RAY_ADDRESS``, else a
+            local runtime sized to this machine, stopped at the end.
+        cpus_per_trial: CPUs each trial asks Ray for.
+        gpus_per_trial: GPUs each trial asks Ray for (fractions allowed, e.g. 0.25).
+        trials_per_worker: trials a Ray worker process runs before a new one takes over.
+    """
 
     def __init__(
         self,
-        setup: WorkerSetup,
-        data,
         workers: int = 2,
         ray_address: str | None = None,
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         trials_per_worker: int = 10,
-        **_: Any,
     ):
-        require_ray(f"--workers {workers}" if workers > 1 else f"--ray-address {ray_address}")
-        self.setup, self.data = setup, data
-        self.slots = workers
-        self.address = ray_address
-        self.cpus, self.gpus = cpus_per_trial, gpus_per_trial
-        self.max_calls = max(1, int(trials_per_worker))
+        for k, v in locals().items():
+            if k != "self":
+                check_option(k, v)
+        self.workers, self.ray_address = workers, ray_address
+        self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
+        self.trials_per_worker = trials_per_worker
         self.connected = False  # this executor called ray.init (and calls ray.shutdown)
         self.pending: dict[Future, Any] = {}  # future -> ObjectRef
         self.data_ref = self.task = None
+
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def bind(self, setup: WorkerSetup, data) -> RayExecutor:
+        """Refuses here (one line) when Ray is not installed."""
+        workers, address = self.workers, self.ray_address
+        require_ray(
+            f"--workers {workers}"
+            if workers > 1
+            else f"--ray-address {address}"
+            if address
+            else "--executor ray"
+        )
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.cpus, self.gpus = self.cpus_per_trial, self.gpus_per_trial
+        self.max_calls = max(1, int(self.trials_per_worker))
+        return super().bind(setup, data)
 
     def start(self) -> dict[str, Any]:
         import ray
 
         if not ray.is_initialized():
-            # Workers import automl as installed (no repository path is added); the plugin
-            # modules (AUTOML_PLUGINS) and any PYTHONPATH of the driver travel with them.
-            env = {k: os.environ[k] for k in ("PYTHONPATH", "AUTOML_PLUGINS") if os.environ.get(k)}
-            kw: dict[str, Any] = dict(
-                runtime_env={"env_vars": env},
-                log_to_driver=False,
-                configure_logging=False,
-                ignore_reinit_error=True,
-            )
-            if self.address:
-                try:
-                    ray.init(address=self.address, **kw)
-                except Exception as e:
-                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                    raise SearchError(
-                        f"could not join the Ray cluster at {self.address!r} ({first}); start it "
-                        "with `ray start --head` or pass the --ray-address it printed"
-                    ) from None
-            else:  # a local runtime sized to this machine, stopped at the end
-                _kill_leftovers(self._pid_file())
-                # address="local": a new runtime of our own, even when a cluster started by
-                # someone else (`ray start`, another search's test) is up on this machine;
-                # without it ray.init joins that cluster and refuses num_cpus.
-                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kw)
-                _record_runtime(self._pid_file())
-            self.connected = True
+            self._connect()
         total = ray.cluster_resources()
-        need = self.slots * self.cpus
-        if need > total.get("CPU", 0):
-            log.warning(
-                "%d workers x %s CPUs per trial > %s CPUs in the Ray cluster: some trials wait",
-                self.slots,
-                self.cpus,
-                total.get("CPU", 0),
-            )
-        if self.gpus > 0 and total.get("GPU", 0) == 0:
-            raise SearchError(
-                f"--gpus-per-trial {self.gpus} but the Ray cluster has no GPU; "
-                "pass --gpus-per-trial 0"
-            )
+        self._check_resources(total)
         # Once per search, not once per trial: the indices, and each image store by its path
         # (a node that cannot see it copies it once from this node: automl.data.store).
         self.servers: list = []  # held here: an actor lives while a handle does
@@ -136,6 +133,52 @@ class RayExecutor(Executor):
             "ray_nodes": len([n for n in ray.nodes() if n.get("Alive")]),
             "ray_cpus": total.get("CPU", 0),
         }
+
+    def _connect(self) -> None:
+        """Join the cluster at :attr:`address`, or start a local runtime of our own."""
+        import ray
+
+        # Workers import automl as installed (no repository path is added); the plugin
+        # modules (AUTOML_PLUGINS) and any PYTHONPATH of the driver travel with them.
+        env = {k: os.environ[k] for k in ("PYTHONPATH", "AUTOML_PLUGINS") if os.environ.get(k)}
+        kw: dict[str, Any] = dict(
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            configure_logging=False,
+            ignore_reinit_error=True,
+        )
+        if self.address:
+            try:
+                ray.init(address=self.address, **kw)
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise SearchError(
+                    f"could not join the Ray cluster at {self.address!r} ({first}); start it "
+                    "with `ray start --head` or pass the --ray-address it printed"
+                ) from None
+        else:  # a local runtime sized to this machine, stopped at the end
+            _kill_leftovers(self._pid_file())
+            # address="local": a new runtime of our own, even when a cluster started by
+            # someone else (`ray start`, another search's test) is up on this machine;
+            # without it ray.init joins that cluster and refuses num_cpus.
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kw)
+            _record_runtime(self._pid_file())
+        self.connected = True
+
+    def _check_resources(self, total: dict[str, float]) -> None:
+        need = self.slots * self.cpus
+        if need > total.get("CPU", 0):
+            log.warning(
+                "%d workers x %s CPUs per trial > %s CPUs in the Ray cluster: some trials wait",
+                self.slots,
+                self.cpus,
+                total.get("CPU", 0),
+            )
+        if self.gpus > 0 and total.get("GPU", 0) == 0:
+            raise SearchError(
+                f"--gpus-per-trial {self.gpus} but the Ray cluster has no GPU; "
+                "pass --gpus-per-trial 0"
+            )
 
     def submit(self, job: TrialJob) -> Future:
         weights = None
@@ -311,6 +354,3 @@ def _ray_trial(setup: dict, data, job: dict, weights: bytes | None, cpus: float)
     if isinstance(out, JobResult):
         out.model = None  # the model file travels instead
     return out
-
-
-EXECUTOR = RayExecutor

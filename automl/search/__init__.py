@@ -26,7 +26,7 @@ from typing import Any
 from automl.checkpoints import Checkpoints
 from automl.data import DataBundle, load_data
 from automl.errors import SearchError, StorageError
-from automl.executors import WorkerSetup, executor_class
+from automl.executors import Executor, WorkerSetup
 from automl.locks import ExperimentLock
 from automl.paths import io_error_line, is_storage_error
 from automl.progress import Progress
@@ -35,12 +35,10 @@ from automl.search.loop import SearchLoop, TooManyFailures
 from automl.search.oracle import open_oracle
 from automl.search.result import SearchResult, finish
 from automl.search.settings import (
-    DEFAULT_ENSEMBLE,
     DEFAULT_EXPERIMENT,
-    DEFAULT_MAX_TRIALS,
-    DEFAULT_TIME_BUDGET,
     TUNERS,
     SearchSettings,
+    options_doc,
 )
 from automl.search.state import (
     STATE_FILE,
@@ -73,17 +71,18 @@ def search(
     data: Any = "demo",
     space: str | Path | dict | SearchSpace | None = None,
     *,
+    validation_data: Any = None,
     max_trials: int | None = None,
     tuner: str = "bayesian",
     experiment: str | None = None,
     tracking_uri: str | None = None,
     seed: int = 0,
     time_budget: float | None = None,
-    validation_data: Any = None,
     embedding_cache: bool = True,
     keep_top_k: int = 3,
     overwrite: bool = False,
     strict_images: bool = False,
+    executor: str | Executor = "auto",
     workers: int = 1,
     ray_address: str | None = None,
     cpus_per_trial: float = 1.0,
@@ -103,6 +102,9 @@ def search(
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
+    Every keyword but ``validation_data`` is a field of :class:`SearchSettings`, documented
+    there once (listed below); ``None`` means this search's default.
+
     Args:
         data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` (its own
             train/validation/test splits where it has them), ``(x, y)`` NumPy arrays, a
@@ -110,118 +112,55 @@ def search(
             column and a label column (see :func:`automl.data.load_data`).
         space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace;
             None (the default) chooses one from the data (see :mod:`automl.autospace`).
-        max_trials: trials to run in all (a resumed search counts those already done); None:
-            100 with the data-aware space (the time budget ends the search), 6 with ``space``.
-        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (KerasTuner oracles).
-        experiment: MLflow experiment name; the same name resumes the search.
-        tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
-            Several workers on several machines need a tracking server (``http://HOST:5000``).
-        seed: seeds the split, the oracle and every trial.
-        time_budget: minutes; no new trial starts after it, a running one stops at its epoch end.
-            None: 3 with the data-aware space (the ``automl search`` default), none with ``space``.
         validation_data: your own validation split, any source ``data`` accepts; ``data`` is
             then split into train and test only.
-        embedding_cache: train phase 1 on cached backbone features.
-        keep_top_k: model files kept for the best k trials only.
-        overwrite: start over even if the experiment holds a search with another space or data.
-        strict_images: refuse unreadable files in an image folder instead of skipping them.
-        cache_dir: where image stores are kept (a folder or DataFrame of files is decoded
-            once into a store there and reused while its files are unchanged); default
-            ``stores/`` beside the tracking folder (``mlruns/stores``).
-        workers: up to this many trials at once, on Ray (needs ``pip install -e
-            ".[distributed]"``); 1, the default, runs one at a time without Ray.
-        ray_address: the Ray cluster to join (``HEAD:6379``, or ``$RAY_ADDRESS``); without it
-            a search with ``workers > 1`` starts a local Ray runtime and stops it at the end.
-        cpus_per_trial: CPUs each trial asks Ray for.
-        gpus_per_trial: GPUs each trial asks Ray for (fractions allowed, e.g. 0.25).
-        trials_per_worker: trials run in a worker process that is replaced after this many
-            (or once its memory grew 10 %), so memory stays bounded; 0 runs them in this
-            process (a one-trial search always does).
-        max_retries: times a crashed trial runs again (diverged and out-of-memory: never).
-        max_consecutive_failures: stop the search after this many failed trials in a row.
-        register: register the best model in the MLflow Model Registry under this name; a
-            failure raises :class:`automl.errors.RegistrationError` (its ``result`` is kept).
-        mixed_precision: float16 compute on a GPU (ignored on a CPU).
-        xla: XLA compilation on a GPU (ignored on a CPU).
-        workdir: where the search keeps its resume state and model files (default: next to
-            the MLflow store, ``mlruns/automl/EXPERIMENT``).
-        verbose: 1 shows progress on stderr (bars in a terminal, lines otherwise); 0 nothing.
-        ensemble: after the search, a greedy ensemble of up to this many kept trials (their
-            best epochs), kept only if it beats the best trial on validation; 0 = off. None: 3
-            with the data-aware space, 0 with ``space`` (the CLI's ``--ensemble``: 3).
-        deterministic: TensorFlow's deterministic ops, so a seeded search reproduces its
-            trials (slower).
-        refit: once the search has chosen, train the winning trial again on train +
-            validation for its epochs up to its best one (see :mod:`automl.refit`; not when
-            the ensemble wins). None: on with the data-aware space, off with ``space``.
     """
-    auto = space is None  # the data-aware default search: the same defaults as the CLI's
-    settings = SearchSettings(
-        experiment=DEFAULT_EXPERIMENT if experiment is None else experiment,
-        tracking_uri=tracking_uri,
-        tuner=tuner,
-        max_trials=max_trials if max_trials is not None else DEFAULT_MAX_TRIALS if auto else 6,
-        seed=seed,
-        time_budget=time_budget if time_budget is not None or not auto else DEFAULT_TIME_BUDGET,
-        embedding_cache=embedding_cache,
-        keep_top_k=keep_top_k,
-        overwrite=overwrite,
-        workers=workers,
-        ray_address=ray_address,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        trials_per_worker=trials_per_worker,
-        max_retries=max_retries,
-        max_consecutive_failures=max_consecutive_failures,
-        register=register,
-        mixed_precision=mixed_precision,
-        xla=xla,
-        workdir=workdir,
-        verbose=verbose,
-        ensemble=ensemble if ensemble is not None else DEFAULT_ENSEMBLE if auto else 0,
-        deterministic=deterministic,
-        refit=refit if refit is not None else auto,
-    )
+    # First, while locals() holds the keywords only: each is a SearchSettings field.
+    options = {k: v for k, v in locals().items() if k not in ("data", "space", "validation_data")}
+    settings = SearchSettings.for_search(space is None, **options)
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(uri)
+    from automl.progress import import_tensorflow_quietly
+
+    sp, bundle = _space_and_data(data, space, validation_data, settings, uri)
+    import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
+    return run_search(sp, bundle, settings)
+
+
+if search.__doc__:  # (None under python -OO)
+    search.__doc__ = f"{search.__doc__.rstrip()}\n{options_doc()}\n"
+
+
+def _space_and_data(data, space, validation_data, settings: SearchSettings, uri: str):
+    """Load the data, and the space: ``space``, or one chosen from the data when None."""
     from automl.data.store import MAX_STORE_SIZE, default_cache_dir
     from automl.progress import Progress, import_tensorflow_quietly
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(uri)
-    loading = Progress(verbose)  # the image store's decoding, when it is built
+    cache_dir = settings.cache_dir
+    loading = Progress(settings.verbose)  # the image store's decoding, when it is built
+    load = dict(
+        seed=settings.seed,
+        strict_images=settings.strict_images,
+        validation_data=validation_data,
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(uri),
+        progress=loading,
+    )
     if space is None:  # a data-aware default space, chosen once the data is loaded
         from automl.autospace import default_space, has_gpu, probe_native_size, store_size_for
 
         native = probe_native_size(data)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
-        bundle = load_data(
-            data,
-            seed=seed,
-            # Stored at the largest size the default space asks for: on a GPU, 224 px.
-            store_size=store_size_for(native, gpu=has_gpu()),
-            strict_images=strict_images,
-            validation_data=validation_data,
-            cache_dir=cache_dir,
-            progress=loading,
-        )
+        # Stored at the largest size the default space asks for: on a GPU, 224 px.
+        bundle = load_data(data, store_size=store_size_for(native, gpu=has_gpu()), **load)
         sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
         check_weights_files(sp)
-        bundle = load_data(
-            data,
-            seed=seed,
-            store_size=min(int(sp.upper("image_size")), MAX_STORE_SIZE),
-            strict_images=strict_images,
-            validation_data=validation_data,
-            cache_dir=cache_dir,
-            progress=loading,
-        )
+        size = min(int(sp.upper("image_size")), MAX_STORE_SIZE)
+        bundle = load_data(data, store_size=size, **load)
     loading.close()
-
-    import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
-    return run_search(sp, bundle, settings)
+    return sp, bundle
 
 
 def run_search(space: SearchSpace, data: DataBundle, settings: SearchSettings) -> SearchResult:
@@ -260,7 +199,6 @@ _STORE_UNWRITABLE = ("database or disk is full", "attempt to write a readonly da
 
 
 def _locked_search(space, data, settings, uri, project) -> SearchResult:
-    kind = settings.executor
     setup = WorkerSetup(
         tracking_uri=uri,
         experiment=settings.experiment,
@@ -275,15 +213,8 @@ def _locked_search(space, data, settings, uri, project) -> SearchResult:
         data_dir=str(project / "worker_data"),
         project_dir=str(project),
     )
-    executor = executor_class(kind)(
-        setup,
-        data,
-        trials_per_worker=settings.trials_per_worker,
-        workers=settings.workers,
-        ray_address=settings.cluster_address,
-        cpus_per_trial=settings.cpus_per_trial,
-        gpus_per_trial=settings.gpus_per_trial,
-    )  # refuses here (one line) what it cannot do, e.g. workers > 1 without Ray
+    # Refuses here (one line) what it cannot do, e.g. workers > 1 without Ray.
+    executor = settings.make_executor().bind(setup, data)
     ident = identity(space.digest(), data.digest(), settings)
     state = open_project(project, ident, settings)
     tracker = Tracker(uri, settings.experiment)
@@ -309,12 +240,14 @@ def _locked_search(space, data, settings, uri, project) -> SearchResult:
     finally:
         progress.close()
         executor.close(kill=True)
-        if kind != "inprocess":  # what the workers shared: made again by the next search
+        if not executor.in_process:  # what the workers shared: made again by the next search
             for name in ("worker_data", "embeddings"):
                 shutil.rmtree(project / name, ignore_errors=True)
 
 
-def _parent_run(space, data, settings, uri, project, state, ident, tracker, accel) -> tuple:
+def _parent_run(
+    space, data, settings, uri, project, state, ident, tracker, accel, slots=1
+) -> tuple:
     """Create the parent run (or reopen it on resume); returns (parent id, search id)."""
     search_id = state["search_id"] if state else f"{settings.experiment}-{int(time.time())}"
     params = {
@@ -328,7 +261,7 @@ def _parent_run(space, data, settings, uri, project, state, ident, tracker, acce
         "space_source": space.source,
         "searched": ",".join(space.searched()),
         "objective": space.objective,
-        **({"workers": settings.workers} if settings.workers > 1 else {}),
+        **({"workers": slots} if slots > 1 else {}),
         **{k: v for k, v in data.summary().items() if k != "train_class_counts"},
         **{f"accelerator_{k}": v for k, v in accel.items()},
     }
@@ -452,7 +385,7 @@ def _run(
     space, data, settings, uri, project, state, ident, tracker, executor, accel, started, progress
 ):
     parent_id, search_id = _parent_run(
-        space, data, settings, uri, project, state, ident, tracker, accel
+        space, data, settings, uri, project, state, ident, tracker, accel, executor.slots
     )
     with _parent_closed_on_failure(tracker, parent_id):
         return _trials_then_finish(
@@ -552,7 +485,7 @@ def _trials_then_finish(
     # From here to the end (closing the workers, the ensemble, the refit, test scoring),
     # whatever stops the search closes its run: KILLED on Ctrl-C, FAILED with the reason.
     executor.close()
-    if settings.executor != "inprocess":  # what the workers shared: not needed any more
+    if not executor.in_process:  # what the workers shared: not needed any more
         for name in ("worker_data", "embeddings"):
             shutil.rmtree(project / name, ignore_errors=True)
     result = SearchResult(
