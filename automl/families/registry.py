@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pkgutil
+from pathlib import Path
 from typing import Any
 
 from automl.backbones.registry import PLUGINS_ENV, load_plugins
@@ -34,29 +36,22 @@ from automl.families.base import HP, OPT_IN_KEYS, SHARED_HYPERPARAMETERS, Family
 log = logging.getLogger("automl")
 
 DEFAULT_FAMILY = "pretrained"  # a configuration that names no family
-_BUILTIN = ("automl.families.pretrained", "automl.families.scratch")  # in this order
+# The built-in families: every other module of this package (base and registry aside).
+_BUILTIN = tuple(
+    f"automl.families.{m.name}"
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+    if m.name not in ("base", "registry")
+)
 # The order hyperparameters are declared to KerasTuner in. Each one takes one draw of the
 # random oracle in this order, so a seeded search repeats its trials only while it stays
 # the same: a new hyperparameter (of any family) goes after these.
 _DRAW_ORDER = (
-    "backbone",
-    "weights",
-    "image_size",
-    "learning_rate",
-    "fine_tune_lr_factor",
-    "batch_size",
-    "dropout",
-    "fine_tune_depth",
-    "head_epochs",
-    "fine_tune_epochs",
-    "augment",
-    "label_smoothing",
-    "family",
-    "weight_decay",
-    "lr_schedule",
-    "pooling",
-    "train_images",
-    "val_images",
+    *("backbone", "weights", "image_size", "learning_rate", "fine_tune_lr_factor"),
+    *("batch_size", "dropout", "fine_tune_depth", "head_epochs", "fine_tune_epochs"),
+    *("augment", "label_smoothing", "family", "weight_decay", "lr_schedule", "pooling"),
+    *("train_images", "val_images", "head_layers", "head_units", "head_batchnorm"),
+    *("epochs", "blocks", "conv_layers", "filters", "width_multiplier", "kernel_size"),
+    *("separable", "residual"),
 )
 
 _REGISTRY: dict[str, Family] = {}
@@ -131,9 +126,15 @@ def _plugin_modules() -> list[str]:
 
 
 def family_names() -> tuple[str, ...]:
-    """The registered families: the built-in ones, then plugins in registration order."""
-    builtin = [m.rpartition(".")[2] for m in _BUILTIN]
-    return tuple(sorted(_REGISTRY, key=lambda n: builtin.index(n) if n in builtin else 99))
+    """The registered families: the built-in ones by module name, then plugins in the order
+    they registered."""
+    order = list(_REGISTRY)
+
+    def key(name: str) -> tuple:
+        module = type(_REGISTRY[name]).__module__
+        return (0, module, 0) if module in _BUILTIN else (1, "", order.index(name))
+
+    return tuple(sorted(_REGISTRY, key=key))
 
 
 def get_family(name: str) -> Family:
