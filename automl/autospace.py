@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from automl import fidelity
+from automl.families.registry import family_names, get_family
 from automl.space import SearchSpace, parse_space
 
 log = logging.getLogger("automl")
 
 LOW_RES = 48  # at or below this native size, images are "low resolution"
-TINY = 20  # below this, only the scratch family (8x8 digits: ImageNet features do not fit)
 
 
 def probe_native_size(data: Any) -> int | None:
@@ -107,118 +107,78 @@ def default_space_dict(
 ) -> dict[str, Any]:
     """The default space (as YAML-ready data) for data described by :func:`describe`.
 
-    With a time budget, a large data set gets a fidelity ladder (:mod:`automl.fidelity`).
+    Each family that fits the data (:meth:`automl.families.Family.default_space`) adds its
+    section and its seed trial, in the order of its rank. With a time budget, a large data
+    set gets a fidelity ladder (:mod:`automl.fidelity`).
     """
-    native, n, low = info["native_size"], info["images"], info["low_res"]
-    small_data = n < 2000
-    photo = not low and not info["grayscale"]
-    # The scratch net at the data's own size (in steps of 8), at most 48 px for photos: at
-    # 64 px its seed trial took 152 s of the 3-minute CPU budget (700 photos, idle 2 cores).
-    scratch_size = int(min(max(8 * -(-native // 8), 16), 64 if not photo else 48))
-    # ImageNet features want ImageNet-like scales: low-resolution images are upsampled to
-    # 96-128 px too (textures 32 px, one trial: 64 px 0.917, 96 px 0.933, 128 px 0.950).
-    sizes = [160, 224] if gpu and photo else [96, 128]
-    augment = ["flip", "light", "none"] if photo else ["light", "none"]
-    batch = 32 if small_data else 64
-    scratch_epochs = [30, 45] if n < 600 else [20, 30]
-    families = ["scratch", "pretrained"] if not photo else ["pretrained", "scratch"]
-    if native < TINY:  # ImageNet features of a few upscaled pixels do not fit: scratch only
-        families = ["scratch"]
-    scratch_seed = {
-        "family": "scratch",
-        "image_size": scratch_size,
-        "blocks": 3,
-        "conv_layers": 2,
-        "filters": 32,
-        "width_multiplier": 2.0,
-        "kernel_size": 3,
-        "separable": False,
-        "residual": True,
-        "pooling": "avg",
-        "dropout": 0.2,
-        "learning_rate": 3.0e-3,
-        "epochs": scratch_epochs[0],
-        "augment": augment[0],
-        "batch_size": batch,
-    }
-    pretrained_seed = {
-        "family": "pretrained",
-        "backbone": "efficientnet_lite0",
-        "image_size": sizes[-1],
-        "pooling": "avg",
-        "head_layers": 0,
-        "head_batchnorm": False,
-        "dropout": 0.2,
-        "learning_rate": 1.0e-3,
-        "fine_tune_depth": 0.2,
-        "head_epochs": 10,
-        # 5 fine-tuning epochs without augmentation (phase 2 is short; textures and photos,
-        # seeds 0-1: 3 epochs + augmentation 0.972-0.978 / 0.967, this 0.983-0.989 / 0.967-0.980)
-        "fine_tune_epochs": 5,
-        "augment": "none",
-        "batch_size": batch,
-    }
-    seeds = {"scratch": scratch_seed, "pretrained": pretrained_seed}
+    data = _shared_choices(info, gpu)
+    chosen = _families_for(data)
+    families = [name for name, _ in sorted(chosen, key=lambda c: c[1][0])]
+    n, batch = info["images"], data["batch"]
     space = {
         "name": "auto",
         "description": (
             f"data-aware default for {n} {'grayscale' if info['grayscale'] else 'colour'} "
-            f"images of {native} px in {info['classes']} classes ({'GPU' if gpu else 'CPU'})"
+            f"images of {info['native_size']} px in {info['classes']} classes "
+            f"({'GPU' if gpu else 'CPU'})"
         ),
         "objective": "val_accuracy",
-        "seed_trials": [seeds[f] for f in families],
+        "seed_trials": [dict(chosen)[f][2] for f in families],
         "hyperparameters": {
             "family": {"choice": families},
             "batch_size": {"choice": [batch, batch * 2] if batch == 32 else [batch, 32]},
             "dropout": {"min": 0.0, "max": 0.5},
-            "augment": {"choice": augment},
+            "augment": {"choice": data["augment"]},
             "label_smoothing": 0.1,
             "weight_decay": 1.0e-2,
             "lr_schedule": "cosine",
             "pooling": {"choice": ["avg", "avgmax"]},
-            "pretrained": {
-                "backbone": "efficientnet_lite0",
-                "weights": "imagenet",
-                "image_size": {"choice": sizes},
-                "learning_rate": {"min": 3.0e-4, "max": 3.0e-3, "sampling": "log"},
-                "fine_tune_depth": {"choice": [0.0, 0.1, 0.2, 0.3]},
-                "fine_tune_lr_factor": 0.1,
-                "head_epochs": {"choice": [10, 20]},
-                "fine_tune_epochs": {"choice": [3, 5, 8]},
-                "head_layers": {"choice": [0, 1]},
-                "head_units": {"choice": [128, 256]},
-                "head_batchnorm": {"choice": [False, True]},
-            },
-            "scratch": {
-                "image_size": scratch_size,
-                "learning_rate": {"min": 1.0e-3, "max": 1.0e-2, "sampling": "log"},
-                "epochs": {"choice": scratch_epochs},
-                "blocks": {"choice": [3, 2, 4]},
-                "conv_layers": {"choice": [2, 1]},
-                "filters": {"choice": [32, 16, 48]},
-                "width_multiplier": {"choice": [2.0, 1.5]},
-                "kernel_size": {"choice": [3, 5]},
-                "separable": {"choice": [False, True]},
-                "residual": {"choice": [True, False]},
-            },
+            **{name: section for name, (_, section, _) in chosen},
         },
     }
+    _add_fidelity(space, info, gpu, budget_minutes)
+    if len(families) == 1:
+        space["hyperparameters"]["family"] = families[0]
+    return space
+
+
+def _shared_choices(info: dict[str, Any], gpu: bool) -> dict[str, Any]:
+    """:func:`describe`'s facts plus what every family's default part is chosen from."""
+    photo = not info["low_res"] and not info["grayscale"]
+    return {
+        **info,
+        "gpu": gpu,
+        "photo": photo,
+        "augment": ["flip", "light", "none"] if photo else ["light", "none"],
+        "batch": 32 if info["images"] < 2000 else 64,
+    }
+
+
+def _families_for(data: dict[str, Any]) -> list[tuple[str, tuple[float, dict, dict]]]:
+    """``(name, (rank, section, seed))`` of each registered family that fits the data."""
+    out = []
+    for name in family_names():
+        part = get_family(name).default_space(data)
+        if part is not None:
+            out.append((name, part))
+    return out
+
+
+def _add_fidelity(
+    space: dict[str, Any], info: dict[str, Any], gpu: bool, budget_minutes: float | None
+) -> None:
+    """Large data: trials start on a subset, each round on twice the images."""
     hps = space["hyperparameters"]
     rungs = fidelity.ladder(info.get("train", 0), budget_minutes, gpu=gpu)
-    if rungs:  # large data: trials start on a subset, each round on twice the images
-        hps["train_images"] = {"choice": rungs}
-        val = fidelity.val_cap(info["train"], info.get("val", 0), budget_minutes, gpu=gpu)
-        if val:
-            hps["val_images"] = val
-        for s in space["seed_trials"]:
-            s["train_images"] = rungs[0]
-        space["description"] += f"; trials on {', '.join(map(str, rungs))} training images"
-    for f in ("pretrained", "scratch"):
-        if f not in families:
-            del hps[f]
-    if len(families) == 1:
-        hps["family"] = families[0]
-    return space
+    if not rungs:
+        return
+    hps["train_images"] = {"choice": rungs}
+    val = fidelity.val_cap(info["train"], info.get("val", 0), budget_minutes, gpu=gpu)
+    if val:
+        hps["val_images"] = val
+    for s in space["seed_trials"]:
+        s["train_images"] = rungs[0]
+    space["description"] += f"; trials on {', '.join(map(str, rungs))} training images"
 
 
 def default_space(

@@ -10,7 +10,8 @@ Measured (bench/README.md, "Refit on train + validation"; three sets, two seeds,
 family's seed trial): pretrained, test accuracy 0.9765 trained on train only, 0.9817 refit
 (3 better, 0 worse); scratch, 0.9556 -> 0.9181 (5 of 6 worse: a scratch net's validation
 score swings from epoch to epoch mid-schedule, and a replay does not land on a good epoch
-again). So only pretrained winners are refit (:data:`FAMILIES`).
+again). So only the winners of a family whose ``refit_pays`` is set are refit (pretrained;
+:class:`automl.families.Family`).
 
 The refit's own validation scores are on images it trained on, so they choose nothing: the
 refit run carries the winner's validation scores (the evidence it was chosen on) and ranks
@@ -46,10 +47,6 @@ RESERVE = 0.15  # share of a time budget the trials leave for the refit
 # it trained on) and still be kept: run-to-run noise of a working fit is within it (measured:
 # 0.7 points on the digits), a collapsed fit falls far below.
 TOLERANCE = 0.02
-# The families refit. A scratch net's replay stops mid-schedule, where its epoch-to-epoch
-# validation scores swing; measured on three sets and two seeds, it scored worse than the
-# trial (mean test 0.9556 -> 0.9181, five of six worse; bench/README.md).
-FAMILIES = ("pretrained",)
 
 
 def build_search_refit(
@@ -75,6 +72,7 @@ def build_search_refit(
     from automl.embeddings import EmbeddingCache
     from automl.ensemble import ENSEMBLE_ID
     from automl.export import export_model
+    from automl.families.registry import refit_refusal
     from automl.reports import CONFIG_FILE, error_line, trial_config
     from automl.tracking import TAG_KIND
     from automl.trial import TrialConfig, full_data, refit_epochs, run_trial
@@ -96,11 +94,9 @@ def build_search_refit(
     source = tracker.client.get_run(best["run_id"])
     config = yaml.safe_load(tracker.download(best["run_id"], CONFIG_FILE).read_text())
     cfg = TrialConfig.from_values(config["hyperparameters"])
-    if cfg.family not in FAMILIES:
-        note(
-            f"skipped: trial {best['trial_id']} is a {cfg.family} trial; only "
-            f"{', '.join(FAMILIES)} trials are refit (a scratch net's replay scored worse)"
-        )
+    refusal = refit_refusal(cfg.family)  # whether a refit pays is the family's policy
+    if refusal:
+        note(f"skipped: trial {best['trial_id']} is a {cfg.family} trial; {refusal}")
         return None
     seed = int(config.get("seed", 0))
     budget = config.get("epochs_budget")

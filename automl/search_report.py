@@ -69,7 +69,9 @@ def trial_name(trial_id: Any, config: dict[str, Any], attempt: int = 1) -> str:
     family = config.get("family")
     if family:
         parts.append(str(family))
-    if config.get("backbone") and family != "scratch":
+    from automl.families.registry import uses
+
+    if config.get("backbone") and uses(family, "backbone"):
         parts.append(str(config["backbone"]))
     if config.get("image_size"):
         parts.append(f"{int(config['image_size'])}px")

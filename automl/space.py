@@ -25,108 +25,23 @@ from typing import Any
 
 import yaml
 
-from automl.errors import SpaceError, UnknownBackboneError, quoted
-
-# name -> (kind, default, check) ; kind is "int", "float", "str" or "bool".
-_AUGMENT = ("none", "light", "flip")
-_WEIGHTS = ("imagenet", "random")
-_POOLING = ("avg", "max", "avgmax")
-FAMILIES = ("pretrained", "scratch")
-
-
-@dataclass(frozen=True)
-class _HP:
-    kind: str
-    default: Any
-    low: float | None = None  # inclusive bounds for numbers
-    high: float | None = None
-    allowed: tuple | None = None
-    doc: str = ""
-
-
-HYPERPARAMETERS: dict[str, _HP] = {
-    "backbone": _HP("str", "efficientnet_lite0", doc="a registered backbone name"),
-    "weights": _HP("str", "imagenet", doc="'imagenet', 'random', or a path to a .weights.h5 file"),
-    "image_size": _HP(
-        "int", 96, 8, 1024, doc="square input size (pretrained backbones need 32 or more)"
-    ),
-    "learning_rate": _HP("float", 1e-3, 1e-6, 1.0, doc="phase-1 (head) learning rate"),
-    "fine_tune_lr_factor": _HP(
-        "float", 0.1, 1e-4, 1.0, doc="phase-2 learning rate = learning_rate * this"
-    ),
-    "batch_size": _HP("int", 32, 1, 4096),
-    "dropout": _HP("float", 0.2, 0.0, 0.95, doc="dropout before the classifier"),
-    "fine_tune_depth": _HP(
-        "float", 0.0, 0.0, 1.0, doc="fraction of backbone layers unfrozen in phase 2"
-    ),
-    "head_epochs": _HP("int", 5, 1, 1000, doc="phase-1 epochs (frozen backbone)"),
-    "fine_tune_epochs": _HP("int", 2, 0, 1000, doc="phase-2 epochs (fine-tuning)"),
-    "augment": _HP("str", "none", allowed=_AUGMENT, doc="phase-2 augmentation"),
-    "label_smoothing": _HP("float", 0.0, 0.0, 0.5),
-    "family": _HP("str", "pretrained", allowed=FAMILIES, doc="model family: pretrained | scratch"),
-    "weight_decay": _HP("float", 0.0, 0.0, 1.0, doc="AdamW decoupled weight decay"),
-    "lr_schedule": _HP(
-        "str", "cosine", allowed=("cosine", "constant"), doc="warm-up + cosine decay per phase"
-    ),
-    "pooling": _HP("str", "avg", allowed=_POOLING, doc="global pooling: avg, max or avgmax"),
-    # fidelity (automl.fidelity): a stratified subset of the splits; 0 = all images. In a
-    # space only where it sets them (OPT_IN_KEYS): every hyperparameter, fixed or not, takes
-    # one of the random oracle's draws, so adding them everywhere would change which values
-    # a seeded search of an existing space tries.
-    "train_images": _HP("int", 0, 0, 10**9, doc="training images a trial uses (0: all)"),
-    "val_images": _HP("int", 0, 0, 10**9, doc="validation images epochs are scored on (0: all)"),
-    # pretrained head
-    "head_layers": _HP("int", 0, 0, 2, doc="hidden Dense layers in the head"),
-    "head_units": _HP("int", 128, 8, 4096, doc="width of the first hidden Dense layer"),
-    "head_batchnorm": _HP("bool", False, doc="BatchNorm on the pooled features"),
-    # scratch
-    "epochs": _HP("int", 20, 1, 1000, doc="scratch: training epochs (one phase)"),
-    "blocks": _HP("int", 3, 1, 6, doc="scratch: conv blocks (each halves the resolution)"),
-    "conv_layers": _HP("int", 2, 1, 4, doc="scratch: conv layers per block"),
-    "filters": _HP("int", 32, 8, 512, doc="scratch: filters of the first block"),
-    "width_multiplier": _HP("float", 2.0, 1.0, 4.0, doc="scratch: filter growth per block"),
-    "kernel_size": _HP("int", 3, 1, 9, doc="scratch: convolution kernel size"),
-    "separable": _HP("bool", False, doc="scratch: depthwise-separable convolutions"),
-    "residual": _HP("bool", False, doc="scratch: residual connection around each block"),
-}
-
-# Hyperparameters that belong to one family; every other one (but ``family``) is shared.
-FAMILY_KEYS: dict[str, tuple[str, ...]] = {
-    "pretrained": (
-        "backbone",
-        "weights",
-        "image_size",
-        "fine_tune_depth",
-        "fine_tune_lr_factor",
-        "head_epochs",
-        "fine_tune_epochs",
-        "head_layers",
-        "head_units",
-        "head_batchnorm",
-    ),
-    "scratch": (
-        "image_size",
-        "epochs",
-        "blocks",
-        "conv_layers",
-        "filters",
-        "width_multiplier",
-        "kernel_size",
-        "separable",
-        "residual",
-    ),
-}
-OPT_IN_KEYS = ("train_images", "val_images")
-SHARED_KEYS = tuple(
-    k for k in HYPERPARAMETERS if k != "family" and not any(k in v for v in FAMILY_KEYS.values())
+from automl.errors import SpaceError, quoted
+from automl.families.base import HP
+from automl.families.registry import (
+    DEFAULT_FAMILY,
+    HYPERPARAMETERS,
+    OPT_IN_KEYS,
+    default_of,
+    family_keys,
+    family_names,
+    get_family,
+    owners,
+    shared_keys,
+    uses,
 )
-# Defaults that differ by family (the scratch net works at the data's small resolution).
-_FAMILY_DEFAULTS = {"scratch": {"image_size": 32}}
 
-
-def family_keys(family: str) -> tuple[str, ...]:
-    """Every hyperparameter a trial of ``family`` uses (``family`` included)."""
-    return ("family", *SHARED_KEYS, *FAMILY_KEYS[family])
+# HYPERPARAMETERS (name -> spec) holds every family's own hyperparameters (automl.families)
+# and the shared ones; the family registry keeps it up to date as families register.
 
 
 def split_name(name: str) -> tuple[str | None, str]:
@@ -265,13 +180,8 @@ class SearchSpace:
         )
 
     def max_epochs(self) -> int:
-        """The most epochs a trial of this space can run (both phases; scratch: ``epochs``)."""
-        most = 0
-        if "pretrained" in self.families:
-            most = int(self.upper("head_epochs") + self.upper("fine_tune_epochs"))
-        if "scratch" in self.families:
-            most = max(most, int(self.upper("epochs")))
-        return most
+        """The most epochs a trial of this space can run (every phase, any of its families)."""
+        return max(get_family(f).max_epochs(self.upper) for f in self.families)
 
     def defaults(self) -> dict[str, Any]:
         """One concrete configuration: fixed values, first choices, range lows."""
@@ -287,7 +197,7 @@ def _err(key: str, value: Any, allowed: str) -> SpaceError:
     return SpaceError(f"search space: {key}={quoted(value)} is not allowed; {allowed}")
 
 
-def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
+def _check_scalar(name: str, spec: HP, value: Any, where: str) -> Any:
     key = where
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
@@ -307,15 +217,8 @@ def _check_scalar(name: str, spec: _HP, value: Any, where: str) -> Any:
         raise _err(key, value, f"allowed range is [{spec.low:g}, {spec.high:g}]")
     if spec.allowed is not None and value not in spec.allowed:
         raise _err(key, value, f"choose one of: {', '.join(map(str, spec.allowed))}")
-    if name == "backbone":
-        from automl.backbones.registry import get_backbone
-
-        try:
-            get_backbone(value)
-        except UnknownBackboneError as e:
-            raise SpaceError(f"search space: {key}: {e}") from None
-    if name == "weights" and value not in _WEIGHTS and not value.endswith(".h5"):
-        raise _err(key, value, "use 'imagenet', 'random', or a path ending in .weights.h5")
+    if spec.check is not None:
+        spec.check(value, key)
     return value
 
 
@@ -377,12 +280,12 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
     hps = raw.get("hyperparameters") or {}
     if not isinstance(hps, dict):
         raise _err("hyperparameters", hps, "expected a mapping of name: value")
-    unknown = set(hps) - set(HYPERPARAMETERS) - set(FAMILIES)
+    unknown = set(hps) - set(HYPERPARAMETERS) - set(family_names())
     if unknown:
         k = sorted(unknown)[0]
         raise SpaceError(
             f"search space: unknown key hyperparameters.{quoted(k)[1:-1]} (value {quoted(hps[k])}); "
-            f"known keys are: {', '.join([*HYPERPARAMETERS, *FAMILIES])}"
+            f"known keys are: {', '.join([*HYPERPARAMETERS, *family_names()])}"
         )
     params = _parse_families(hps)
     for key in ("name", "description"):
@@ -448,10 +351,39 @@ def _parse_seeds(raw: Any, params: dict[str, Param]) -> tuple:
 
 def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
     """Flat params; a family's own keys get a ``family.`` prefix where the space has several."""
-    fam_param = _parse_param("family", hps.get("family", "pretrained"))
+    fam_param = _parse_param("family", hps.get("family", DEFAULT_FAMILY))
     fams = list(fam_param.values) if fam_param.kind == "choice" else [fam_param.value]
+    sections = _family_sections(hps, fams)
+    _check_owners(hps, fams, fam_param)
+    params: dict[str, Param] = {"family": fam_param}
+    multi = len(fams) > 1
+    shared = shared_keys()
+    for name in HYPERPARAMETERS:
+        if name == "family":
+            continue
+        if (
+            name in OPT_IN_KEYS
+            and name not in hps
+            and not any(name in s for s in sections.values())
+        ):
+            continue  # absent unless asked for: each hyperparameter takes one random draw
+        users = [f for f in fams if uses(f, name)]
+        if not users:
+            continue
+        per = {f: _family_param(hps, sections, f, name) for f in users}
+        own = name not in shared or any(name in sections.get(f, {}) for f in users)
+        if not multi or not own:
+            params[name] = per[users[0]]
+        else:
+            for f in users:
+                params[f"{f}.{name}"] = per[f]
+    return params
+
+
+def _family_sections(hps: dict[str, Any], fams: list[str]) -> dict[str, dict[str, Any]]:
+    """The space's per-family sections (``pretrained: {...}``), each key checked."""
     sections: dict[str, dict[str, Any]] = {}
-    for f in FAMILIES:
+    for f in family_names():
         if f not in hps:
             continue
         sec = hps[f]
@@ -464,7 +396,7 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
             )
         if not isinstance(sec, dict):
             raise _err(f"hyperparameters.{f}", sec, "expected a mapping of name: value")
-        allowed = set(SHARED_KEYS) | set(FAMILY_KEYS[f])
+        allowed = set(family_keys(f)) - {"family"}
         for k in sec:
             if k not in allowed:
                 raise _err(
@@ -473,56 +405,40 @@ def _parse_families(hps: dict[str, Any]) -> dict[str, Param]:
                     f"not a {f} hyperparameter; allowed: {', '.join(sorted(allowed))}",
                 )
         sections[f] = sec
+    return sections
+
+
+def _check_owners(hps: dict[str, Any], fams: list[str], fam_param: Param) -> None:
+    """A top-level key that belongs to families the space does not choose is an error."""
     for k in hps:
-        owners = [f for f, keys in FAMILY_KEYS.items() if k in keys]
-        if owners and not set(owners) & set(fams):
+        mine = owners(k)
+        if mine and not set(mine) & set(fams):
             raise _err(
                 f"hyperparameters.{k}",
                 hps[k],
-                f"it belongs to family {owners[0]}, which the space does not choose "
+                f"it belongs to family {mine[0]}, which the space does not choose "
                 f"(family: {quoted(fam_param.to_dict())})",
             )
 
-    def one(f: str, name: str) -> Param:
-        if name in sections.get(f, {}):
-            where = f"hyperparameters.{f}.{name}"
-            p = _parse_param(name, sections[f][name], where)
-        elif name in hps:
-            where = f"hyperparameters.{name}"
-            p = _parse_param(name, hps[name])
-        else:
-            where, p = "", None
-        if p is not None and f == "pretrained" and name == "image_size":
-            low = p.value if p.kind == "fixed" else min(p.values) if p.kind == "choice" else p.low
-            if low < 32:
-                raise _err(where, p.to_dict(), "pretrained backbones take 32 px or more")
-        if p is not None:
-            return p
-        default = _FAMILY_DEFAULTS.get(f, {}).get(name, HYPERPARAMETERS[name].default)
-        return Param(name, "fixed", value=default)
 
-    params: dict[str, Param] = {"family": fam_param}
-    multi = len(fams) > 1
-    for name in HYPERPARAMETERS:
-        if name == "family":
-            continue
-        if (
-            name in OPT_IN_KEYS
-            and name not in hps
-            and not any(name in s for s in sections.values())
-        ):
-            continue  # absent unless asked for: each hyperparameter takes one random draw
-        users = [f for f in fams if name in SHARED_KEYS or name in FAMILY_KEYS[f]]
-        if not users:
-            continue
-        per = {f: one(f, name) for f in users}
-        own = name not in SHARED_KEYS or any(name in sections.get(f, {}) for f in users)
-        if not multi or not own:
-            params[name] = per[users[0]]
-        else:
-            for f in users:
-                params[f"{f}.{name}"] = per[f]
-    return params
+def _lowest(p: Param) -> Any:
+    return p.value if p.kind == "fixed" else min(p.values) if p.kind == "choice" else p.low
+
+
+def _family_param(hps: dict[str, Any], sections: dict[str, dict], f: str, name: str) -> Param:
+    """Family ``f``'s ``name``: from its section, else the top level, else its default."""
+    if name in sections.get(f, {}):
+        where = f"hyperparameters.{f}.{name}"
+        p = _parse_param(name, sections[f][name], where)
+    elif name in hps:
+        where = f"hyperparameters.{name}"
+        p = _parse_param(name, hps[name])
+    else:
+        return Param(name, "fixed", value=default_of(f, name))
+    problem = get_family(f).space_problem(name, _lowest(p))
+    if problem:
+        raise _err(where, p.to_dict(), problem)
+    return p
 
 
 # The built-in spaces ship inside the package (``automl/spaces/*.yaml``, package data);
@@ -547,8 +463,12 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
         return space
     if isinstance(space, dict):
         return parse_space(space)
-    if space is None:
-        space = "default"
+    path = _space_path("default" if space is None else space)
+    return parse_space(_read_yaml(path, _read_text(path)), source=str(path))
+
+
+def _space_path(space: str | Path) -> Path:
+    """The file a space name or path means; an error where there is none."""
     path = Path(space)
     if isinstance(space, str) and space in builtin_spaces():
         path = Path(str(BUILTIN_SPACES / f"{space}.yaml"))
@@ -566,6 +486,11 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
             f"search space {quoted(str(space))} is a folder; pass a YAML file or a built-in name "
             f"({', '.join(builtin_spaces())})"
         )
+    return path
+
+
+def _read_text(path: Path) -> str:
+    """The space file's text: UTF-8, at most MAX_SPACE_BYTES."""
     try:
         size = path.stat().st_size
         if size > MAX_SPACE_BYTES:
@@ -573,7 +498,7 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
                 f"search space {quoted(str(path))} is {size} bytes, over the {MAX_SPACE_BYTES} "
                 "byte limit of a space file; pass the space's YAML (a few hundred bytes)"
             )
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpaceError(
             f"search space {quoted(str(path))} is not UTF-8 text (byte {e.object[e.start]:#04x} "
@@ -584,10 +509,14 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
             f"search space {quoted(str(path))} cannot be read ({e.strerror}); pass a readable "
             "YAML file"
         ) from None
+
+
+def _read_yaml(path: Path, text: str) -> Any:
+    """The YAML document of ``text`` (safe, without aliases); one-line errors."""
     loader = _NoAliasLoader(text)
     loader.source = str(path)
     try:
-        raw = loader.get_single_data()
+        return loader.get_single_data()
     except ValueError as e:  # e.g. an integer of 100,000 digits (Python's int limit)
         detail = (str(e).splitlines() or [type(e).__name__])[0]
         raise SpaceError(
@@ -603,7 +532,6 @@ def load_space(space: str | Path | dict | SearchSpace | None = None) -> SearchSp
         ) from None
     finally:
         loader.dispose()
-    return parse_space(raw, source=str(path))
 
 
 class _NoAliasLoader(yaml.SafeLoader):

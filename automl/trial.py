@@ -1,11 +1,15 @@
-"""Run one trial: phase 1 trains the head on a frozen backbone, phase 2 fine-tunes its top.
+"""Run one trial: build the model of its family, then train it phase by phase.
 
-This is the only module that calls ``fit()``. It knows nothing of MLflow or KerasTuner:
-progress leaves through the ``on_epoch`` callable, results through :class:`TrialOutcome`.
+A family (:mod:`automl.families`) says what a phase does: ``pretrained`` trains the head on a
+frozen backbone (phase 1), then fine-tunes its top (phase 2); ``scratch`` trains the whole net
+in one phase. This is the only module that calls ``fit()``. It knows nothing of MLflow or
+KerasTuner: progress leaves through the ``on_epoch`` callable, results through
+:class:`TrialOutcome`.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import math
@@ -17,8 +21,12 @@ from typing import Any
 import numpy as np
 
 from automl.data import DataBundle
-from automl.families import build as build_family
-from automl.families.pretrained import unfreeze_top
+from automl.families.pretrained import (  # noqa: F401 (re-exported: phase 2's bounds)
+    PHASE2_MAX_FACTOR,
+    PHASE2_MAX_LR,
+    phase2_learning_rate,
+)
+from automl.families.registry import DEFAULT_FAMILY, default_of, family_keys, family_of
 
 log = logging.getLogger("automl")
 
@@ -27,49 +35,65 @@ class DivergedError(Exception):
     """The loss became NaN or inf; the trial must not be retried."""
 
 
+def _default(name: str) -> Any:
+    return default_of(DEFAULT_FAMILY, name)  # the registry's (the default family's)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """The hyperparameters of one trial (see ``automl.space.HYPERPARAMETERS``).
 
-    Defaults reproduce what automl did before a field existed, so a configuration logged
-    by an older version trains the same way again.
+    Every default is the registry's (:mod:`automl.families`), the one a search fills in
+    for a hyperparameter its space leaves out. A family from a plugin keeps its own
+    hyperparameters in ``extra`` (``(name, value)`` pairs), read as attributes too.
     """
 
-    backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"
-    image_size: int = 96
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    dropout: float = 0.2
-    fine_tune_depth: float = 0.0
-    head_epochs: int = 5
-    fine_tune_epochs: int = 2
-    augment: str = "none"
-    fine_tune_lr_factor: float = 0.1
-    label_smoothing: float = 0.0
-    family: str = "pretrained"
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    pooling: str = "avg"
-    head_layers: int = 0
-    head_units: int = 128
-    head_batchnorm: bool = False
-    epochs: int = 20
-    blocks: int = 3
-    conv_layers: int = 2
-    filters: int = 32
-    width_multiplier: float = 2.0
-    kernel_size: int = 3
-    separable: bool = False
-    residual: bool = False
+    backbone: str = _default("backbone")
+    weights: str = _default("weights")
+    image_size: int = _default("image_size")
+    learning_rate: float = _default("learning_rate")
+    batch_size: int = _default("batch_size")
+    dropout: float = _default("dropout")
+    fine_tune_depth: float = _default("fine_tune_depth")
+    head_epochs: int = _default("head_epochs")
+    fine_tune_epochs: int = _default("fine_tune_epochs")
+    augment: str = _default("augment")
+    fine_tune_lr_factor: float = _default("fine_tune_lr_factor")
+    label_smoothing: float = _default("label_smoothing")
+    family: str = _default("family")
+    weight_decay: float = _default("weight_decay")
+    lr_schedule: str = _default("lr_schedule")
+    pooling: str = _default("pooling")
+    head_layers: int = _default("head_layers")
+    head_units: int = _default("head_units")
+    head_batchnorm: bool = _default("head_batchnorm")
+    epochs: int = _default("epochs")
+    blocks: int = _default("blocks")
+    conv_layers: int = _default("conv_layers")
+    filters: int = _default("filters")
+    width_multiplier: float = _default("width_multiplier")
+    kernel_size: int = _default("kernel_size")
+    separable: bool = _default("separable")
+    residual: bool = _default("residual")
     train_images: int = 0  # a stratified subset of the training split (0: all; automl.fidelity)
     val_images: int = 0  # and of the validation split, for scoring epochs (0: all)
+    extra: tuple = ()  # a plugin family's own hyperparameters: ((name, value), ...)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are not fields
+        for k, v in self.__dict__.get("extra", ()):
+            if k == name:
+                return v
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> TrialConfig:
-        """From KerasTuner values (``family.name`` keys of the chosen family win) or a dict."""
-        family = values.get("family", "pretrained")
-        flat: dict[str, Any] = {}
+        """From KerasTuner values (``family.name`` keys of the chosen family win) or a dict.
+
+        A hyperparameter of the family that ``values`` leaves out takes the family's default.
+        """
+        family = values.get("family", DEFAULT_FAMILY)
+        own = family_of({"family": family}).hyperparameters
+        flat: dict[str, Any] = {k: spec.default for k, spec in own.items()}
         for k, v in values.items():
             if "." not in k and "/" not in k:
                 flat[k] = v
@@ -78,36 +102,31 @@ class TrialConfig:
             if k.startswith(prefix):
                 flat[k[len(prefix) :]] = v
         fields = cls.__dataclass_fields__
-        out = {}
+        out: dict[str, Any] = {}
+        extra = []
         for k, v in flat.items():
-            if k not in fields:
-                continue
-            if fields[k].type == "bool" and not isinstance(v, bool):
+            kind = fields[k].type if k in fields else own[k].kind if k in own else None
+            if kind == "bool" and not isinstance(v, bool):
                 v = str(v).lower() in ("1", "true", "yes")
-            out[k] = v
-        return cls(**out)
+            if k in fields and k != "extra":
+                out[k] = v
+            elif k in own:
+                extra.append((k, v))
+        return cls(**out, extra=tuple(extra))
 
     def to_dict(self) -> dict[str, Any]:
         """The hyperparameters this trial's family uses (what MLflow logs as params)."""
-        from automl.space import family_keys
-
+        keys = family_keys(self.family)
         d = asdict(self)
-        return {k: d[k] for k in d if k in family_keys(self.family)}
+        d.update(d.pop("extra"))
+        return {k: d[k] for k in d if k in keys}
 
     def schedule(self, budget: int | None = None) -> tuple[int, int]:
         """Epochs of (phase 1, phase 2). ``budget`` (Hyperband's resource) is the total of both.
 
-        A scratch trial has one phase of ``epochs``.
+        A one-phase family (scratch) has no phase 2.
         """
-        if self.family == "scratch":
-            return (self.epochs if budget is None else budget), 0
-        p2 = self.fine_tune_epochs if self.fine_tune_depth > 0 else 0
-        if budget is None:
-            return self.head_epochs, p2
-        if p2 == 0:
-            return budget, 0
-        p1 = min(self.head_epochs, budget)
-        return p1, budget - p1
+        return family_of(self).schedule(self, budget)
 
 
 @dataclass
@@ -223,18 +242,6 @@ def _view_sequence(view, y, batch_size: int, shuffle: bool, seed: int):
     return ViewSequence()
 
 
-# Phase 2's learning rate is phase 1's times fine_tune_lr_factor, with the factor capped here
-# and the result capped at PHASE2_MAX_LR: a fine-tuning rate above that wrecks pretrained
-# features (a trial collapsed to chance at 3e-3).
-PHASE2_MAX_FACTOR = 0.3
-PHASE2_MAX_LR = 5e-4
-
-
-def phase2_learning_rate(cfg: TrialConfig) -> float:
-    """Phase 2's learning rate, bounded relative to phase 1's and absolutely."""
-    return min(cfg.learning_rate * min(cfg.fine_tune_lr_factor, PHASE2_MAX_FACTOR), PHASE2_MAX_LR)
-
-
 def rank(logs: dict[str, float], objective: str = "val_accuracy") -> tuple[float, float]:
     """Sort key of an epoch's scores, higher is better: :func:`automl.metrics.rank_key`."""
     from automl.metrics import rank_key
@@ -242,75 +249,79 @@ def rank(logs: dict[str, float], objective: str = "val_accuracy") -> tuple[float
     return rank_key(logs, objective)
 
 
-class _EpochWatch:
+class _EpochWatchBase:
     """Keras callback pieces folded into one: report, keep the best weights, NaN guard,
-    deadline, and phase 2's guard."""
+    deadline, and phase 2's guard. :func:`_EpochWatch` makes it a Keras callback."""
 
-    def __new__(cls, *args, **kwargs):  # build the subclass lazily so importing needs no keras
-        keras = _keras()
+    def __init__(self, target, phase, on_epoch, tracker, deadline, guard=None):
+        super().__init__()
+        self.target, self.phase, self.on_epoch = target, phase, on_epoch
+        self.tracker, self.deadline = tracker, deadline
+        self.diverged = False
+        self.deadline_hit = False
+        # guard: (baseline rank, patience): stop after `patience` epochs in a row that
+        # rank below the baseline, unless an epoch has beaten it already.
+        self.guard = guard
+        self.worse_in_a_row = 0
+        self.beat_baseline = False
+        self.guard_hit = False
 
-        class EpochWatch(keras.callbacks.Callback):
-            def __init__(self, target, phase, on_epoch, tracker, deadline, guard=None):
-                super().__init__()
-                self.target, self.phase, self.on_epoch = target, phase, on_epoch
-                self.tracker, self.deadline = tracker, deadline
-                self.diverged = False
-                self.deadline_hit = False
-                # guard: (baseline rank, patience): stop after `patience` epochs in a row that
-                # rank below the baseline, unless an epoch has beaten it already.
-                self.guard = guard
-                self.worse_in_a_row = 0
-                self.beat_baseline = False
-                self.guard_hit = False
+    # The batch hook only reads the loss and sets stop_training: safe to run on Keras's
+    # async dispatch thread, so the accelerator's queue stays full (without this flag,
+    # any batch hook makes Keras sync the device after every batch).
+    async_safe = True
 
-            # The batch hook only reads the loss and sets stop_training: safe to run on Keras's
-            # async dispatch thread, so the accelerator's queue stays full (without this flag,
-            # any batch hook makes Keras sync the device after every batch).
-            async_safe = True
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True
+        # On a large data set one epoch can outlast the budget: the deadline also
+        # ends an epoch part-way (Keras still validates it, and on_epoch_end offers
+        # it as a best epoch, so a trial stopped by the budget keeps its best one).
+        if self.deadline is not None and time.time() > self.deadline:
+            self.model.stop_training = True
 
-            def on_train_batch_end(self, batch, logs=None):
-                loss = (logs or {}).get("loss")
-                if loss is not None and not math.isfinite(float(loss)):
-                    self.diverged = True
-                    self.model.stop_training = True
-                # On a large data set one epoch can outlast the budget: the deadline also
-                # ends an epoch part-way (Keras still validates it, and on_epoch_end offers
-                # it as a best epoch, so a trial stopped by the budget keeps its best one).
-                if self.deadline is not None and time.time() > self.deadline:
-                    self.model.stop_training = True
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        entry = {"step": epoch, "phase": self.phase, **logs}
+        self.tracker.history.append(entry)
+        if any(not math.isfinite(v) for k, v in logs.items() if "loss" in k):
+            self.diverged = True
+            self.model.stop_training = True
+        else:
+            self.tracker.offer(epoch, logs, self.target)
+            self._check_guard(logs)
+        if self.on_epoch is not None:
+            self.on_epoch(entry)
+        if self.deadline is not None and time.time() > self.deadline:
+            self.deadline_hit = True
+            self.model.stop_training = True
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = {k: float(v) for k, v in (logs or {}).items()}
-                entry = {"step": epoch, "phase": self.phase, **logs}
-                self.tracker.history.append(entry)
-                if any(not math.isfinite(v) for k, v in logs.items() if "loss" in k):
-                    self.diverged = True
-                    self.model.stop_training = True
-                else:
-                    self.tracker.offer(epoch, logs, self.target)
-                    self._check_guard(logs)
-                if self.on_epoch is not None:
-                    self.on_epoch(entry)
-                if self.deadline is not None and time.time() > self.deadline:
-                    self.deadline_hit = True
-                    self.model.stop_training = True
+    def _check_guard(self, logs):
+        if self.guard is None or self.beat_baseline:
+            return
+        baseline, patience = self.guard
+        if rank(logs, self.tracker.objective) > baseline:
+            self.beat_baseline = True
+            return
+        if rank(logs, self.tracker.objective) < baseline:
+            self.worse_in_a_row += 1
+        else:
+            self.worse_in_a_row = 0
+        if self.worse_in_a_row >= patience:
+            self.guard_hit = True
+            self.model.stop_training = True
 
-            def _check_guard(self, logs):
-                if self.guard is None or self.beat_baseline:
-                    return
-                baseline, patience = self.guard
-                if rank(logs, self.tracker.objective) > baseline:
-                    self.beat_baseline = True
-                    return
-                if rank(logs, self.tracker.objective) < baseline:
-                    self.worse_in_a_row += 1
-                else:
-                    self.worse_in_a_row = 0
-                if self.worse_in_a_row >= patience:
-                    self.guard_hit = True
-                    self.model.stop_training = True
 
-        return EpochWatch(*args, **kwargs)
+@functools.cache
+def _epoch_watch_class():
+    """The Keras callback class, made on first use so that importing needs no keras."""
+    return type("EpochWatch", (_EpochWatchBase, _keras().callbacks.Callback), {})
+
+
+def _EpochWatch(*args, **kwargs):  # noqa: N802 - used as the class it makes
+    return _epoch_watch_class()(*args, **kwargs)
 
 
 class BestEpoch:
@@ -447,6 +458,7 @@ def run_trial(
     A ``pretrained`` trial trains the head on the frozen backbone (phase 1), then fine-tunes
     the top of the backbone (phase 2, guarded: if it only makes validation worse, it stops
     and phase 1's best weights stand). A ``scratch`` trial trains the whole net in one phase.
+    What each phase does is the family's (:class:`automl.families.Family`).
 
     Args:
         cfg: the trial's hyperparameters.
@@ -463,167 +475,207 @@ def run_trial(
     """
     from automl.fidelity import subset
 
-    keras = _keras()
     options = options or RunOptions()
     # The trial's fidelity: index subsets of the splits (the test split is not touched here).
     data = subset(data, cfg.train_images, cfg.val_images)
     if options.deterministic:
         _enable_determinism()
-    keras.utils.set_random_seed(seed)
-    parts = build_family(cfg, data.num_classes)
-    model = parts.model
+    _keras().utils.set_random_seed(seed)
+    family = family_of(cfg)
+    parts = family.build(cfg, data.num_classes)
     if initial_weights:
-        model.load_weights(initial_weights)
-    p1, p2 = cfg.schedule(budget)
-    # The learning-rate schedules span p1 and p2 epochs; a replay stops after stop_after.
-    end1, end2 = (p1, p1 + p2) if stop_after is None else (min(p1, stop_after), stop_after)
+        parts.model.load_weights(initial_weights)
     if stop_after is not None:
         options = replace(options, early_stopping_patience=0, phase2_guard_patience=0)
-    best = BestEpoch(options.objective, keep_last=stop_after is not None)
-    y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
-    y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)
-    steps_per_epoch = max(math.ceil(len(data.y_train) / cfg.batch_size), 1)
-    stopped = False
-    times = {"phase1_seconds": 0.0, "phase2_seconds": 0.0}
-    tags: dict[str, str] = {}
-    scratch = cfg.family == "scratch"
-    mode = "min" if options.objective == "val_loss" else "max"
+    run = _TrialRun(cfg, data, parts, options, on_epoch, seed)
+    run.plan(budget, stop_after)
+    if initial_epoch > 0:  # a continued trial: its starting point is a candidate best
+        run.offer_start(initial_epoch)
+    run.timed("phase1", initial_epoch < run.p1, run.phase1, initial_epoch, embeddings)
+    phase2 = run.p2 > 0 and not run.stopped and run.end2 > run.p1
+    run.timed("phase2", phase2, run.phase2, initial_epoch)
+    return run.outcome()
 
-    def watch(phase, guard=None):
-        return _EpochWatch(model, phase, on_epoch, best, options.deadline, guard)
 
-    def check(w):
+class _TrialRun:
+    """One trial's training, phase by phase (the body of :func:`run_trial`)."""
+
+    def __init__(
+        self, cfg: TrialConfig, data: DataBundle, parts, options: RunOptions, on_epoch, seed
+    ):
+        self.cfg, self.data, self.parts, self.options = cfg, data, parts, options
+        self.family = family_of(cfg)
+        self.model = parts.model
+        self.on_epoch, self.seed = on_epoch, seed
+        self.y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
+        self.y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)
+        self.steps_per_epoch = max(math.ceil(len(data.y_train) / cfg.batch_size), 1)
+        self.stopped = False
+        self.times = {"phase1_seconds": 0.0, "phase2_seconds": 0.0}
+        self.tags: dict[str, str] = {}
+        self.mode = "min" if options.objective == "val_loss" else "max"
+
+    def plan(self, budget: int | None, stop_after: int | None) -> None:
+        """Each phase's epochs; the learning-rate schedules span them, a replay stops early."""
+        self.p1, self.p2 = self.cfg.schedule(budget)
+        p1, p2 = self.p1, self.p2
+        self.end1, self.end2 = (
+            (p1, p1 + p2) if stop_after is None else (min(p1, stop_after), stop_after)
+        )
+        self.best = BestEpoch(self.options.objective, keep_last=stop_after is not None)
+
+    def timed(self, phase: str, due: bool, step, *args) -> None:
+        """Run ``step(*args)`` where ``due``; its seconds are the ``{phase}_seconds`` metric."""
+        t0 = time.perf_counter()
+        if due:
+            step(*args)
+        self.times[f"{phase}_seconds"] = time.perf_counter() - t0
+
+    def watch(self, phase: str, guard=None):
+        o = self.options
+        return _EpochWatch(self.model, phase, self.on_epoch, self.best, o.deadline, guard)
+
+    def check(self, w) -> bool:
+        """Raises on a diverged phase; whether the deadline stopped it."""
         if w.diverged:
             raise DivergedError(f"diverged: loss became NaN or inf in {w.phase}")
         return w.deadline_hit
 
-    if initial_epoch > 0:  # a continued trial: its starting point is a candidate best
-        _compile(model, cfg, cfg.learning_rate, options.jit_compile)
-        loss, acc = model.evaluate(make_dataset(data.x_val, y_va, cfg.batch_size), verbose=0)
-        best.offer(initial_epoch - 1, {"val_loss": float(loss), "val_accuracy": float(acc)}, model)
+    def early_stopping(self, patience: int) -> list:
+        if not patience:
+            return []
+        keras = _keras()
+        return [
+            keras.callbacks.EarlyStopping(
+                monitor=self.options.objective, patience=patience, mode=self.mode
+            )
+        ]
 
-    # Phase 1: the head on a frozen backbone (on cached embeddings by default), or the whole
-    # scratch net, with augmentation and early stopping.
-    t0 = time.perf_counter()
-    if initial_epoch < p1:
-        w = watch("phase1")
-        steps = steps_per_epoch * (p1 - initial_epoch)
-        if not scratch and options.embedding_cache and embeddings is not None:
-            f_tr, f_va = embeddings.get(parts.features, cfg, data, seed=seed)
-            head_model = keras.Sequential([keras.Input(shape=f_tr.shape[1:]), parts.head])
-            _compile(
-                head_model, cfg, cfg.learning_rate, options.jit_compile, steps, steps_per_epoch
-            )
-            head_model.fit(
-                f_tr,
-                y_tr,
-                validation_data=(f_va, y_va),
-                batch_size=cfg.batch_size,
-                epochs=end1,
-                initial_epoch=initial_epoch,
-                shuffle=True,
-                verbose=options.verbose,
-                callbacks=[w],
-            )
+    def train_sets(self, augment: str):
+        cfg, data = self.cfg, self.data
+        train = make_dataset(
+            data.x_train, self.y_tr, cfg.batch_size, shuffle=True, augment=augment, seed=self.seed
+        )
+        return train, make_dataset(data.x_val, self.y_va, cfg.batch_size)
+
+    def offer_start(self, initial_epoch: int) -> None:
+        """The weights a continued trial starts from, as a candidate best epoch."""
+        cfg, model = self.cfg, self.model
+        _compile(model, cfg, cfg.learning_rate, self.options.jit_compile)
+        val = make_dataset(self.data.x_val, self.y_va, cfg.batch_size)
+        loss, acc = model.evaluate(val, verbose=0)
+        self.best.offer(
+            initial_epoch - 1, {"val_loss": float(loss), "val_accuracy": float(acc)}, model
+        )
+
+    def phase1(self, initial_epoch: int, embeddings) -> None:
+        """The head on the frozen backbone (on cached embeddings where the family and the
+        search allow), or the whole net; augmentation and early stopping as the family says."""
+        cfg, o, fam = self.cfg, self.options, self.family
+        w = self.watch("phase1")
+        steps = self.steps_per_epoch * (self.p1 - initial_epoch)
+        if fam.head_on_embeddings and o.embedding_cache and embeddings is not None:
+            self.fit_head(w, steps, initial_epoch, embeddings)
         else:
-            _compile(model, cfg, cfg.learning_rate, options.jit_compile, steps, steps_per_epoch)
+            _compile(self.model, cfg, cfg.learning_rate, o.jit_compile, steps, self.steps_per_epoch)
             callbacks = [w]
-            if scratch and options.early_stopping_patience:
-                callbacks.append(
-                    keras.callbacks.EarlyStopping(
-                        monitor=options.objective,
-                        patience=2 * options.early_stopping_patience,
-                        mode=mode,
-                    )
-                )
+            if fam.phase1_patience and o.early_stopping_patience:
+                callbacks += self.early_stopping(fam.phase1_patience * o.early_stopping_patience)
+            train, val = self.train_sets(cfg.augment if fam.phase1_augment else "none")
             _fit(
-                model,
-                make_dataset(
-                    data.x_train,
-                    y_tr,
-                    cfg.batch_size,
-                    shuffle=True,
-                    augment=cfg.augment if scratch else "none",
-                    seed=seed,
-                ),
-                make_dataset(data.x_val, y_va, cfg.batch_size),
+                self.model,
+                train,
+                val,
                 cfg.batch_size,
-                epochs=end1,
+                epochs=self.end1,
                 initial_epoch=initial_epoch,
-                verbose=options.verbose,
+                verbose=o.verbose,
                 callbacks=callbacks,
             )
-        stopped = check(w)
-        best.restore(model)
-    times["phase1_seconds"] = time.perf_counter() - t0
+        self.stopped = self.check(w)
+        self.best.restore(self.model)
 
-    # Phase 2: unfreeze the top of the backbone, a bounded lower learning rate, augmentation,
-    # early stopping, and the guard against fine-tuning that only makes validation worse.
-    t0 = time.perf_counter()
-    if p2 > 0 and not stopped and end2 > p1:
-        n = unfreeze_top(parts.backbone, cfg.fine_tune_depth)
-        lr2 = phase2_learning_rate(cfg)
-        log.debug("phase 2: %d backbone layers unfrozen, learning rate %.2g", n, lr2)
-        _compile(model, cfg, lr2, options.jit_compile, steps_per_epoch * p2, steps_per_epoch)
+    def fit_head(self, w, steps: int, initial_epoch: int, embeddings) -> None:
+        """Phase 1 on the backbone's cached features: only the head trains."""
+        cfg, o = self.cfg, self.options
+        f_tr, f_va = embeddings.get(self.parts.features, cfg, self.data, seed=self.seed)
+        head_model = _keras().Sequential([_keras().Input(shape=f_tr.shape[1:]), self.parts.head])
+        _compile(head_model, cfg, cfg.learning_rate, o.jit_compile, steps, self.steps_per_epoch)
+        head_model.fit(
+            f_tr,
+            self.y_tr,
+            validation_data=(f_va, self.y_va),
+            batch_size=cfg.batch_size,
+            epochs=self.end1,
+            initial_epoch=initial_epoch,
+            shuffle=True,
+            verbose=o.verbose,
+            callbacks=[w],
+        )
+
+    def phase2(self, initial_epoch: int) -> None:
+        """Fine-tuning as the family prepares it: a bounded lower learning rate, augmentation,
+        early stopping, and the guard against fine-tuning that only makes validation worse."""
+        cfg, o, fam, best = self.cfg, self.options, self.family, self.best
+        fam.start_phase2(self.parts, cfg)
+        lr2 = fam.phase2_learning_rate(cfg)
+        per = self.steps_per_epoch
+        _compile(self.model, cfg, lr2, o.jit_compile, per * self.p2, per)
         guard = (
-            (best.score, options.phase2_guard_patience)
-            if options.phase2_guard_patience and best.score is not None
+            (best.score, o.phase2_guard_patience)
+            if o.phase2_guard_patience and best.score is not None
             else None
         )
-        w = watch("phase2", guard)
-        callbacks = [w]
-        if options.early_stopping_patience:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=options.objective, patience=options.early_stopping_patience, mode=mode
-                )
-            )
+        w = self.watch("phase2", guard)
+        callbacks = [w, *self.early_stopping(o.early_stopping_patience)]
+        train, val = self.train_sets(cfg.augment)
         _fit(
-            model,
-            make_dataset(
-                data.x_train, y_tr, cfg.batch_size, shuffle=True, augment=cfg.augment, seed=seed
-            ),
-            make_dataset(data.x_val, y_va, cfg.batch_size),
+            self.model,
+            train,
+            val,
             cfg.batch_size,
-            epochs=min(p1 + p2, end2),
-            initial_epoch=max(initial_epoch, p1),
-            verbose=options.verbose,
+            epochs=min(self.p1 + self.p2, self.end2),
+            initial_epoch=max(initial_epoch, self.p1),
+            verbose=o.verbose,
             callbacks=callbacks,
         )
-        stopped = check(w)
+        self.stopped = self.check(w)
         if guard is not None:
-            tags["automl.phase2_guard"] = (
+            self.tags["automl.phase2_guard"] = (
                 f"stopped phase 2 after {w.worse_in_a_row} epochs worse than phase 1's best "
-                f"{options.objective}; phase-1 best weights kept"
+                f"{o.objective}; phase-1 best weights kept"
                 if w.guard_hit
                 else "not triggered"
             )
-        best.restore(model)
-        parts.backbone.trainable = False  # the saved model reloads frozen, as exported
-    times["phase2_seconds"] = time.perf_counter() - t0
+        best.restore(self.model)
+        fam.end_phase2(self.parts)
 
-    if best.weights is None:
-        raise DivergedError("diverged: no epoch produced finite validation scores")
-    metrics = {
-        "val_accuracy": best.logs.get("val_accuracy", float("nan")),
-        "val_loss": best.logs.get("val_loss", float("nan")),
-        "accuracy": best.logs.get("accuracy", float("nan")),
-        "loss": best.logs.get("loss", float("nan")),
-        "best_epoch": float(best.epoch),
-        "epochs_run": float(len(best.history)),
-        "train_images": float(len(data.y_train)),  # the fidelity: images it trained on
-        "val_images": float(len(data.y_val)),
-        **times,
-    }
-    if p2 > 0:
-        metrics["phase2_learning_rate"] = phase2_learning_rate(cfg)
-        metrics["phase2_guard"] = float(tags.get("automl.phase2_guard", "").startswith("stopped"))
-    best.weights = None  # release the snapshot before the next trial
-    gc.collect()
-    return TrialOutcome(
-        model=model,
-        metrics=metrics,
-        history=best.history,
-        stopped_by_deadline=stopped,
-        tags=tags,
-    )
+    def outcome(self) -> TrialOutcome:
+        """The model at its best epoch and the trial's metrics."""
+        best, data = self.best, self.data
+        if best.weights is None:
+            raise DivergedError("diverged: no epoch produced finite validation scores")
+        metrics = {
+            "val_accuracy": best.logs.get("val_accuracy", float("nan")),
+            "val_loss": best.logs.get("val_loss", float("nan")),
+            "accuracy": best.logs.get("accuracy", float("nan")),
+            "loss": best.logs.get("loss", float("nan")),
+            "best_epoch": float(best.epoch),
+            "epochs_run": float(len(best.history)),
+            "train_images": float(len(data.y_train)),  # the fidelity: images it trained on
+            "val_images": float(len(data.y_val)),
+            **self.times,
+        }
+        if self.p2 > 0:
+            metrics["phase2_learning_rate"] = self.family.phase2_learning_rate(self.cfg)
+            guard = self.tags.get("automl.phase2_guard", "")
+            metrics["phase2_guard"] = float(guard.startswith("stopped"))
+        best.weights = None  # release the snapshot before the next trial
+        gc.collect()
+        return TrialOutcome(
+            model=self.model,
+            metrics=metrics,
+            history=best.history,
+            stopped_by_deadline=self.stopped,
+            tags=self.tags,
+        )

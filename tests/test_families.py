@@ -3,6 +3,9 @@ keeper and greedy ensemble selection: fast checks, no search."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -249,3 +252,159 @@ def test_default_space_follows_the_data(info, families):
     assert parse_space(space.to_dict()) == space  # the logged YAML reproduces it (seeds too)
     if "pretrained" in families:
         assert space.upper("image_size") <= 128  # CPU sizes
+
+
+# --- the family registry ---------------------------------------------------------------------
+
+
+def test_the_registry_is_the_one_source_of_defaults():
+    from automl.families.registry import HYPERPARAMETERS, default_of
+    from automl.trial import TrialConfig
+
+    # A space that leaves every hyperparameter out trains what TrialConfig() trains (the
+    # learning-rate schedule was "cosine" in the space, "constant" in TrialConfig).
+    assert TrialConfig.from_values(parse_space({}).defaults()) == TrialConfig()
+    assert TrialConfig().lr_schedule == HYPERPARAMETERS["lr_schedule"].default == "cosine"
+    # A family's own defaults hold wherever a configuration leaves them out.
+    scratch = parse_space({"hyperparameters": {"family": "scratch"}}).defaults()
+    assert TrialConfig.from_values(scratch) == TrialConfig.from_values({"family": "scratch"})
+    assert TrialConfig.from_values({"family": "scratch"}).image_size == 32
+    assert default_of("scratch", "image_size") == 32 and TrialConfig().image_size == 96
+
+
+def test_families_are_declared_once_with_their_policies():
+    import automl.families
+    import automl.refit
+    import automl.space
+    from automl.families.registry import HYPERPARAMETERS, family_names, get_family, refit_refusal
+
+    assert automl.families.FAMILIES == family_names() == ("pretrained", "scratch")
+    assert HYPERPARAMETERS["family"].allowed == family_names()
+    assert not hasattr(automl.space, "FAMILIES") and not hasattr(automl.refit, "FAMILIES")
+    assert get_family("pretrained").refit_pays and not get_family("scratch").refit_pays
+    assert refit_refusal("pretrained") is None
+    assert refit_refusal("scratch") == (
+        "only pretrained trials are refit (a scratch net's replay scored worse)"
+    )
+    from automl.trial import TrialConfig
+
+    assert get_family("pretrained").schedule(TrialConfig(fine_tune_depth=0.2), 6) == (5, 1)
+
+
+def test_a_bad_family_class_is_refused_at_registration():
+    from automl.errors import SpaceError
+    from automl.families import HP, Family, get_family, register_family
+
+    class Twice(Family):
+        name = "scratch"
+
+    with pytest.raises(ValueError, match="model family 'scratch' is registered twice"):
+        register_family(Twice)
+
+    class Clash(Family):
+        name = "clash"
+        hyperparameters = {"epochs": HP("float", 1.0, 0.0, 2.0)}
+
+    with pytest.raises(ValueError, match="a shared name needs the same kind and bounds"):
+        register_family(Clash)
+
+    class Shares(Family):
+        name = "shares"
+        hyperparameters = {"dropout": HP("float", 0.1, 0.0, 0.5)}
+
+    with pytest.raises(ValueError, match="declares 'dropout', which every family shares"):
+        register_family(Shares)
+    with pytest.raises(SpaceError, match="unknown model family 'cnn'; choose one of: pretrained"):
+        get_family("cnn")
+
+
+def test_no_module_compares_family_names():
+    """Which family does what is the registry's: no ``family == "scratch"`` anywhere."""
+    import ast
+    from pathlib import Path
+
+    import automl
+    from automl.families.registry import family_names
+
+    names = set(family_names())
+    found = []
+    for path in sorted(Path(automl.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in names for c in ast.walk(node)
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []
+
+
+@pytest.fixture
+def dense_family(monkeypatch):
+    """tests/plugin_family.py's family, unregistered after the test (the registry is global)."""
+    import sys
+
+    from automl.families import registry
+
+    monkeypatch.setenv("AUTOML_PLUGINS", "")  # restored after the test (--plugin sets it)
+    root = str(Path(__file__).resolve().parent.parent)  # worker processes import tests.*
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    yield
+    registry._REGISTRY.pop("dense", None)
+    registry._rebuild()
+    sys.modules.pop("tests.plugin_family", None)
+
+
+def test_a_third_family_is_one_module_that_plugin_registers(
+    dense_family, image_folder, tmp_path, capsys
+):
+    """``--plugin tests.plugin_family`` registers a family with a hyperparameter of its own;
+    a search trains it, logs its params, names it, and does not refit it."""
+    from mlflow.tracking import MlflowClient
+
+    from automl import cli
+    from tests.robust_helpers import prebuilt_store
+
+    prebuilt_store(tmp_path)
+    space = Path("dense.yaml")
+    space.write_text(
+        "hyperparameters:\n  family: dense\n  learning_rate: 1.0e-2\n  batch_size: 16\n"
+        "  dense: {units: {choice: [8, 16]}, epochs: 2}\n"
+    )
+    rc = cli.main(
+        ["search", "--data", str(image_folder), "--space", str(space), "--max-trials", "1"]
+        + ["--seed", "0", "--experiment", "dense", "--refit", "--plugin", "tests.plugin_family"]
+    )
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("dense")
+    (trial,) = client.search_runs([exp.experiment_id], "tags.`automl.kind` = 'trial'")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`automl.kind` = 'search'")
+    assert trial.info.status == "FINISHED"
+    params = trial.data.params
+    assert params["family"] == "dense" and params["units"] in ("8", "16")
+    assert "backbone" not in params and "blocks" not in params  # only the family's own keys
+    assert trial.data.tags["mlflow.runName"].startswith("trial-000 dense 8px")
+    assert int(trial.data.metrics["epochs_run"]) == 2  # its schedule: one phase of epochs
+    assert parent.data.tags["automl.refit"] == (
+        "skipped: trial 0 is a dense trial; only pretrained trials are refit "
+        "(its refit is not measured)"
+    )
+
+
+def test_a_worker_process_imports_the_plugin_family_it_is_sent(dense_family, monkeypatch):
+    """A trial worker knows only AUTOML_PLUGINS, which --plugin sets: asking the registry
+    for the family imports the module (as a fresh process would)."""
+    import sys
+
+    from automl.families import registry
+    from automl.trial import TrialConfig
+
+    assert "tests.plugin_family" not in sys.modules and "dense" not in registry.family_names()
+    monkeypatch.setenv("AUTOML_PLUGINS", "tests.plugin_family")
+    cfg = TrialConfig.from_values({"family": "dense", "dense.units": 12, "dropout": 0.0})
+    assert (cfg.units, cfg.epochs, cfg.image_size) == (12, 2, 8)  # the family's defaults
+    assert cfg.to_dict()["units"] == 12 and "blocks" not in cfg.to_dict()
+    assert registry.HYPERPARAMETERS["family"].allowed == ("pretrained", "scratch", "dense")
