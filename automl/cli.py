@@ -45,8 +45,9 @@ def _plugin_option(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first: a plugin that registers backbones with "
-        "automl.backbones.register_backbone (repeatable; trial workers import it too)",
+        help="import MODULE first: a plugin that registers backbones, model families or "
+        "executors (automl.backbones.register_backbone, automl.families.register_family, "
+        "automl.executors.register_executor; repeatable; trial workers import it too)",
     )
 
 

@@ -102,4 +102,4 @@ def test_a_plugin_that_cannot_be_imported_is_one_line_exit_2(capsys, monkeypatch
     assert cli.main(["search", "--plugin", "no_such_plugin_module", "--max-trials", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("automl: error: backbone plugin 'no_such_plugin_module' (--plugin)")
+    assert err[0].startswith("automl: error: plugin 'no_such_plugin_module' (--plugin)")

@@ -113,13 +113,13 @@ def _import_plugin(module: str, how: str) -> None:
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise PluginError(
-            f"backbone plugin {module!r} ({how}) cannot be imported ({type(e).__name__}: "
+            f"plugin {module!r} ({how}) cannot be imported ({type(e).__name__}: "
             f"{first}); install it or fix the module name"
         ) from None
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] | str) -> None:
-    """Import backbone plugin modules (``--plugin MODULE``) and record them in
+    """Import plugin modules (``--plugin MODULE``: backbones, families, executors) and record them in
     ``AUTOML_PLUGINS``, so trial worker processes import them too."""
     for module in [modules] if isinstance(modules, str) else modules:
         _import_plugin(module, "--plugin")
@@ -143,7 +143,7 @@ def _load_entry_points() -> None:
         except Exception as e:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             raise PluginError(
-                f"backbone plugin {ep.value!r} (entry point {ep.name!r} in group "
+                f"plugin {ep.value!r} (entry point {ep.name!r} in group "
                 f"{ENTRY_POINT_GROUP!r}) cannot be loaded ({type(e).__name__}: {first}); "
                 "fix or uninstall the package that provides it"
             ) from None
