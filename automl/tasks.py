@@ -23,8 +23,9 @@ Inference, in this order (``y`` a NumPy array, a list, or a pandas Series/DataFr
 * strings, booleans, integers: **classification** (integer codes with more than
   :data:`MANY_VALUES` distinct values are still classes; ``describe()`` then says to pass
   ``task="regression"`` for a quantity);
-* floats: **regression**, unless every value is a whole number and there are at most
-  :data:`MANY_VALUES` distinct values (float class ids, e.g. ``1.0, 2.0``): classification.
+* floats: **regression**, unless they are class ids stored as floats: every value a whole
+  number and the distinct values exactly 0..K-1 or 1..K with K at most :data:`MANY_VALUES`
+  (``0.0, 1.0, 2.0``): classification.
 """
 
 from __future__ import annotations
@@ -183,6 +184,15 @@ def _whole(y: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
 
 
+def _class_codes(y: np.ndarray) -> bool:
+    """Whether floats are class ids in disguise: whole numbers 0..K-1 or 1..K, K <= MANY_VALUES."""
+    if not _whole(y):
+        return False
+    values = np.unique(y)
+    k = len(values)
+    return k <= MANY_VALUES and values[0] in (0, 1) and values[-1] == values[0] + k - 1
+
+
 def infer_task(y: Any) -> str:
     """The name of the task the targets ``y`` look like (see the module's docstring)."""
     arr = _as_array(y)
@@ -208,9 +218,7 @@ def infer_task(y: Any) -> str:
         )
     if arr.dtype.kind == "f":
         _check_no_missing(arr)
-        if _whole(arr) and len(np.unique(arr)) <= MANY_VALUES:
-            return "classification"
-        return "regression"
+        return "classification" if _class_codes(arr) else "regression"
     return "classification"
 
 
