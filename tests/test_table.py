@@ -44,7 +44,11 @@ def test_regression_csv_relative_absolute_and_missing(images, caplog):
     assert table.n_skipped == 1 and table.skipped == ["img/missing.png"]
     np.testing.assert_array_equal(table.rows, [0, 1, 2, 3, 4, 5, 6])  # row 7 (missing) left out
     np.testing.assert_allclose(table.targets[:2], [0.25, 1.75])
-    assert (table.path_column, table.target_columns, table.label_names) == ("file", ["age"], ["age"])
+    assert (table.path_column, table.target_columns, table.label_names) == (
+        "file",
+        ["age"],
+        ["age"],
+    )
     assert "skipped 1 row(s) whose file is missing: 'img/missing.png'" in caplog.text
     with pytest.raises(DataError, match=r"1 of the 8 files in .*labels.csv's 'file' column are missing: 'img/missing.png'; fix the paths .* or run without --strict-images"):  # fmt: skip
         read_table(path, root=images, strict=True)
@@ -53,7 +57,9 @@ def test_regression_csv_relative_absolute_and_missing(images, caplog):
 
 
 def test_every_file_missing_is_an_error(images):
-    path = _csv(images / "img", "path,label\n" + "\n".join(f"img/{i}.png,{i % 2}" for i in range(4)))
+    path = _csv(
+        images / "img", "path,label\n" + "\n".join(f"img/{i}.png,{i % 2}" for i in range(4))
+    )
     with pytest.raises(DataError, match=r"none of the 4 files in .*'path' column exists .*relative paths start at"):  # fmt: skip
         read_table(path)
 
