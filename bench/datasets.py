@@ -19,11 +19,14 @@ Beyond one class per image (issue 18; ``TASK_DATASETS``, each ``(x, targets, nam
   the target is the angle. The crop is cut from the centre of a rotated window 1.5x its
   side, so no corner is blank.
 * ``count`` (regression): 600 images (32 px) of 0-7 handwritten digits (scikit-learn's scans,
-  bright, 10 px) pasted without overlap on a 48 px crop of a dark ``textures`` photo; the
-  target is the number of digits.
+  7-10 px, each at its own brightness of 50-100 %) pasted without overlap on a 48 px crop of
+  a ``textures`` photo (grass, gravel, moon, cell) darkened by a random gain of 0.2-0.6, so
+  that the total brightness is a poor proxy of the count; the target is the number of digits.
 * ``mosaic_tags`` (multi-label): 600 2x2 mosaics (64 px, colour) whose four 32 px cells are
-  crops of K=6 of the ``photos`` sources (astronaut, coffee, chelsea, rocket, hubble, ihc),
-  each cell's source drawn uniformly; the tags are the sources present (1-4 per image).
+  crops of the ``photos`` sources: each cell is, with probability 1/2, a crop of one of the
+  K=6 tagged sources (astronaut, coffee, chelsea, rocket, hubble, ihc, drawn uniformly), else
+  of one of the four untagged ones (retina, motorcycle, china, flower); the tags are the
+  tagged sources present (0-4 per image, about 1.8 on average).
 * ``textures_imbalanced`` (classification): ``textures`` with 400 crops per class, of which
   class 0 (brick) keeps 5 % (20), the others all.
 
@@ -181,15 +184,17 @@ def count(n: int = 600, size: int = 32, seed: int = 0, most: int = 7):
         bg = backgrounds[rng.integers(len(backgrounds))]
         h, w = bg.shape
         top, left = rng.integers(0, h - canvas + 1), rng.integers(0, w - canvas + 1)
-        img = bg[top : top + canvas, left : left + canvas].astype(np.float64) * 0.45
+        img = bg[top : top + canvas, left : left + canvas].astype(np.float64)
+        img = img * rng.uniform(0.2, 0.6)  # background gain: brightness says little of the count
         k = int(rng.integers(0, most + 1))
         for slot in rng.choice(len(slots), size=k, replace=False):
             g = glyphs[rng.integers(len(glyphs))]
-            g = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((cell, cell))) / 255
+            side = int(rng.integers(7, cell + 1))  # 7-10 px digits, each its own brightness
+            g = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((side, side))) / 255
             r, c = slots[slot]
-            r, c = r + rng.integers(0, 2), c + rng.integers(0, 2)
-            patch = img[r : r + cell, c : c + cell]
-            img[r : r + cell, c : c + cell] = np.maximum(patch, g * 255)
+            r, c = r + rng.integers(0, cell - side + 2), c + rng.integers(0, cell - side + 2)
+            patch = img[r : r + side, c : c + side]
+            img[r : r + side, c : c + side] = np.maximum(patch, g * 255 * rng.uniform(0.5, 1.0))
         im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((size, size))
         xs.append(np.repeat(np.asarray(im, np.uint8)[..., None], 3, axis=-1))
         ys.append(float(k))
@@ -206,14 +211,16 @@ def mosaic_tags(n: int = 600, size: int = 64, seed: int = 0):
     rng = np.random.default_rng(seed)
     photos = _photos()
     srcs = [photos[k][..., :3] for k in MOSAIC_SOURCES]
+    others = [img[..., :3] for k, img in photos.items() if k not in MOSAIC_SOURCES]
     half = size // 2
     xs, ys = [], []
     for _ in range(n):
         img = np.zeros((size, size, 3), np.uint8)
         tags = np.zeros(len(srcs), np.uint8)
         for cell in range(4):
-            j = int(rng.integers(len(srcs)))
-            src = srcs[j]
+            tagged = rng.random() < 0.5
+            j = int(rng.integers(len(srcs) if tagged else len(others)))
+            src = srcs[j] if tagged else others[j]
             h, w = src.shape[:2]
             side = int(rng.uniform(0.1, 0.25) * min(h, w))
             top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
@@ -222,7 +229,8 @@ def mosaic_tags(n: int = 600, size: int = 64, seed: int = 0):
             img[r * half : (r + 1) * half, c * half : (c + 1) * half] = np.asarray(
                 crop.resize((half, half), Image.BILINEAR), np.uint8
             )
-            tags[j] = 1
+            if tagged:
+                tags[j] = 1
         xs.append(img)
         ys.append(tags)
     return np.stack(xs), np.stack(ys), list(MOSAIC_SOURCES), "multilabel"
@@ -231,7 +239,7 @@ def mosaic_tags(n: int = 600, size: int = 64, seed: int = 0):
 def imbalanced(base: str = "textures", minority: int = 0, fraction: float = 0.05, seed: int = 0):
     """(x, y, names, "classification"): ``base`` (400 per class) with class ``minority``
     cut to ``fraction`` of the others' count (the first images of that class, in order)."""
-    x, y, names = DATASETS[base](per_class=400, seed=seed)
+    x, y, names = DATASETS[base](per_class=400, seed=seed)  # type: ignore[call-arg]
     per_class = int(np.bincount(y).max())
     keep_minority = np.flatnonzero(y == minority)[: max(1, int(round(fraction * per_class)))]
     keep = np.sort(np.concatenate([np.flatnonzero(y != minority), keep_minority]))
