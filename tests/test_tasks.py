@@ -202,3 +202,33 @@ def test_head_learns_a_regression_target():
     pred = task.decode(model.predict(x, verbose=0))
     baseline = np.abs(y - y.mean()).mean()
     assert np.abs(pred - y).mean() < 0.2 * baseline
+
+
+def test_task_metrics_callback_logs_the_objectives():
+    """Each epoch's logs get the task's objectives Keras lacks, equal to metrics.score."""
+    import keras
+
+    from automl.metrics import score
+    from automl.task_metrics import TaskMetrics
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 3)).astype("float32")
+    y = (x[:, :2] > 0).astype(int)  # two labels
+    task = resolve_task(y)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, task.head()(inputs))
+    model.compile("adam", loss=task.keras_loss())
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(dict(logs))
+
+    cb = TaskMetrics(task, x[32:], task.encode(y[32:]))
+    model.fit(x[:32], task.encode(y[:32]), validation_data=(x[32:], task.encode(y[32:])),
+              epochs=2, verbose=0, callbacks=[cb, Record()])  # fmt: skip
+    assert set(seen[-1]) >= {"val_loss", "val_macro_f1", "val_micro_f1", "val_auc"}
+    probs = model.predict(x[32:], verbose=0)
+    assert seen[-1]["val_auc"] == pytest.approx(score(task, y[32:], probs, "val_auc"))
+    assert seen[-1]["val_macro_f1"] == pytest.approx(score(task, y[32:], probs))
