@@ -27,8 +27,8 @@ Beyond one class per image (issue 18; ``TASK_DATASETS``, each ``(x, targets, nam
   K=6 tagged sources (astronaut, coffee, chelsea, rocket, hubble, ihc, drawn uniformly), else
   of one of the four untagged ones (retina, motorcycle, china, flower); the tags are the
   tagged sources present (0-4 per image, about 1.8 on average).
-* ``textures_imbalanced`` (classification): ``textures`` with 400 crops per class, of which
-  class 0 (brick) keeps 5 % (20), the others all.
+* ``textures_imbalanced`` (classification): ``textures`` with 600 crops per class, of which
+  class 0 (brick) keeps 5 % (30), the others all (5,430 images).
 
 Every set is drawn from a generator seeded by ``seed``: the same call gives the same arrays.
 ``write_table(x, targets, names, task, root)`` writes one as PNGs plus a ``labels.csv``
@@ -236,11 +236,16 @@ def mosaic_tags(n: int = 600, size: int = 64, seed: int = 0):
     return np.stack(xs), np.stack(ys), list(MOSAIC_SOURCES), "multilabel"
 
 
-def imbalanced(base: str = "textures", minority: int = 0, fraction: float = 0.05, seed: int = 0):
-    """(x, y, names, "classification"): ``base`` (400 per class) with class ``minority``
-    cut to ``fraction`` of the others' count (the first images of that class, in order)."""
-    x, y, names = DATASETS[base](per_class=400, seed=seed)  # type: ignore[call-arg]
-    per_class = int(np.bincount(y).max())
+def imbalanced(
+    base: str = "textures",
+    minority: int = 0,
+    fraction: float = 0.05,
+    seed: int = 0,
+    per_class: int = 600,
+):
+    """(x, y, names, "classification"): ``base`` (``per_class`` per class) with class
+    ``minority`` cut to ``fraction`` of the others' count (its first images, in order)."""
+    x, y, names = DATASETS[base](per_class=per_class, seed=seed)  # type: ignore[call-arg]
     keep_minority = np.flatnonzero(y == minority)[: max(1, int(round(fraction * per_class)))]
     keep = np.sort(np.concatenate([np.flatnonzero(y != minority), keep_minority]))
     return x[keep], y[keep], names, "classification"

@@ -113,7 +113,7 @@ def imbalanced(name, x, y, names):
     )
     print(f"  {'method':44s} {'accuracy':>9s} {'bal. acc.':>9s} {'minority recall':>16s}")
     for label, weight in (("LogisticRegression", None), ("  class_weight='balanced'", "balanced")):
-        model = LogisticRegression(C=0.1, max_iter=2000, class_weight=weight).fit(f[tr], y[tr])
+        model = LogisticRegression(C=0.1, max_iter=300, class_weight=weight).fit(f[tr], y[tr])
         pred = model.predict(f[te])
         recall = m.per_class_precision_recall(y[te], pred, len(names))[1][minority]
         print(
