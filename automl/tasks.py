@@ -713,10 +713,10 @@ class Regression(Task):
         self._need_fit()
         k = self.units_
         if k == 1:
-            rng = f"range {_num(self.min_[0])}-{_num(self.max_[0])}"
+            rng = f"range {_span(self.min_[0], self.max_[0])}"
         else:
             rng = ", ".join(
-                f"{n} {_num(lo)}-{_num(hi)}"
+                f"{n} {_span(lo, hi)}"
                 for n, lo, hi in zip(self.target_names_, self.min_, self.max_)
             )
         return f"task: regression ({k} target{'s' if k > 1 else ''}, {rng})"
@@ -747,8 +747,13 @@ class Regression(Task):
 
 
 def _num(v: float) -> str:
-    """A number for a one-line summary: ``97.0``, ``0.25``, ``1.23e+05``."""
+    """A number for a one-line summary: ``97.0``, ``0.25``, ``-29.98``, ``1.235e+05``."""
     v = float(v)
     if v == round(v) and abs(v) < 1e6:
         return f"{v:.1f}"
-    return f"{v:.3g}"
+    return f"{v:.4g}"
+
+
+def _span(lo: float, hi: float) -> str:
+    """``0.0-97.0``; ``-30.0 to 30.0`` when a minus sign would make the dash ambiguous."""
+    return f"{_num(lo)} to {_num(hi)}" if lo < 0 or hi < 0 else f"{_num(lo)}-{_num(hi)}"

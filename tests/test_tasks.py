@@ -42,6 +42,10 @@ def test_describe_lines():
         resolve_task(np.array([0.0, 97.0, 12.5, 40.0])).describe()
         == "task: regression (1 target, range 0.0-97.0)"
     )
+    assert (
+        resolve_task(np.array([-29.98, 30.0, 1.5])).describe()
+        == "task: regression (1 target, range -29.98 to 30.0)"
+    )
     y = ["a"] * 8 + ["b"] * 2
     assert (
         resolve_task(y).describe() == "task: classification (2 classes, 10 images, imbalanced 8:2)"
