@@ -299,6 +299,10 @@ class Task:
     def to_frame(self, outputs: np.ndarray):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def format_predictions(self, outputs: np.ndarray) -> list[str]:  # pragma: no cover
+        """One short line per image, what ``automl predict`` prints."""
+        raise NotImplementedError
+
     def to_config(self) -> dict:
         self._need_fit()
         return {"task": self.name}
@@ -424,6 +428,12 @@ class Classification(Task):
         frame = pd.DataFrame(probs, columns=self.output_names())
         frame.insert(0, "label", self.decode(probs))
         return frame
+
+    def format_predictions(self, outputs: np.ndarray) -> list[str]:
+        """``"cat (0.93)"`` per image."""
+        probs = np.asarray(outputs, dtype=np.float64)
+        best = np.argmax(probs, axis=-1)
+        return [f"{self.classes_[j]} ({probs[i, j]:.2f})" for i, j in enumerate(best)]
 
     def describe(self) -> str:
         self._need_fit()
@@ -582,6 +592,19 @@ class MultiLabel(Task):
         frame.insert(0, "labels", [";".join(row) for row in self.decode(probs)])
         return frame
 
+    def format_predictions(self, outputs: np.ndarray) -> list[str]:
+        """``"cat (0.91), dog (0.62)"`` per image (labels at or over their threshold, most
+        probable first), ``"(no label)"`` when none is."""
+        probs = np.asarray(outputs, dtype=np.float64)
+        keep = self.predict_matrix(probs)
+        lines = []
+        for row, on in zip(probs, keep):
+            idx = [j for j in np.argsort(-row, kind="mergesort") if on[j]]
+            lines.append(
+                ", ".join(f"{self.labels_[j]} ({row[j]:.2f})" for j in idx) or "(no label)"
+            )
+        return lines
+
     def describe(self) -> str:
         self._need_fit()
         per_image = self.counts_.sum() / max(self.n_, 1)
@@ -708,6 +731,15 @@ class Regression(Task):
 
         values = self.decode(outputs).reshape(-1, self.units_)
         return pd.DataFrame(values, columns=self.output_names())
+
+    def format_predictions(self, outputs: np.ndarray) -> list[str]:
+        """``"23.41"`` per image (one target), ``"age 23.41, price 1.2e+03"`` (several)."""
+        values = self.decode(outputs).reshape(-1, self.units_)
+        if self.units_ == 1:
+            return [f"{v:.4g}" for v in values[:, 0]]
+        return [
+            ", ".join(f"{n} {v:.4g}" for n, v in zip(self.target_names_, row)) for row in values
+        ]
 
     def describe(self) -> str:
         self._need_fit()
