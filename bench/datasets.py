@@ -13,7 +13,7 @@
 
 Beyond one class per image (issue 18; ``TASK_DATASETS``, each ``(x, targets, names, task)``):
 
-* ``rotation`` (regression): 600 crops (32 px, colour; 30-50 % of the shorter side) of the
+* ``rotation`` (regression): 1,000 crops (64 px, colour; 45-65 % of the shorter side) of the
   seven ``photos`` sources that have an upright (astronaut, coffee, chelsea, rocket,
   motorcycle, china, flower), each rotated by an angle drawn uniformly in [-30, 30] degrees;
   the target is the angle. The crop is cut from the centre of a rotated window 1.5x its
@@ -28,7 +28,10 @@ Beyond one class per image (issue 18; ``TASK_DATASETS``, each ``(x, targets, nam
   of one of the four untagged ones (retina, motorcycle, china, flower); the tags are the
   tagged sources present (0-4 per image, about 1.8 on average).
 * ``textures_imbalanced`` (classification): ``textures`` with 600 crops per class, of which
-  class 0 (brick) keeps 5 % (30), the others all (5,430 images).
+  class 3 (camera) keeps 5 % (30), the others all (5,430 images). Camera is the class a
+  frozen EfficientNet-Lite0 + logistic head recognised least when rare (recall 0.29 with
+  10 training images, at 96 px; brick, the first choice, kept 0.88 and left nothing for
+  imbalance handling to fix).
 
 Every set is drawn from a generator seeded by ``seed``: the same call gives the same arrays.
 ``write_table(x, targets, names, task, root)`` writes one as PNGs plus a ``labels.csv``
@@ -145,7 +148,7 @@ DEFAULT = ("digits", "textures", "photos", "tiny_photos")
 ROTATION_SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "china", "flower")
 
 
-def rotation(n: int = 600, size: int = 32, seed: int = 0, max_angle: float = 30.0):
+def rotation(n: int = 1000, size: int = 64, seed: int = 0, max_angle: float = 30.0):
     """(x, angles in degrees (n,) float64, ["angle"], "regression"); see the module docstring."""
     from PIL import Image
 
@@ -156,7 +159,7 @@ def rotation(n: int = 600, size: int = 32, seed: int = 0, max_angle: float = 30.
     for i in range(n):
         src = srcs[i % len(srcs)]
         w, h = src.size
-        side = int(rng.uniform(0.3, 0.5) * min(w, h))
+        side = int(rng.uniform(0.45, 0.65) * min(w, h))
         big = int(side * 1.5)
         left, top = rng.integers(0, w - big + 1), rng.integers(0, h - big + 1)
         window = src.crop((left, top, left + big, top + big))
@@ -252,7 +255,7 @@ def imbalanced(
 
 
 def textures_imbalanced(seed: int = 0):
-    return imbalanced("textures", 0, 0.05, seed)
+    return imbalanced("textures", 3, 0.05, seed)
 
 
 TASK_DATASETS = {
