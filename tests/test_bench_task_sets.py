@@ -28,5 +28,5 @@ def test_task_sets_are_seeded_and_read_back_as_tables(tmp_path):
         if y[:, j].any():
             np.testing.assert_array_equal(table.targets[:, table.label_names.index(name)], y[:, j])
 
-    x, y, names, task = rotation(n=12)
+    x, y, names, task = rotation(n=12, size=32)
     assert task == "regression" and x.shape == (12, 32, 32, 3) and np.abs(y).max() <= 30.0
