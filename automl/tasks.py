@@ -22,7 +22,9 @@ Inference, in this order (``y`` a NumPy array, a list, or a pandas Series/DataFr
 * any other 2-D numeric array: **regression** with one target per column;
 * strings, booleans, integers: **classification** (integer codes with more than
   :data:`MANY_VALUES` distinct values are still classes; ``describe()`` then says to pass
-  ``task="regression"`` for a quantity);
+  ``--task regression`` for a quantity);
+
+Messages name the CLI's ``--task X``; in Python it is the ``task="X"`` argument.
 * floats: **regression**, unless they are class ids stored as floats: every value a whole
   number and the distinct values exactly 0..K-1 or 1..K with K at most :data:`MANY_VALUES`
   (``0.0, 1.0, 2.0``): classification.
@@ -352,12 +354,12 @@ class Classification(Task):
         arr = _squeeze(_as_array(y))
         if arr.ndim == 1 and arr.dtype == object and any(_is_label_list(v) for v in arr):
             raise DataError(
-                "the targets are sets of labels, not one class per image; use task='multilabel'"
+                "the targets are sets of labels, not one class per image; use --task multilabel"
             )
         if arr.ndim != 1:
             raise DataError(
                 f"the targets have shape {arr.shape}; classification takes one class per image "
-                "(shape (N,)); use task='multilabel' for 0/1 columns or 'regression' for numbers"
+                "(shape (N,)); use --task multilabel for 0/1 columns or --task regression for numbers"
             )
         if len(arr) == 0:
             raise DataError("there are no targets (y is empty); pass one target per image")
@@ -367,7 +369,7 @@ class Classification(Task):
                 bad = arr[arr != np.round(arr)][0]
                 raise DataError(
                     f"the targets hold {_show(bad)}, which is not a class label; use "
-                    "task='regression' for a quantity, or pass integer or text classes"
+                    "--task regression for a quantity, or pass integer or text classes"
                 )
             arr = arr.astype(np.int64)
         if arr.dtype == object:
@@ -444,7 +446,7 @@ class Classification(Task):
             text += f", imbalanced {int(counts.max())}:{int(counts.min())}"
         text += ")"
         if self.numeric_ and k > MANY_VALUES:
-            text += f"; {k} distinct numbers: pass task='regression' if they are a quantity"
+            text += f"; {k} distinct numbers: pass --task regression if they are a quantity"
         return text
 
     def to_config(self) -> dict:
@@ -491,7 +493,7 @@ class MultiLabel(Task):
                 bad = arr[~np.isin(arr, (0, 1))].flat[0]
                 raise DataError(
                     f"a multi-label column holds {_show(bad)}; one column per label takes 0 or "
-                    "1 only (use task='regression' for numbers)"
+                    "1 only (use --task regression for numbers)"
                 )
             return arr.astype(np.uint8), None
         arr = _squeeze(arr)
@@ -651,7 +653,7 @@ class Regression(Task):
         if len(arr) == 0:
             raise DataError("there are no targets (y is empty); pass one target per image")
         if arr.ndim == 1 and arr.dtype == object and any(_is_label_list(v) for v in arr):
-            raise DataError("the targets are sets of labels, not numbers; use task='multilabel'")
+            raise DataError("the targets are sets of labels, not numbers; use --task multilabel")
         if arr.ndim > 2:
             raise DataError(
                 f"the targets have shape {arr.shape}; regression takes (N,) or (N, targets)"
@@ -667,7 +669,7 @@ class Regression(Task):
                     raise DataError(
                         f"the targets hold {_show(v)} (row {i // (arr.shape[1] if arr.ndim == 2 else 1)}), "
                         "which is not a number; a regression target must be numeric "
-                        "(fix the value, or use task='classification' for classes)"
+                        "(fix the value, or use --task classification for classes)"
                     ) from None
             arr = np.asarray([float("nan") if _is_missing(v) else float(v) for v in flat]).reshape(
                 arr.shape

@@ -55,7 +55,7 @@ def test_describe_lines():
         == "task: multilabel (3 labels, 4 images, 1.8 labels per image)"
     )
     # integer codes with many values stay classes, and the line says how to get a quantity
-    assert "pass task='regression'" in resolve_task(np.arange(40) % 25).describe()
+    assert "pass --task regression" in resolve_task(np.arange(40) % 25).describe()
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_describe_lines():
         ([1.0, np.nan, 2.0], None, r"hold NaN at row 1"),
         ([0.5, np.inf, 2.0], "regression", r"hold inf at row 1"),
         (["a", None, "b"], None, r"empty value \(None\) at row 1"),
-        ([0.25, 1.5], "classification", r"0.25, which is not a class label; use task='regression'"),
+        ([0.25, 1.5], "classification", r"0.25, which is not a class label; use --task regression"),
         ([["a"], ["b"]], "classification", r"sets of labels, not one class per image"),
         ([["a"], ["b"]], "regression", r"sets of labels, not numbers"),
         (np.array([[0, 2], [1, 0]]), "multilabel", r"multi-label column holds 2"),
