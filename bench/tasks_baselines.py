@@ -7,7 +7,7 @@ The figures the default search must beat, on the split automl makes of the same 
   validation) and ``SVR`` (RBF, C picked on validation) on standardised pixels; MAE, RMSE, R2;
 * multi-label (``mosaic_tags``): all-positive, one-vs-rest ``LogisticRegression`` (C picked on
   validation) at 0.5 and with per-label thresholds tuned on validation; macro-F1, micro-F1, AUC;
-* imbalanced classification (``textures_imbalanced``): ``LogisticRegression`` without and
+* imbalanced classification (``tiny_photos_imbalanced``): ``LogisticRegression`` without and
   with ``class_weight="balanced"``; accuracy, balanced accuracy, the minority's recall.
 
     python -m bench.tasks_baselines                  # every set
