@@ -16,6 +16,7 @@ the imbalanced set without and with balanced class weights.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import numpy as np
@@ -46,12 +47,12 @@ def _head(task, f, y_enc, tr, va, class_weight=None):
     inputs = keras.Input((f.shape[1],))
     model = keras.Model(inputs, task.head()(keras.layers.Dropout(0.2)(inputs)))
     model.compile(keras.optimizers.Adam(1e-3), loss=task.keras_loss())
-    best = keras.callbacks.ModelCheckpoint(
-        "/tmp/tasks_recipe_best.weights.h5", save_best_only=True, save_weights_only=True
-    )
-    model.fit(f[tr], y_enc[tr], validation_data=(f[va], y_enc[va]), epochs=EPOCHS,
-              batch_size=32, verbose=0, class_weight=class_weight, callbacks=[best])  # fmt: skip
-    model.load_weights("/tmp/tasks_recipe_best.weights.h5")
+    with tempfile.TemporaryDirectory(prefix="tasks_recipe-") as tmp:
+        path = f"{tmp}/best.weights.h5"
+        best = keras.callbacks.ModelCheckpoint(path, save_best_only=True, save_weights_only=True)
+        model.fit(f[tr], y_enc[tr], validation_data=(f[va], y_enc[va]), epochs=EPOCHS,
+                  batch_size=32, verbose=0, class_weight=class_weight, callbacks=[best])  # fmt: skip
+        model.load_weights(path)
     return model
 
 
