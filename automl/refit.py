@@ -106,9 +106,9 @@ def _note(tracker, parent: str, text: str) -> None:
 def _forget_earlier_refit(tracker, parent: str) -> None:
     """A resumed search refits again: the earlier refit's run and tag go."""
     for r in tracker.trial_runs(parent, REFIT_ID):
-        tracker.client.delete_run(r.info.run_id)
-    if "automl.refit_run_id" in tracker.client.get_run(parent).data.tags:
-        tracker.client.delete_tag(parent, "automl.refit_run_id")
+        tracker.delete_run(r.info.run_id)
+    if "automl.refit_run_id" in tracker.get_run(parent).data.tags:
+        tracker.delete_tag(parent, "automl.refit_run_id")
 
 
 def _plan(tracker, parent: str, best, data, deadline) -> _Plan | None:
@@ -124,7 +124,7 @@ def _plan(tracker, parent: str, best, data, deadline) -> _Plan | None:
             "skipped: the ensemble won (its members stay trained on the training split)",
         )
         return None
-    source = tracker.client.get_run(best["run_id"])
+    source = tracker.get_run(best["run_id"])
     config = yaml.safe_load(tracker.download(best["run_id"], CONFIG_FILE).read_text())
     cfg = TrialConfig.from_values(config["hyperparameters"])
     if cfg.family not in FAMILIES:

@@ -412,6 +412,45 @@ class Tracker:
                 f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
             ) from None
 
+    # --- runs by id (issue 19, helper "runner": retrain, the refit, the search session and
+    # --- SearchResult ask the tracker for these instead of reaching into its client) --------
+    @classmethod
+    def of_run(cls, tracking_uri: str, run_id: str, experiment: str | None = None) -> Tracker:
+        """The tracker of the experiment holding run ``run_id`` (or of ``experiment``)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        try:
+            exp_id = client.get_run(run_id).info.experiment_id
+        except Exception:
+            raise TrackingError(
+                f"run id {run_id!r} is not in {tracking_uri}; copy a trial's run id from "
+                "`automl leaderboard`"
+            ) from None
+        return cls(tracking_uri, experiment or client.get_experiment(exp_id).name)
+
+    def get_run(self, run_id: str):
+        """The MLflow run ``run_id`` (``.info``, ``.data``); MLflow's error if it is not there."""
+        return self.client.get_run(run_id)
+
+    def create_run(self, run_name: str, tags: dict[str, str]) -> str:
+        """A new top-level run of this experiment (not a trial of a search); its id."""
+        run = with_retries(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
+        return run.info.run_id
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
+    def search_runs_of(self, search_id: str) -> list:
+        """The parent runs tagged with ``search_id`` (normally one)."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TAG_SEARCH}` = '{search_id}' and tags.`{TAG_KIND}` = 'search'",
+        )
+
 
 @contextlib.contextmanager
 def _no_artifact_progress_bar():

@@ -90,7 +90,7 @@ class SearchResult:
             raise SearchError(f"search {self.parent_run_id} has no completed trial")
         models = []
         for run_id, trial in zip(done["run_id"][:n], done["trial"][:n]):
-            ckpt = self.tracker.client.get_run(run_id).data.tags.get("automl.checkpoint")
+            ckpt = self.tracker.get_run(run_id).data.tags.get("automl.checkpoint")
             if not ckpt or not Path(ckpt).exists():
                 raise SearchError(
                     f"trial {trial} (rank {len(models) + 1}) kept no model file: only the best "

@@ -179,7 +179,7 @@ def _parent_params(s: Session) -> dict[str, Any]:
 def _check_resumable(s: Session) -> None:
     """A resumed search's parent run must be in this store."""
     try:
-        s.tracker.client.get_run(s.state["parent_run_id"])
+        s.tracker.get_run(s.state["parent_run_id"])
     except Exception:
         raise SearchError(
             f"the search state in {str(s.project / STATE_FILE)!r} belongs to MLflow run "
@@ -250,7 +250,7 @@ def _close_parent(tracker: Tracker, parent_id: str, e: BaseException) -> None:
     """
     status, reason = _failure_reason(e)
     try:
-        if tracker.client.get_run(parent_id).info.status != "RUNNING":
+        if tracker.get_run(parent_id).info.status != "RUNNING":
             return
         tracker.set_tags(parent_id, {"automl.stopped": reason[:500]})
         tracker.end_run(parent_id, status)
@@ -269,13 +269,8 @@ def _parent_closed_on_failure(tracker: Tracker, parent_id: str):
 
 def _close_search_runs(tracker: Tracker, search_id: str, e: BaseException) -> None:
     """Close the RUNNING parent runs tagged ``search_id`` (one created but not returned)."""
-    from automl.tracking import TAG_KIND, TAG_SEARCH
-
     try:
-        runs = tracker.client.search_runs(
-            [tracker.experiment_id],
-            f"tags.`{TAG_SEARCH}` = '{search_id}' and tags.`{TAG_KIND}` = 'search'",
-        )
+        runs = tracker.search_runs_of(search_id)
     except Exception:  # noqa: BLE001 - the store is gone: nothing to close
         return
     for r in runs:
