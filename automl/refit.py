@@ -20,7 +20,8 @@ just above it. It is kept only if it scores on that validation split within
 not. An ensemble is not refit (each of its members would cost one more trial); when the
 ensemble wins, it stands.
 
-A time-budgeted search leaves :data:`RESERVE` of its budget for the refit. Its time is
+A time-budgeted search leaves :data:`automl.search.deadline.RESERVE` of its budget for the
+refit (its :class:`automl.search.deadline.Deadline` says until when). Its time is
 estimated from the winner's (scaled by the images: a trial on a capped fidelity, see
 :mod:`automl.fidelity`, trained on fewer); when all of train + validation would end more
 than that past the budget, the refit trains on the stratified subset of them that fits, and
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Any
 
 import yaml
@@ -42,7 +42,6 @@ log = logging.getLogger("automl")
 
 REFIT_ID = "refit"  # the refit run's automl.trial_id
 FILE = "refit.keras"
-RESERVE = 0.15  # share of a time budget the trials leave for the refit
 # How far below the winner's validation accuracy the refit may score on those images (which
 # it trained on) and still be kept: run-to-run noise of a working fit is within it (measured:
 # 0.7 points on the digits), a collapsed fit falls far below.
@@ -57,115 +56,181 @@ def build_search_refit(
     checkpoints,
     search_id: str,
     options,
-    budget_end: float | None = None,
-    budget_seconds: float | None = None,
+    deadline=None,
     progress=None,
 ) -> str | None:
     """Refit the search's best single trial on train + validation; its run id when kept.
 
-    ``options``: the search's :class:`automl.trial.RunOptions`; ``budget_end``: when the
-    time budget ends (``time.time()``), ``budget_seconds`` its length; ``progress``: the
+    ``options``: the search's :class:`automl.trial.RunOptions`; ``deadline``: the search's
+    :class:`automl.search.deadline.Deadline` (None: no time budget); ``progress``: the
     search's :class:`automl.progress.Progress`.
     """
-    import keras
-
-    from automl.embeddings import EmbeddingCache
-    from automl.ensemble import ENSEMBLE_ID
-    from automl.export import export_model
-    from automl.families.registry import refit_refusal
-    from automl.reports import CONFIG_FILE, error_line, trial_config
-    from automl.tracking import TAG_KIND
-    from automl.trial import TrialConfig, full_data, refit_epochs, run_trial
-
     parent = result.parent_run_id
-    for r in tracker.trial_runs(parent, REFIT_ID):  # a resumed search refits again
-        tracker.client.delete_run(r.info.run_id)
-    if "automl.refit_run_id" in tracker.client.get_run(parent).data.tags:
-        tracker.client.delete_tag(parent, "automl.refit_run_id")
+    _forget_earlier_refit(tracker, parent)
     best = result.best_trial
+    plan = _plan(tracker, parent, best, data, deadline)
+    if plan is None:
+        return None
+    from automl.trial import full_data
 
-    def note(text: str) -> None:
-        tracker.set_tags(parent, {"automl.refit": text})
-        log.info("refit: %s", text)
+    train = full_data(data)
+    run_id = _start_run(tracker, search_id, best, plan)
+    out = _train(tracker, run_id, best, plan, train, options, progress)
+    if out is None:
+        return None
+    return _keep(tracker, run_id, best, plan, out, data, checkpoints)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the refit trains: the winner's configuration (at the refit's fidelity), its
+    logged ``config.yaml``, seed and epochs budget, the epochs to train and the images."""
+
+    parent: str
+    cfg: Any
+    config: dict[str, Any]
+    seed: int
+    budget: Any
+    total: int
+    images: int
+
+
+def _note(tracker, parent: str, text: str) -> None:
+    tracker.set_tags(parent, {"automl.refit": text})
+    log.info("refit: %s", text)
+
+
+def _forget_earlier_refit(tracker, parent: str) -> None:
+    """A resumed search refits again: the earlier refit's run and tag go."""
+    for r in tracker.trial_runs(parent, REFIT_ID):
+        tracker.delete_run(r.info.run_id)
+    if "automl.refit_run_id" in tracker.get_run(parent).data.tags:
+        tracker.delete_tag(parent, "automl.refit_run_id")
+
+
+def _plan(tracker, parent: str, best, data, deadline) -> _Plan | None:
+    """The refit of ``best``, or None (noted on the parent run) when there is none to do."""
+    from automl.ensemble import ENSEMBLE_ID
+    from automl.families.registry import refit_refusal
+    from automl.reports import CONFIG_FILE
+    from automl.trial import TrialConfig, refit_epochs
 
     if best["trial_id"] == ENSEMBLE_ID:
-        note("skipped: the ensemble won (its members stay trained on the training split)")
+        _note(
+            tracker,
+            parent,
+            "skipped: the ensemble won (its members stay trained on the training split)",
+        )
         return None
-    source = tracker.client.get_run(best["run_id"])
+    source = tracker.get_run(best["run_id"])
     config = yaml.safe_load(tracker.download(best["run_id"], CONFIG_FILE).read_text())
     cfg = TrialConfig.from_values(config["hyperparameters"])
     refusal = refit_refusal(cfg.family)  # whether a refit pays is the family's policy
     if refusal:
-        note(f"skipped: trial {best['trial_id']} is a {cfg.family} trial; {refusal}")
+        _note(
+            tracker, parent, f"skipped: trial {best['trial_id']} is a {cfg.family} trial; {refusal}"
+        )
         return None
-    seed = int(config.get("seed", 0))
     budget = config.get("epochs_budget")
-    stop = refit_epochs(source.data.metrics.get("best_epoch"))
-    total = stop or sum(cfg.schedule(budget))
+    total = refit_epochs(source.data.metrics.get("best_epoch")) or sum(cfg.schedule(budget))
     full = len(data.y_train) + len(data.y_val)
-    images = full  # train + validation; fewer when the budget's reserve cannot take them all
-    if budget_end is not None and budget_seconds:
-        m = source.data.metrics
-        took = (source.info.end_time - source.info.start_time) / 1000
-        share = total / max(m.get("epochs_run", total), 1.0)
-        # The trial trained on its fidelity (automl.fidelity): time grows with the images.
-        seen = int(m.get("train_images", len(data.y_train))) or len(data.y_train)
-        per_image = took * share / max(seen, 1)
-        estimate = per_image * full
-        left = budget_end + RESERVE * budget_seconds - time.time()
-        if estimate > left:
-            images = int(left / per_image) if per_image > 0 else 0
-            if images <= seen:  # no more images than the trial had: nothing to gain
-                note(
-                    f"skipped: refitting trial {best['trial_id']} would take about "
-                    f"{estimate:.0f} s, {estimate - left:.0f} s past the time budget"
-                )
-                return None
-    train = full_data(data)
+    images = _images_in_time(source, total, data, deadline)
+    if isinstance(images, str):
+        _note(tracker, parent, f"skipped: refitting trial {best['trial_id']} would take {images}")
+        return None
     # The refit's fidelity: all of train + validation, or the stratified subset that fits.
     cfg = dataclasses.replace(cfg, train_images=images if images < full else 0)
+    return _Plan(parent, cfg, config, int(config.get("seed", 0)), budget, total, images)
+
+
+def _images_in_time(source, total: int, data, deadline) -> int | str:
+    """How many train + validation images the refit trains on: all of them, or the
+    stratified subset that ends within the deadline; why not (a string) when that is no more
+    images than the winner trained on."""
+    full = len(data.y_train) + len(data.y_val)
+    left = deadline.refit_seconds_left() if deadline is not None else None
+    if left is None:
+        return full
+    m = source.data.metrics
+    took = (source.info.end_time - source.info.start_time) / 1000
+    share = total / max(m.get("epochs_run", total), 1.0)
+    # The trial trained on its fidelity (automl.fidelity): time grows with the images.
+    seen = int(m.get("train_images", len(data.y_train))) or len(data.y_train)
+    per_image = took * share / max(seen, 1)
+    estimate = per_image * full
+    if estimate <= left:
+        return full
+    images = int(left / per_image) if per_image > 0 else 0
+    if images <= seen:  # no more images than the trial had: nothing to gain
+        return f"about {estimate:.0f} s, {estimate - left:.0f} s past the time budget"
+    return images
+
+
+def _start_run(tracker, search_id: str, best, plan: _Plan) -> str:
+    """The refit's nested run of the search, its configuration as params."""
+    from automl.tracking import TAG_KIND
+
     params = {
-        **cfg.to_dict(),
-        "lr": cfg.learning_rate,
+        **plan.cfg.to_dict(),
+        "lr": plan.cfg.learning_rate,
         "trial_id": REFIT_ID,
-        "seed": seed,
+        "seed": plan.seed,
         "refit_of": best["trial_id"],
-        "epochs_budget": budget,
-        "stop_after": total,
+        "epochs_budget": plan.budget,
+        "stop_after": plan.total,
     }
-    run_id = tracker.start_trial(parent, search_id, REFIT_ID, params)
+    run_id = tracker.start_trial(plan.parent, search_id, REFIT_ID, params)
     tracker.set_tags(run_id, {TAG_KIND: "refit", "automl.refit_of": best["run_id"]})
+    return run_id
+
+
+def _train(tracker, run_id: str, best, plan: _Plan, train, options, progress):
+    """The refit on ``train`` (train + validation), trained by the one trial runner; None
+    (noted) when it failed."""
+    import automl.trial
+    from automl.embeddings import EmbeddingCache
+    from automl.executors.runner import train_streamed
+    from automl.reports import error_line
+
     opts = dataclasses.replace(options, deadline=None)
     if progress is not None:
         progress.run_started(
             f"refit of trial {best['trial_id']}",
-            total,
-            f"train + validation, {images} images",
+            plan.total,
+            f"train + validation, {plan.images} images",
         )
-
-    def on_epoch(entry: dict[str, Any]) -> None:
-        tracker.log_epoch(run_id, entry)
-        if progress is not None:
-            progress.epoch(entry)
-
     try:
         with tracker.closed_on_failure(run_id):
-            out = run_trial(
-                cfg,
+            return train_streamed(
+                plan.cfg,
                 train,
+                tracker=tracker,
+                run_id=run_id,
                 options=opts,
+                train=automl.trial.run_trial,
+                on_progress=progress.epoch if progress is not None else None,
+                label="refit",
                 embeddings=EmbeddingCache() if opts.embedding_cache else None,
-                on_epoch=on_epoch,
-                budget=budget,
-                seed=seed,
-                stop_after=total,
+                budget=plan.budget,
+                seed=plan.seed,
+                stop_after=plan.total,
             )
     except Exception as e:  # a refit never costs the search its result: the winner stands
-        note(f"failed ({error_line(e)}); trial {best['trial_id']} stands")
+        _note(tracker, plan.parent, f"failed ({error_line(e)}); trial {best['trial_id']} stands")
         return None
     finally:
         if progress is not None:
             progress.close()
+
+
+def _keep(tracker, run_id: str, best, plan: _Plan, out, data, checkpoints) -> str | None:
+    """Record the refit; keep its model (the parent's ``automl.refit_run_id``) when it
+    scores within :data:`TOLERANCE` of the winner on the validation images."""
+    import keras
+
+    from automl.export import export_model
+    from automl.reports import CONFIG_FILE, trial_config
+
     seen = out.metrics.get("val_accuracy", float("nan"))
     won = best["metrics"]["val_accuracy"]
     tracker.log_metrics(
@@ -177,16 +242,22 @@ def build_search_refit(
         },
     )
     config_out = trial_config(
-        cfg, data, seed=seed, split_seed=int(config["data"]["split_seed"]), budget=budget
+        plan.cfg,
+        data,
+        seed=plan.seed,
+        split_seed=int(plan.config["data"]["split_seed"]),
+        budget=plan.budget,
     )
-    config_out.update(refit_of=best["run_id"], stop_after=total)
+    config_out.update(refit_of=best["run_id"], stop_after=plan.total)
     tracker.log_dict(run_id, config_out, CONFIG_FILE)
     if not seen >= won - TOLERANCE:  # it trained on these images: a working fit does this
         tracker.end_run(run_id, "FINISHED")
-        note(
+        _note(
+            tracker,
+            plan.parent,
             f"not kept: val_accuracy {seen:.4f} on images it trained on, more than "
             f"{TOLERANCE:g} below trial {best['trial_id']}'s {won:.4f} without them; trial "
-            f"{best['trial_id']} stands"
+            f"{best['trial_id']} stands",
         )
         return None
     path = export_model(
@@ -199,10 +270,12 @@ def build_search_refit(
     )
     tracker.set_tags(run_id, {"automl.checkpoint": str(path)})
     tracker.end_run(run_id, "FINISHED")
-    tracker.set_tags(parent, {"automl.refit_run_id": run_id})
-    note(
-        f"kept: trial {best['trial_id']} trained again on {images} train + "
-        f"validation images for {total} epochs"
+    tracker.set_tags(plan.parent, {"automl.refit_run_id": run_id})
+    _note(
+        tracker,
+        plan.parent,
+        f"kept: trial {best['trial_id']} trained again on {plan.images} train + "
+        f"validation images for {plan.total} epochs",
     )
     del out
     keras.backend.clear_session()

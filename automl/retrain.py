@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from automl.errors import RegistrationError, TrackingError
+from automl.metrics import accuracy, log_loss
 from automl.progress import Progress
-from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker, with_retries
+from automl.tracking import TAG_KIND, TAG_PARENT, TAG_SEARCH, TAG_TRIAL, Tracker
 
 log = logging.getLogger("automl")
 
@@ -42,7 +42,7 @@ class RetrainResult:
 def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
     """The run (a trial, or a search: its best trial) and its parsed ``config.yaml``."""
     try:
-        run = tracker.client.get_run(run_id)
+        run = tracker.get_run(run_id)
     except Exception:
         raise TrackingError(
             f"run id {run_id!r} is not in {tracker.uri}; copy a trial's run id from `automl leaderboard`"
@@ -51,11 +51,11 @@ def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
         best = run.data.tags.get("automl.best_run_id")
         if not best:
             raise TrackingError(f"search run {run_id} has no best trial yet; pass a trial run id")
-        run = tracker.client.get_run(best)
+        run = tracker.get_run(best)
     if run.data.tags.get(TAG_KIND) == "ensemble":  # retrain its main member (issue 11)
-        run = tracker.client.get_run(run.data.tags["automl.ensemble_best_member"])
+        run = tracker.get_run(run.data.tags["automl.ensemble_best_member"])
     if run.data.tags.get(TAG_KIND) == "refit":  # the trial it refit (--full refits it again)
-        run = tracker.client.get_run(run.data.tags["automl.refit_of"])
+        run = tracker.get_run(run.data.tags["automl.refit_of"])
     from automl.reports import CONFIG_FILE
 
     path = tracker.download(run.info.run_id, CONFIG_FILE)
@@ -114,31 +114,60 @@ def retrain(
 
     A failure after the new run is created ends it FAILED (KILLED on Ctrl-C), never RUNNING.
     """
-    from mlflow.tracking import MlflowClient
-
-    from automl.data import load_data
-    from automl.reports import (
-        error_line,
-        evaluation_reports,
-        log_datasets,
-        log_mlflow_model,
-        log_trial_reports,
-        register_model,
-    )
     from automl.tracking import check_store_exists, resolve_tracking_uri
-    from automl.trial import RunOptions, TrialConfig, full_data, refit_epochs, run_trial
 
     uri = resolve_tracking_uri(tracking_uri)
     check_store_exists(uri)  # a missing store is not created: the run cannot be in it
-    client = MlflowClient(uri)
-    try:
-        exp_id = client.get_run(run_id).info.experiment_id
-    except Exception:
-        raise TrackingError(
-            f"run id {run_id!r} is not in {uri}; copy a trial's run id from `automl leaderboard`"
-        ) from None
-    tracker = Tracker(uri, experiment or client.get_experiment(exp_id).name)
+    tracker = Tracker.of_run(uri, run_id, experiment)
     run, config = load_config(tracker, run_id)
+    bundle, same_data = _load_data(tracker, run, config, data, cache_dir)
+    job = _Retrain(tracker, run, config, bundle, full, same_data)
+    progress = Progress(verbose)
+    new_id = job.start_run()
+    try:  # nothing between creating the run and closing it on failure: Ctrl-C leaves no RUNNING run
+        with tracker.closed_on_failure(new_id):
+            outcome, test = job.train(new_id, progress)
+            info, tags = job.record(new_id, outcome, register)
+            tracker.set_tags(new_id, tags)
+            tracker.end_run(new_id, "FINISHED")
+    finally:
+        progress.close()
+    return _result(run.info.run_id, new_id, outcome, test, info, tags, register)
+
+
+def _result(from_id: str, new_id: str, outcome, test, info, tags, register) -> RetrainResult:
+    """The retrain's result; a failed registration raises with it."""
+    log.info(
+        "retrained %s as run %s: val_accuracy=%.4f test_accuracy=%.4f",
+        from_id,
+        new_id,
+        outcome.metrics["val_accuracy"],
+        test["test_accuracy"],
+    )
+    result = RetrainResult(
+        new_id,
+        from_id,
+        outcome.metrics,
+        test,
+        info["model_uri"],
+        outcome.model,
+        tags.get("automl.registered_model"),
+    )
+    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
+        raise RegistrationError(
+            f"{tags['automl.register_error']}; the retrain finished and its model is kept as "
+            f"{result.model_uri} (MLflow run {new_id}): fix the registry, then register it: "
+            f"mlflow.register_model({result.model_uri!r}, {register!r})",
+            result=result,
+        )
+    return result
+
+
+def _load_data(tracker: Tracker, run, config: dict[str, Any], data: Any, cache_dir) -> tuple:
+    """(the trial's data split as it was logged, whether it splits to the same digest)."""
+    from automl.data import load_data
+    from automl.data.store import default_cache_dir, undone_on_error
+
     src = config["data"]
     source = data if data is not None else src.get("source")
     if source is None:
@@ -146,9 +175,7 @@ def retrain(
             f"run {run.info.run_id} trained on in-memory arrays; pass them again: "
             "automl.retrain(run_id, data=(x, y))"
         )
-    from automl.data.store import default_cache_dir, undone_on_error
-
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(uri)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(tracker.uri)
     with undone_on_error(cache_dir):  # data refused here leaves no store behind
         bundle = load_data(
             source,
@@ -165,150 +192,145 @@ def retrain(
             bundle.digest(),
             src.get("digest"),
         )
-    cfg = TrialConfig.from_values(config["hyperparameters"])
-    budget = config.get("epochs_budget")
-    options = RunOptions(embedding_cache=False, jit_compile=False)
-    train = bundle
-    stop = None
-    if full:  # as a search's refit: the trial replayed up to its best epoch
-        stop = refit_epochs(run.data.metrics.get("best_epoch"))
-        train = full_data(bundle)
-    orig_tags = run.data.tags
-    tid = orig_tags.get(TAG_TRIAL, "?")
-    progress = Progress(verbose)
+    return bundle, same_data
 
-    def on_epoch(entry: dict[str, Any]) -> None:
-        tracker.log_epoch(new_id, entry)
-        progress.epoch(entry)
 
-    new = with_retries(
-        tracker.client.create_run,
-        tracker.experiment_id,
-        run_name=f"retrain-trial-{tid}" + ("-full" if full else ""),
-        tags={
-            TAG_KIND: "retrain",
-            TAG_RETRAINED_FROM: run.info.run_id,
-            "automl.retrained_from_search": orig_tags.get(TAG_PARENT, ""),
-            TAG_SEARCH: orig_tags.get(TAG_SEARCH, ""),
-            TAG_TRIAL: tid,
-            "automl.full": str(full),
-            "automl.same_data": str(same_data),
-            "automl.val_is_heldout": str(not full),
-        },
-    )
-    new_id = new.info.run_id
-    try:  # nothing between creating the run and closing it on failure: Ctrl-C leaves no RUNNING run
-        with tracker.closed_on_failure(new_id):
-            tracker.log_params(
-                new_id,
-                {
-                    **cfg.to_dict(),
-                    "seed": config.get("seed", 0),
-                    "full": full,
-                    "epochs_budget": budget,
-                    **({"stop_after": stop} if stop else {}),
-                    "retrained_from": run.info.run_id,
-                },
-            )
-            progress.run_started(
-                f"retrain of trial {tid}",
-                stop or sum(cfg.schedule(budget)),
-                ("train + validation, " if full else "")
-                + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
-            )
-            outcome = run_trial(
-                cfg,
-                train,
-                options=options,
-                on_epoch=on_epoch,
-                budget=budget,
-                seed=int(config.get("seed", 0)),
-                stop_after=stop,
-            )
-            progress.close()
-            from automl.data.images import predict_images
+class _Retrain:
+    """One retrain: the logged trial, its configuration and data, and the new run's steps."""
 
-            probs = predict_images(outcome.model, bundle.x_test)
-            y = bundle.y_test
-            test = {
-                "test_accuracy": float(np.mean(np.argmax(probs, axis=1) == y)),
-                "test_loss": float(
-                    np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))
-                ),
-            }
-            last = max((int(e["step"]) for e in outcome.history), default=0)
-            # the latest value of each metric = the best epoch's
-            tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)
-            log_trial_reports(
-                tracker,
-                new_id,
-                outcome,
-                bundle,
-                cfg,
-                seed=int(config.get("seed", 0)),
-                split_seed=int(src.get("split_seed", 0)),
-                budget=budget,
-                datasets=False,
-                trial_id=tid,
-                retrained_from=run.info.run_id,
-                full=full,
-            )
-            evaluation_reports(
-                tracker,
-                new_id,
-                outcome.model,
-                bundle.x_test,
-                bundle.y_test,
-                bundle.class_names,
-                "test",
-            )
-            log_datasets(
-                tracker, new_id, train, ("train", "test") if full else ("train", "validation")
-            )
-            info = log_mlflow_model(
-                tracker,
-                new_id,
-                outcome.model,
-                bundle.x_test[:2],
-                name="model",
-                class_names=bundle.class_names,
-            )
-            tags = {"automl.model_uri": info["model_uri"]}
-            if register:
-                # Registering comes after logging: when the registry fails, the run and its
-                # model are complete (as a search's are), and the error is the caller's.
-                try:
-                    version = register_model(tracker, info["model_uri"], register)
-                    tags["automl.registered_model"] = f"{register}/{version}"
-                except Exception as e:  # noqa: BLE001 - recorded, then raised below
-                    tags["automl.register_error"] = (
-                        f"could not register the retrained model as {register!r} ({error_line(e)})"
-                    )
-            tracker.set_tags(new_id, tags)
-            tracker.end_run(new_id, "FINISHED")
-    finally:
-        progress.close()
-    log.info(
-        "retrained %s as run %s: val_accuracy=%.4f test_accuracy=%.4f",
-        run.info.run_id,
-        new_id,
-        outcome.metrics["val_accuracy"],
-        test["test_accuracy"],
-    )
-    result = RetrainResult(
-        new_id,
-        run.info.run_id,
-        outcome.metrics,
-        test,
-        info["model_uri"],
-        outcome.model,
-        tags.get("automl.registered_model"),
-    )
-    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
-        raise RegistrationError(
-            f"{tags['automl.register_error']}; the retrain finished and its model is kept as "
-            f"{result.model_uri} (MLflow run {new_id}): fix the registry, then register it: "
-            f"mlflow.register_model({result.model_uri!r}, {register!r})",
-            result=result,
+    def __init__(self, tracker: Tracker, run, config: dict[str, Any], bundle, full, same_data):
+        from automl.trial import TrialConfig, full_data, refit_epochs
+
+        self.tracker, self.run, self.config, self.bundle = tracker, run, config, bundle
+        self.full, self.same_data = full, same_data
+        self.cfg = TrialConfig.from_values(config["hyperparameters"])
+        self.budget = config.get("epochs_budget")
+        self.seed = int(config.get("seed", 0))
+        self.stop = None
+        self.train_data = bundle
+        if full:  # as a search's refit: the trial replayed up to its best epoch
+            self.stop = refit_epochs(run.data.metrics.get("best_epoch"))
+            self.train_data = full_data(bundle)
+        self.tid = run.data.tags.get(TAG_TRIAL, "?")
+
+    def start_run(self) -> str:
+        """The new top-level run, tagged with where it came from."""
+        tags = self.run.data.tags
+        return self.tracker.create_run(
+            f"retrain-trial-{self.tid}" + ("-full" if self.full else ""),
+            {
+                TAG_KIND: "retrain",
+                TAG_RETRAINED_FROM: self.run.info.run_id,
+                "automl.retrained_from_search": tags.get(TAG_PARENT, ""),
+                TAG_SEARCH: tags.get(TAG_SEARCH, ""),
+                TAG_TRIAL: self.tid,
+                "automl.full": str(self.full),
+                "automl.same_data": str(self.same_data),
+                "automl.val_is_heldout": str(not self.full),
+            },
         )
-    return result
+
+    def train(self, new_id: str, progress: Progress) -> tuple:
+        """Train through the one trial runner; (outcome, test scores) logged on ``new_id``."""
+        import automl.trial
+        from automl.data.images import predict_images
+        from automl.executors.runner import train_streamed
+        from automl.trial import RunOptions
+
+        cfg, stop = self.cfg, self.stop
+        self.tracker.log_params(
+            new_id,
+            {
+                **cfg.to_dict(),
+                "seed": self.config.get("seed", 0),
+                "full": self.full,
+                "epochs_budget": self.budget,
+                **({"stop_after": stop} if stop else {}),
+                "retrained_from": self.run.info.run_id,
+            },
+        )
+        progress.run_started(
+            f"retrain of trial {self.tid}",
+            stop or sum(cfg.schedule(self.budget)),
+            ("train + validation, " if self.full else "")
+            + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+        )
+        outcome = train_streamed(
+            cfg,
+            self.train_data,
+            tracker=self.tracker,
+            run_id=new_id,
+            options=RunOptions(embedding_cache=False, jit_compile=False),
+            train=automl.trial.run_trial,
+            on_progress=progress.epoch,
+            label=f"retrain of trial {self.tid}",
+            budget=self.budget,
+            seed=self.seed,
+            stop_after=stop,
+        )
+        progress.close()
+        probs = predict_images(outcome.model, self.bundle.x_test)
+        y = self.bundle.y_test
+        test = {
+            "test_accuracy": accuracy(y, probs),
+            "test_loss": log_loss(y, probs),
+        }
+        last = max((int(e["step"]) for e in outcome.history), default=0)
+        # the latest value of each metric = the best epoch's
+        self.tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)
+        return outcome, test
+
+    def record(self, new_id: str, outcome, register: str | None) -> tuple[dict, dict]:
+        """Reports, data sets and the MLflow model (registered when asked); (model info, tags)."""
+        from automl.reports import (
+            evaluation_reports,
+            log_datasets,
+            log_mlflow_model,
+            log_trial_reports,
+        )
+
+        b, tracker = self.bundle, self.tracker
+        log_trial_reports(
+            tracker,
+            new_id,
+            outcome,
+            b,
+            self.cfg,
+            seed=self.seed,
+            split_seed=int(self.config["data"].get("split_seed", 0)),
+            budget=self.budget,
+            datasets=False,
+            trial_id=self.tid,
+            retrained_from=self.run.info.run_id,
+            full=self.full,
+        )
+        evaluation_reports(
+            tracker, new_id, outcome.model, b.x_test, b.y_test, b.class_names, "test"
+        )
+        splits = ("train", "test") if self.full else ("train", "validation")
+        log_datasets(tracker, new_id, self.train_data, splits)
+        info = log_mlflow_model(
+            tracker, new_id, outcome.model, b.x_test[:2], name="model", class_names=b.class_names
+        )
+        return info, {"automl.model_uri": info["model_uri"], **_register(tracker, info, register)}
+
+
+def _register(tracker: Tracker, info: dict[str, Any], register: str | None) -> dict[str, str]:
+    """Register the logged model under ``register``; the tags that say how it went.
+
+    Registering comes after logging: when the registry fails, the run and its model are
+    complete (as a search's are), and the error is the caller's.
+    """
+    from automl.reports import error_line, register_model
+
+    if not register:
+        return {}
+    try:
+        version = register_model(tracker, info["model_uri"], register)
+        return {"automl.registered_model": f"{register}/{version}"}
+    except Exception as e:  # noqa: BLE001 - recorded, then raised by retrain
+        return {
+            "automl.register_error": (
+                f"could not register the retrained model as {register!r} ({error_line(e)})"
+            )
+        }

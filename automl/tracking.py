@@ -541,6 +541,27 @@ class Tracker:
                 f"run {run_id} has no artifact {artifact_path!r} ({type(e).__name__})"
             ) from None
 
+    # --- runs by id: retrain and the refit ask the tracker instead of reaching into its client
+    @classmethod
+    def of_run(cls, tracking_uri: str, run_id: str, experiment: str | None = None) -> Tracker:
+        """The tracker of the experiment holding run ``run_id`` (or of ``experiment``)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        try:
+            exp_id = client.get_run(run_id).info.experiment_id
+        except Exception:
+            raise TrackingError(
+                f"run id {run_id!r} is not in {tracking_uri}; copy a trial's run id from "
+                "`automl leaderboard`"
+            ) from None
+        return cls(tracking_uri, experiment or client.get_experiment(exp_id).name)
+
+    def create_run(self, run_name: str, tags: dict[str, str]) -> str:
+        """A new top-level run of this experiment (not a trial of a search); its id."""
+        run = with_retries(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
+        return run.info.run_id
+
 
 @contextlib.contextmanager
 def _no_artifact_progress_bar():

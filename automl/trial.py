@@ -147,7 +147,9 @@ class RunOptions:
     embedding_cache: bool = True
     jit_compile: bool | str = "auto"
     early_stopping_patience: int = 3
-    deadline: float | None = None  # time.time() after which a running fit stops at its epoch end
+    # time.time() after which a running fit stops at its epoch end: the search's
+    # automl.search.deadline.Deadline.trials_end (a float, so the options stay JSON-able).
+    deadline: float | None = None
     verbose: int = 0
     objective: str = "val_accuracy"  # what the best-epoch keeper and early stopping watch
     # Phase 2 stops (phase-1 best weights stand) after this many epochs worse than phase 1's best.

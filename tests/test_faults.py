@@ -133,7 +133,7 @@ def _search_events():
     from automl.progress import Progress
     from automl.tracking import Tracker
 
-    search_pkg = sys.modules["automl.search"]  # the package (automl.search is also a function)
+    search_session = importlib.import_module("automl.search.session")  # the session's body
     search_oracle = importlib.import_module("automl.search.oracle")
     targets = [
         (Tracker, name)
@@ -155,8 +155,8 @@ def _search_events():
         (Checkpoints, "offer_file"),
         (search_oracle, "save_json_atomically"),  # KerasTuner's oracle.json and trial.json
         (InProcessExecutor, "close"),
-        (search_pkg, "save_state"),
-        (search_pkg, "finish"),
+        (search_session, "save_state"),
+        (search_session, "finish"),
     ]
     return targets
 

@@ -155,7 +155,7 @@ def test_an_ensemble_that_won_is_not_refit():
     tracker = types.SimpleNamespace(
         trial_runs=lambda parent, tid=None: [],
         set_tags=lambda run_id, t: tags.update(t),
-        client=types.SimpleNamespace(get_run=lambda run_id: run),
+        get_run=lambda run_id: run,  # Tracker.get_run
     )
     result = types.SimpleNamespace(
         parent_run_id="p", best_trial={"trial_id": "ensemble", "run_id": "e"}

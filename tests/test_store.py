@@ -339,7 +339,7 @@ def test_the_budget_ends_a_long_epoch_part_way_and_keeps_it(tiny_arrays):
 
 
 def test_workers_get_the_store_by_path_and_the_indices_not_the_images(tmp_path):
-    from automl.executors.process import load_bundle, save_bundle
+    from automl.data.persist import load_bundle, save_bundle
 
     folder = make_folder(tmp_path / "imgs", 60)
     data = load_data(str(folder), store_size=32, cache_dir=tmp_path / "stores")

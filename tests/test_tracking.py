@@ -232,10 +232,9 @@ def test_log_model_sets_no_global_tracking_uri_and_registering_restores_it(monke
 
 
 # --- MLflow stays in tracking.py -------------------------------------------------------------
-# Modules of other helpers of issue 19 that still use MLflow or ``tracker.client`` on this
-# branch (the runner helper moves them behind Tracker methods; drop each when it is gone).
-STILL_IMPORTING = {"retrain.py"}
-STILL_USING_CLIENT = {"retrain.py", "refit.py", "results.py", "search/__init__.py"}
+# No module but tracking.py imports MLflow or reaches for the tracker's client.
+STILL_IMPORTING: set[str] = set()
+STILL_USING_CLIENT: set[str] = set()
 
 
 def _uses(path: Path) -> tuple[bool, bool]:

@@ -20,7 +20,7 @@ from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError
 from automl.executors.base import JobFailure, JobResult, TrialJob, WorkerSetup
 from automl.tracking import SCORES, Tracker
-from automl.trial import DivergedError, RunOptions, TrialConfig, run_trial
+from automl.trial import DivergedError, RunOptions, TrialConfig, TrialOutcome, run_trial
 
 log = logging.getLogger("automl")
 
@@ -96,24 +96,38 @@ def build_context(
     )
 
 
-def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
-    """Train one trial and record it: per-epoch metrics, checkpoint (top k), scores, reports.
+def train_streamed(
+    cfg: TrialConfig,
+    data: DataBundle,
+    *,
+    tracker: Tracker,
+    run_id: str,
+    options: RunOptions,
+    train=None,
+    on_progress=None,
+    label: str = "trial",
+    **fit: Any,
+) -> TrialOutcome:
+    """Train one trial and stream each epoch to its run and the progress display.
 
-    Raises :class:`TrialFailed`, or KeyboardInterrupt when the process is stopped.
+    The one trial runner of the search (:func:`execute_trial`), the refit
+    (:func:`automl.refit.build_search_refit`) and retrain (:func:`automl.retrain.retrain`):
+    ``train`` is :func:`automl.trial.run_trial` (looked up when called) unless given;
+    ``on_progress`` gets each epoch's entry; ``fit`` goes to ``train`` (``embeddings``,
+    ``budget``, ``seed``, ``stop_after``, ...). The model comes back at its best epoch.
     """
-    import keras
-    import psutil
+    if train is None:
+        import automl.trial
 
-    cfg = TrialConfig.from_values(job.config)
-    tid, run_id, tracker = job.trial_id, job.run_id, ctx.tracker
+        train = automl.trial.run_trial
 
-    def on_epoch(entry):
+    def on_epoch(entry: dict[str, Any]) -> None:
         tracker.log_epoch(run_id, entry)
-        if ctx.on_progress is not None:
-            ctx.on_progress(entry)
+        if on_progress is not None:
+            on_progress(entry)
         log.debug(
-            "trial %s %s epoch %d: %s",
-            tid,
+            "%s %s epoch %d: %s",
+            label,
             entry["phase"],
             entry["step"] + 1,
             " ".join(
@@ -123,15 +137,31 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
             ),
         )
 
+    return train(cfg, data, options=options, on_epoch=on_epoch, **fit)
+
+
+def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
+    """Train one trial and record it: per-epoch metrics, checkpoint (top k), scores, reports.
+
+    Raises :class:`TrialFailed`, or KeyboardInterrupt when the process is stopped.
+    """
+    import keras
+    import psutil
+
+    cfg = TrialConfig.from_values(job.config)
     emb = ctx.embeddings
-    hits, misses = (emb.hits, emb.misses) if emb is not None else (0, 0)
+    before = (emb.hits, emb.misses) if emb is not None else (0, 0)
     try:
-        outcome = run_trial(
+        outcome = train_streamed(
             cfg,
             ctx.data,
+            tracker=ctx.tracker,
+            run_id=job.run_id,
             options=RunOptions(**job.options),
-            embeddings=ctx.embeddings,
-            on_epoch=on_epoch,
+            train=run_trial,  # this module's name: tests stand a fake trial in for it
+            on_progress=ctx.on_progress,
+            label=f"trial {job.trial_id}",
+            embeddings=emb,
             budget=job.budget,
             initial_epoch=job.initial_epoch,
             initial_weights=job.initial_weights,
@@ -142,64 +172,19 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
     finally:
         keras.backend.clear_session()
         gc.collect()
-    m = outcome.metrics
-    model_file = None
     try:
-        score = {k: m[k] for k in ("val_accuracy", "val_loss")}
-        if ctx.checkpoints is not None:
-            kept = ctx.checkpoints.offer(tid, score, outcome.model)
-            checkpoint = str(ctx.checkpoints.path(tid)) if kept else ""
-        else:  # the search keeps the top k: send it the model file
-            model_file, kept, checkpoint = (
-                _model_file(outcome.model, ctx.data.class_names),
-                False,
-                "",
-            )
-        # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
-        tracker.log_metrics(run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()})
-        tracker.set_tags(
-            run_id,
-            {
-                **outcome.tags,  # e.g. automl.phase2_guard: why fine-tuning stopped early
-                "automl.checkpoint": checkpoint,
-                "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
-                "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)
-                **(ctx.where or {}),
-                "automl.embeddings": (
-                    "off"
-                    if emb is None
-                    else "computed"
-                    if emb.misses > misses
-                    else "cached"
-                    if emb.hits > hits
-                    else "unused"
-                ),
-            },
-        )
-        from automl.fidelity import subset
-        from automl.reports import log_trial_reports
-
-        log_trial_reports(
-            tracker,
-            run_id,
-            outcome,
-            subset(ctx.data, 0, cfg.val_images),  # the validation images it was scored on
-            cfg,
-            seed=job.seed,
-            split_seed=job.split_seed,
-            budget=job.budget,
-            trial_id=tid,
-        )
+        kept, checkpoint, model_file = _keep_model(job.trial_id, outcome, ctx)
+        _record(job, ctx, cfg, outcome, checkpoint, _embedding_use(emb, *before))
     except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
         reason = f"{type(e).__name__} while saving the trial: {first_line(e)}"
         raise TrialFailed(reason, traceback.format_exc()) from None
-    model, stopped = outcome.model, outcome.stopped_by_deadline
+    m, model, stopped = outcome.metrics, outcome.model, outcome.stopped_by_deadline
     del outcome
     keras.backend.clear_session()
     gc.collect()
     # Resident memory of the process that ran the trial, after it: bounded across trials?
     rss = psutil.Process().memory_info().rss / 2**20
-    tracker.log_metrics(run_id, {"process_rss_mb": rss})
+    ctx.tracker.log_metrics(job.run_id, {"process_rss_mb": rss})
     return JobResult(
         metrics=m,
         kept=kept,
@@ -208,6 +193,58 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
         where=dict(ctx.where or {}),
         model=model,
         model_file=model_file,
+    )
+
+
+def _embedding_use(emb: EmbeddingCache | None, hits: int, misses: int) -> str:
+    """What the trial did with the embedding cache (hits and misses counted before it)."""
+    if emb is None:
+        return "off"
+    if emb.misses > misses:
+        return "computed"
+    return "cached" if emb.hits > hits else "unused"
+
+
+def _keep_model(tid: str, outcome: TrialOutcome, ctx: TrialContext) -> tuple:
+    """(kept, checkpoint path or "", model file bytes or None) of a trained trial."""
+    score = {k: outcome.metrics[k] for k in ("val_accuracy", "val_loss")}
+    if ctx.checkpoints is not None:
+        kept = ctx.checkpoints.offer(tid, score, outcome.model)
+        return kept, str(ctx.checkpoints.path(tid)) if kept else "", None
+    # The search keeps the top k: send it the model file.
+    return False, "", _model_file(outcome.model, ctx.data.class_names)
+
+
+def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb: str) -> None:
+    """The trial run's scores, tags and reports."""
+    from automl.fidelity import subset
+    from automl.reports import log_trial_reports
+
+    tracker, run_id = ctx.tracker, job.run_id
+    # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+    m = outcome.metrics
+    tracker.log_metrics(run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()})
+    tracker.set_tags(
+        run_id,
+        {
+            **outcome.tags,  # e.g. automl.phase2_guard: why fine-tuning stopped early
+            "automl.checkpoint": checkpoint,
+            "automl.stopped_by_budget": str(outcome.stopped_by_deadline),
+            "automl.pid": str(os.getpid()),  # the process that trained it (a worker's)
+            **(ctx.where or {}),
+            "automl.embeddings": emb,
+        },
+    )
+    log_trial_reports(
+        tracker,
+        run_id,
+        outcome,
+        subset(ctx.data, 0, cfg.val_images),  # the validation images it was scored on
+        cfg,
+        seed=job.seed,
+        split_seed=job.split_seed,
+        budget=job.budget,
+        trial_id=job.trial_id,
     )
 
 

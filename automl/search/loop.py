@@ -13,12 +13,15 @@ import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl import search_report
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob
 from automl.search_report import trial_name
 from automl.tracking import Tracker
+
+if TYPE_CHECKING:
+    from automl.search.deadline import Deadline
 
 log = logging.getLogger("automl")
 
@@ -50,6 +53,8 @@ class SearchLoop:
     ``on_trial_start`` hooks get ``(trial_id, params)`` once a trial's run exists;
     ``on_trial_end`` hooks get ``(trial_id, result_or_failure)`` once it is recorded
     (``None`` for a trial found already finished in MLflow). Progress reporters belong there.
+    ``deadline`` is the search's :class:`automl.search.deadline.Deadline`: once its trials'
+    share is spent, no new trial starts.
     """
 
     def __init__(
@@ -63,7 +68,7 @@ class SearchLoop:
         checkpoints,
         options: dict[str, Any],
         to_config,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
         on_trial_start: list | None = None,
         on_trial_end: list | None = None,
     ):
@@ -132,42 +137,11 @@ class SearchLoop:
         cfg = self.to_config(values)
         tid = trial.trial_id
         previous = self._previous_runs(tid)
-        for r in previous:
-            # Killed after its run finished but before KerasTuner saved its end: never run a
-            # completed trial twice, hand KerasTuner the recorded scores instead.
-            m = r.data.metrics
-            if r.info.status == "FINISHED" and "best_val_accuracy" in m and "best_val_loss" in m:
-                log.info(
-                    "trial %s already finished (MLflow run %s): not run again", tid, r.info.run_id
-                )
-                score = {"val_accuracy": m["best_val_accuracy"], "val_loss": m["best_val_loss"]}
-                self._tell(trial, score)
-                return False
+        if self._finished_before(trial, previous):
+            return False
+        initial_epoch, init_weights = self._hyperband_parent(values)
+        params = self._params(tid, cfg, values, initial_epoch)
         attempt = len(previous) + 1
-        budget = values.get("tuner/epochs")
-        initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
-        init_weights = None
-        if values.get("tuner/trial_id"):
-            ckpt = self.checkpoints.path(values["tuner/trial_id"])
-            if ckpt.exists():
-                init_weights = str(ckpt)
-            else:  # the parent's weights were not kept (outside the top k): start over
-                initial_epoch = 0
-        # "lr" is the short alias the MLflow UI columns show next to batch_size and dropout.
-        params = {
-            **cfg,
-            "lr": cfg["learning_rate"],
-            "trial_id": tid,
-            "seed": self.settings.seed + int(tid),
-        }
-        if budget is not None:
-            params.update(
-                {
-                    "hyperband_epochs": budget,
-                    "hyperband_initial_epoch": initial_epoch,
-                    "hyperband_parent": values.get("tuner/trial_id"),
-                }
-            )
         run_id = self.tracker.start_trial(
             self.parent_id,
             self.search_id,
@@ -190,7 +164,7 @@ class SearchLoop:
             seed=params["seed"],
             split_seed=self.settings.seed,
             options=dict(self.options),
-            budget=budget,
+            budget=values.get("tuner/epochs"),
             initial_epoch=initial_epoch,
             initial_weights=init_weights,
         )
@@ -200,6 +174,54 @@ class SearchLoop:
         self.running.append(entry)  # before submit: a synchronous one may be interrupted
         entry.future = self.executor.submit(job)
         return True
+
+    def _finished_before(self, trial, previous: list) -> bool:
+        """Killed after its run finished but before KerasTuner saved its end: never run a
+        completed trial twice, hand KerasTuner the recorded scores instead."""
+        for r in previous:
+            m = r.data.metrics
+            if r.info.status == "FINISHED" and "best_val_accuracy" in m and "best_val_loss" in m:
+                log.info(
+                    "trial %s already finished (MLflow run %s): not run again",
+                    trial.trial_id,
+                    r.info.run_id,
+                )
+                score = {"val_accuracy": m["best_val_accuracy"], "val_loss": m["best_val_loss"]}
+                self._tell(trial, score)
+                return True
+        return False
+
+    def _hyperband_parent(self, values: dict[str, Any]) -> tuple[int, str | None]:
+        """(initial epoch, parent's weights file) of a Hyperband trial that continues one."""
+        initial_epoch = int(values.get("tuner/initial_epoch", 0) or 0)
+        if values.get("tuner/trial_id"):
+            ckpt = self.checkpoints.path(values["tuner/trial_id"])
+            if ckpt.exists():
+                return initial_epoch, str(ckpt)
+            return 0, None  # the parent's weights were not kept (outside the top k): start over
+        return initial_epoch, None
+
+    def _params(
+        self, tid: str, cfg: dict[str, Any], values: dict[str, Any], initial_epoch: int
+    ) -> dict[str, Any]:
+        """The trial run's MLflow params."""
+        # "lr" is the short alias the MLflow UI columns show next to batch_size and dropout.
+        params = {
+            **cfg,
+            "lr": cfg["learning_rate"],
+            "trial_id": tid,
+            "seed": self.settings.seed + int(tid),
+        }
+        budget = values.get("tuner/epochs")
+        if budget is not None:
+            params.update(
+                {
+                    "hyperband_epochs": budget,
+                    "hyperband_initial_epoch": initial_epoch,
+                    "hyperband_parent": values.get("tuner/trial_id"),
+                }
+            )
+        return params
 
     def _collect(self, r: Running) -> None:
         """Record a finished future: close the run, tell the oracle, count failures."""
@@ -257,7 +279,7 @@ class SearchLoop:
                 raise TooManyFailures(trial.message or "")
         elif status == COMPLETED:
             self.consecutive_failures = 0
-        if self.deadline is not None and time.time() > self.deadline:
+        if self.deadline is not None and self.deadline.trials_over():
             if self.oracle.max_trials != len(self.oracle.trials):
                 log.info("time budget spent: no new trials")
             self.oracle.max_trials = len(self.oracle.trials)

@@ -1,4 +1,10 @@
-"""What a search leaves (its runs, leaderboard, best model), and the step that closes it."""
+"""What a search leaves (its runs, leaderboard, best model), and the steps that close it.
+
+:func:`finish` runs the closing steps in order, each a function of one :class:`Closing`
+that can also run alone (AutoGluon's ``fit`` -> ``fit_weighted_ensemble`` -> ``refit_full``):
+:func:`build_ensemble`, :func:`refit_winner`, :func:`score_test`, :func:`log_reports`,
+:func:`check_registry`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from automl.data import DataBundle
-from automl.errors import SearchError
+from automl.errors import DataError, RegistrationError, SearchError
+from automl.metrics import accuracy, log_loss
 from automl.tracking import Tracker, best_trial
 
 log = logging.getLogger("automl")
@@ -27,6 +36,8 @@ class SearchResult:
     class_names: list[str] = field(default_factory=list)
     data: DataBundle | None = field(default=None, repr=False)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    # The best model, loaded once by the first predict/evaluate and kept.
+    _model: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def tracker(self) -> Tracker:
@@ -70,23 +81,65 @@ class SearchResult:
 
         Only the best ``keep_top_k`` trials keep a model file, so ``n`` is at most that.
         """
-        from automl.results import best_models
+        import keras
 
-        return best_models(self, n)
+        if not isinstance(n, int) or n < 1:
+            raise SearchError(f"n={n!r} must be a positive integer")
+        board = self.leaderboard()
+        done = board[board["status"].eq("FINISHED")] if not board.empty else board
+        if done.empty:
+            raise SearchError(f"search {self.parent_run_id} has no completed trial")
+        models = []
+        for run_id, trial in zip(done["run_id"][:n], done["trial"][:n]):
+            ckpt = self.tracker.get_run(run_id).data.tags.get("automl.checkpoint")
+            if not ckpt or not Path(ckpt).exists():
+                raise SearchError(
+                    f"trial {trial} (rank {len(models) + 1}) kept no model file: only the best "
+                    f"keep_top_k trials keep one; ask for at most {len(models) or 1} models, or "
+                    "search with a larger keep_top_k"
+                )
+            models.append(keras.models.load_model(ckpt, safe_mode=True, compile=False))
+        return models
 
     def predict(self, images) -> list[str]:
         """The best model's class name for each image (an (N, H, W[, C]) array, or a list of
         HxWxC arrays or image files)."""
-        from automl.results import predict_classes
-
-        return predict_classes(self, images)
+        probs = self.probabilities(images)
+        return [self.class_names[i] for i in np.argmax(probs, axis=1)]
 
     def evaluate(self, x, y) -> dict[str, float]:
         """The best model's ``accuracy`` and ``loss`` on images ``x`` and labels ``y``
         (labels as given to the search: ints or strings)."""
-        from automl.results import evaluate
+        names = [str(n) for n in self.class_names]
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.asarray(y).reshape(-1)
+        unknown = sorted({str(v) for v in labels.tolist()} - set(index))
+        if unknown:
+            raise DataError(
+                f"labels {unknown[:5]} are not classes of this search ({', '.join(names)}); "
+                "pass the labels the search was trained on"
+            )
+        target = np.array([index[str(v)] for v in labels.tolist()], np.int64)
+        probs = self.probabilities(x)
+        if len(probs) != len(target):
+            raise DataError(f"x has {len(probs)} images but y has {len(target)} labels")
+        return {
+            "accuracy": accuracy(target, probs),
+            "loss": log_loss(target, probs),
+            "n": float(len(target)),
+        }
 
-        return evaluate(self, x, y)
+    def probabilities(self, images) -> np.ndarray:
+        """(N, classes) probabilities of the best model, in ``class_names`` order."""
+        imgs = _images(images)
+        if not imgs:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        if self._model is None:
+            self._model = self.best_model()
+        model = self._model
+        if len({im.shape for im in imgs}) == 1:  # one batch; the model resizes inside
+            return np.asarray(model.predict(np.stack(imgs), batch_size=64, verbose=0))
+        return np.concatenate([np.asarray(model.predict(im[None], verbose=0)) for im in imgs])
 
     def export(self, path: str | Path, format: str = "keras", **kwargs) -> Path:
         """Write the best model to ``path`` in ``format`` (see :mod:`automl.export`).
@@ -106,6 +159,53 @@ class SearchResult:
         )
 
 
+def _images(images: Any) -> list[np.ndarray]:
+    """Images as a list of HxWx3 uint8 arrays: an (N, H, W[, C]) array or a list of arrays
+    and image files."""
+    from automl.data.bundle import to_rgb_uint8
+    from automl.predict import read_image
+
+    if isinstance(images, (str, Path)):
+        images = [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim not in (3, 4):
+            raise DataError(
+                f"images have shape {images.shape}; pass (N, H, W) or (N, H, W, C) arrays"
+            )
+        return [to_rgb_uint8(im) for im in images]
+    out = []
+    for item in images:
+        out.append(read_image(item) if isinstance(item, (str, Path)) else to_rgb_uint8(item))
+    return out
+
+
+# --- the steps that close a search -----------------------------------------------------------
+@dataclass
+class Closing:
+    """What the closing steps share: the search's parts, and what each step leaves the next.
+
+    ``checkpoints``: the search's top-k model files; ``model_in_memory``: ``(trial id, score,
+    model)`` of the best trial when trials ran in this process; ``options``: the trials'
+    :class:`automl.trial.RunOptions` (the refit's); ``deadline``: the search's
+    :class:`automl.search.deadline.Deadline`; ``progress``: the display.
+    """
+
+    result: SearchResult
+    tracker: Tracker
+    data: DataBundle
+    space: Any
+    settings: Any
+    checkpoints: Any
+    model_in_memory: tuple[str, dict[str, float], Any] | None = None
+    search_id: str = ""
+    options: Any = None
+    deadline: Any = None
+    progress: Any = None
+    best: dict[str, Any] | None = None  # score_test: the best trial (or ensemble, or refit)
+    model: Any = None  # score_test: its model, one in memory from there on
+    tags: dict[str, Any] = field(default_factory=dict)  # log_reports: what the reports tagged
+
+
 def finish(
     result: SearchResult,
     tracker: Tracker,
@@ -116,67 +216,89 @@ def finish(
     model_in_memory: tuple[str, dict[str, float], Any] | None = None,
     search_id: str = "",
     options=None,
-    budget_end: float | None = None,
+    deadline=None,
     progress=None,
 ) -> None:
     """Build the ensemble, refit the winner, score the best model on the test split once,
-    and record it on the parent run.
+    log the reports and close the parent run, then raise if the registry failed."""
+    c = Closing(
+        result,
+        tracker,
+        data,
+        space,
+        settings,
+        checkpoints,
+        model_in_memory,
+        search_id=search_id,
+        options=options,
+        deadline=deadline,
+        progress=progress,
+    )
+    for step in (build_ensemble, refit_winner, score_test, log_reports, check_registry):
+        step(c)
 
-    ``checkpoints``: the search's top-k model files; ``model_in_memory``: the best model
-    when trials ran in this process; ``options``: the trials' run options (the refit's);
-    ``budget_end``: when the time budget ends (``time.time()``); ``progress``: the display.
-    """
-    import keras
-    import numpy as np
 
-    from automl.ensemble import build_search_ensemble  # a nested run of its own when it wins
+def build_ensemble(c: Closing) -> None:
+    """A greedy ensemble of the kept trials, a nested run of its own when it wins."""
+    from automl.ensemble import build_search_ensemble
     from automl.reports import error_line
 
     try:
         build_search_ensemble(
-            result,
-            tracker,
-            k=settings.ensemble,
-            checkpoints=checkpoints,
-            data=data,
-            search_id=search_id,
+            c.result,
+            c.tracker,
+            k=c.settings.ensemble,
+            checkpoints=c.checkpoints,
+            data=c.data,
+            search_id=c.search_id,
         )
     except Exception as e:  # an ensemble never costs the search its result
         log.warning("ensemble not built: %s", error_line(e))
-    if settings.refit:
-        from automl.refit import build_search_refit
-        from automl.trial import RunOptions
 
-        try:
-            build_search_refit(
-                result,
-                tracker,
-                data=data,
-                checkpoints=checkpoints,
-                search_id=search_id,
-                options=options or RunOptions(objective=result.objective),
-                budget_end=budget_end,
-                budget_seconds=settings.time_budget * 60 if settings.time_budget else None,
-                progress=progress,
-            )
-        except SearchError:  # no finished trial: reported below
-            pass
-        except Exception as e:  # nor does a refit
-            log.warning("refit not done: %s", error_line(e))
+
+def refit_winner(c: Closing) -> None:
+    """With ``settings.refit``: the winning trial trained again on train + validation."""
+    if not c.settings.refit:
+        return
+    from automl.refit import build_search_refit
+    from automl.reports import error_line
+    from automl.trial import RunOptions
+
+    try:
+        build_search_refit(
+            c.result,
+            c.tracker,
+            data=c.data,
+            checkpoints=c.checkpoints,
+            search_id=c.search_id,
+            options=c.options or RunOptions(objective=c.result.objective),
+            deadline=c.deadline,
+            progress=c.progress,
+        )
+    except SearchError:  # no finished trial: reported by score_test
+        pass
+    except Exception as e:  # nor does a refit
+        log.warning("refit not done: %s", error_line(e))
+
+
+def score_test(c: Closing) -> None:
+    """Score the best model on the test split once; record it and the winner on the parent
+    run. No finished trial ends the parent run FAILED (a :class:`SearchError`)."""
+    from automl.data.images import predict_images
+
+    result, tracker = c.result, c.tracker
     try:
         best = result.best_trial
     except SearchError:
         tracker.end_run(result.parent_run_id, "FAILED")
         raise
-    held = model_in_memory
-    model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
-    held = model_in_memory = None  # noqa: F841 (one model in memory from here on)
-    from automl.data.images import predict_images
-
-    probs = predict_images(model, data.x_test)
-    y = data.y_test
-    acc = float(np.mean(np.argmax(probs, axis=1) == y))
-    loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    held, c.model_in_memory = c.model_in_memory, None  # one model in memory from here on
+    c.best = best
+    c.model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
+    del held
+    probs = predict_images(c.model, c.data.x_test)
+    y = c.data.y_test
+    acc, loss = accuracy(y, probs), log_loss(y, probs)
     # The val-to-test gap says how much selecting on validation flattered the model.
     gap = float(best["metrics"]["val_accuracy"]) - acc
     result.test_metrics = {"test_accuracy": acc, "test_loss": loss, "val_test_gap": gap}
@@ -188,45 +310,55 @@ def finish(
         result.parent_run_id,
         {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
     )
-    ckpt = checkpoints.path(best["trial_id"])  # an export already (class names inside)
+
+
+def log_reports(c: Closing) -> None:
+    """The best model file, the search's reports (the registry's model among them), and the
+    parent run closed FINISHED. Needs :func:`score_test` first."""
+    import keras
+
+    from automl import search_report
+    from automl.reports import log_search_reports
+
+    result, tracker, best = c.result, c.tracker, c.best
+    ckpt = c.checkpoints.path(best["trial_id"])  # an export already (class names inside)
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt.exists():
             path = Path(shutil.copy(ckpt, Path(tmp) / "model.keras"))
         else:
             from automl.export import export_model
 
-            path = export_model(model, Path(tmp) / "model.keras", class_names=result.class_names)
+            path = export_model(c.model, Path(tmp) / "model.keras", class_names=result.class_names)
         tracker.log_artifact(result.parent_run_id, path, "best_model")
-    from automl.reports import log_search_reports
-
-    tags = log_search_reports(
+    c.tags = log_search_reports(
         tracker,
         result.parent_run_id,
         board=result.leaderboard(),
-        searched=space.searched(),
+        searched=c.space.searched(),
         objective=result.objective,
-        model=model,
-        data=data,
-        register=settings.register,
+        model=c.model,
+        data=c.data,
+        register=c.settings.register,
     )
-    from automl import search_report
-
     search_report.refresh(tracker, result.parent_run_id)  # the winner, test score, outcome
     tracker.end_run(result.parent_run_id, "FINISHED")
-    del model
+    c.model = None
     keras.backend.clear_session()
     log.info(
         "best trial %s: val_accuracy=%.4f, test_accuracy=%.4f",
         best["trial_id"],
         best["metrics"]["val_accuracy"],
-        acc,
+        result.test_metrics["test_accuracy"],
     )
-    if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
-        from automl.errors import RegistrationError
 
+
+def check_registry(c: Closing) -> None:
+    """Raise :class:`RegistrationError` when registering the best model failed (the reports
+    register it as they log it): never a warning only, the caller must see it fail."""
+    if "automl.register_error" in c.tags:
         raise RegistrationError(
-            f"{tags['automl.register_error']}; the search finished and its runs and best model "
-            f"are kept (MLflow run {result.parent_run_id}): fix the registry and run the same "
-            "command again to register it",
-            result=result,
+            f"{c.tags['automl.register_error']}; the search finished and its runs and best "
+            f"model are kept (MLflow run {c.result.parent_run_id}): fix the registry and run the "
+            "same command again to register it",
+            result=c.result,
         )

@@ -1,0 +1,127 @@
+"""The search loop (automl.search.loop) on a fake executor, and the one Deadline it reads.
+
+No Keras model is trained: the executor hands back scores (or failures) at once, so these
+check what the loop itself does: one run per trial, the oracle told, the stop rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import time
+from concurrent.futures import Future
+
+import pytest
+
+from automl.checkpoints import Checkpoints
+from automl.executors.base import Executor, JobFailure, JobResult, done_future
+from automl.search.deadline import RESERVE, Deadline
+from automl.search.loop import SearchLoop, TooManyFailures
+from automl.search.oracle import open_oracle
+from automl.space import load_space
+from automl.tracking import Tracker
+from tests.conftest import TINY_SPACE
+from tests.robust_helpers import prebuilt_store, settings
+
+
+class FakeExecutor(Executor):
+    """Runs nothing: each job's outcome comes from ``outcome(job)`` at once."""
+
+    def __init__(self, outcome):
+        self.outcome, self.jobs = outcome, []
+
+    def start(self) -> dict:
+        return {"jit_compile": False}
+
+    def submit(self, job) -> Future:
+        self.jobs.append(job)
+        return done_future(self.outcome(job))
+
+    def close(self, kill: bool = False) -> None:
+        pass
+
+
+def scored(job) -> JobResult:
+    return JobResult(metrics={"val_accuracy": 0.5 + 0.1 * int(job.trial_id), "val_loss": 1.0})
+
+
+def make_loop(tmp_path, executor, deadline=None, **kw):
+    prebuilt_store(tmp_path)
+    space = load_space(copy.deepcopy(TINY_SPACE))
+    st = dataclasses.replace(settings(), **kw)
+    tracker = Tracker(None, st.experiment)
+    parent = tracker.start_search("s-1", {}, {})
+    ckpts = Checkpoints(tmp_path / "ckpt", 2, space.objective, ["a", "b"])
+    started, ended = [], []
+    loop = SearchLoop(
+        open_oracle(space, st, tmp_path / "project"),
+        executor,
+        tracker,
+        parent,
+        "s-1",
+        st,
+        ckpts,
+        options={"deadline": deadline.trials_end if deadline else None},
+        to_config=lambda values: {"learning_rate": values["learning_rate"], "x": 1},
+        deadline=deadline,
+        on_trial_start=[lambda tid, params: started.append(tid)],
+        on_trial_end=[lambda tid, out: ended.append((tid, out))],
+    )
+    return loop, tracker, parent, started, ended
+
+
+def test_the_loop_runs_each_trial_once_records_it_and_tells_the_oracle(tmp_path):
+    ex = FakeExecutor(scored)
+    loop, tracker, parent, started, ended = make_loop(tmp_path, ex, max_trials=3, seed=5)
+    loop.run()
+    assert [j.trial_id for j in ex.jobs] == ["0", "1", "2"]
+    assert [j.seed for j in ex.jobs] == [5, 6, 7]  # the search's seed + the trial id
+    assert {j.split_seed for j in ex.jobs} == {5}
+    runs = tracker.trial_runs(parent)
+    assert [r.info.status for r in runs] == ["FINISHED"] * 3
+    assert [r.info.run_id for r in runs] == [j.run_id for j in ex.jobs]  # one run per job
+    assert runs[1].data.params["seed"] == "6" and runs[1].data.params["x"] == "1"
+    scores = {tid: t.score for tid, t in loop.oracle.trials.items()}
+    assert scores == pytest.approx({"0": 0.5, "1": 0.6, "2": 0.7})
+    assert started == ["0", "1", "2"] and [tid for tid, _ in ended] == ["0", "1", "2"]
+    assert loop.running == []
+
+
+def test_a_spent_deadline_lets_no_new_trial_start(tmp_path):
+    spent = Deadline(start=time.time() - 120, seconds=60)
+    ex = FakeExecutor(scored)
+    loop, tracker, parent, *_ = make_loop(tmp_path, ex, deadline=spent, max_trials=4)
+    loop.run()
+    assert [j.trial_id for j in ex.jobs] == ["0"]  # the running one ends, no other starts
+    assert ex.jobs[0].options["deadline"] == spent.trials_end  # the trials get its end time
+    assert len(tracker.trial_runs(parent)) == 1
+
+
+def test_failed_trials_in_a_row_stop_the_loop_and_their_runs_say_why(tmp_path):
+    ex = FakeExecutor(lambda job: JobFailure("diverged", "nan loss", final=True))
+    loop, tracker, parent, _, ended = make_loop(
+        tmp_path, ex, max_trials=5, max_consecutive_failures=2
+    )
+    with pytest.raises(TooManyFailures, match="diverged"):
+        loop.run()
+    runs = tracker.trial_runs(parent)
+    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+    assert {r.data.tags["automl.failure_reason"] for r in runs} == {"diverged"}
+    assert [loop.oracle.trials[tid].status for tid, _ in ended] == ["FAILED", "FAILED"]
+
+
+def test_the_deadline_is_made_once_from_minutes_with_the_refit_reserve_inside():
+    d = Deadline.from_budget(10, refit=True, start=1000.0)
+    assert (d.end, d.trials_end, d.refit_end) == (
+        1600.0,
+        1600.0 - RESERVE * 600,
+        1600.0 + RESERVE * 600,
+    )
+    assert d.trials_over(now=1600.0 - RESERVE * 600 + 1) and not d.trials_over(now=1500.0)
+    assert d.refit_seconds_left(now=1600.0) == pytest.approx(RESERVE * 600)
+    assert Deadline.from_budget(10, start=1000.0).trials_end == 1600.0  # no refit: no reserve
+    assert pickle.loads(pickle.dumps(d)) == d  # travels to worker processes and Ray
+    none = Deadline.from_budget(None)
+    assert none.trials_end is none.refit_end is none.refit_seconds_left() is None
+    assert not none.trials_over()
