@@ -18,7 +18,6 @@ from automl.backbones.registry import load_plugins
 from automl.errors import SearchError
 from automl.executors import ProcessExecutor, executor_class, executor_names
 from tests.distributed_helpers import trial_runs
-from tests.executor_plugin import SEARCH_PID
 from tests.robust_helpers import prebuilt_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +67,10 @@ def contract_plugin(monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
-    monkeypatch.setenv(SEARCH_PID, str(os.getpid()))
+    # tests/executor_plugin.py's SEARCH_PID. Not imported at the top: importing the plugin
+    # registers its backbones, which adds it to AUTOML_PLUGINS for good, and every later
+    # test's worker processes (without this PYTHONPATH) would fail to import it.
+    monkeypatch.setenv("AUTOML_TEST_SEARCH_PID", str(os.getpid()))
     load_plugins("tests.executor_plugin")
 
 

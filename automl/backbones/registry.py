@@ -82,7 +82,7 @@ def register_backbone(
                 name,
             )
         elif module.partition(".")[0] != "automl":
-            _remember_plugin(module)  # trial workers import it too
+            remember_plugin(module)  # trial workers import it too
         _REGISTRY[name] = BackboneInfo(
             name=name,
             build=build,
@@ -96,13 +96,13 @@ def register_backbone(
     return deco
 
 
-def _plugin_modules() -> list[str]:
+def plugin_modules() -> list[str]:
     return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
 
 
-def _remember_plugin(module: str) -> None:
+def remember_plugin(module: str) -> None:
     """Add ``module`` to ``AUTOML_PLUGINS`` (inherited by worker processes)."""
-    mods = _plugin_modules()
+    mods = plugin_modules()
     if module not in mods:
         os.environ[PLUGINS_ENV] = ",".join([*mods, module])
 
@@ -123,7 +123,7 @@ def load_plugins(modules: list[str] | tuple[str, ...] | str) -> None:
     ``AUTOML_PLUGINS``, so trial worker processes import them too."""
     for module in [modules] if isinstance(modules, str) else modules:
         _import_plugin(module, "--plugin")
-        _remember_plugin(module)
+        remember_plugin(module)
 
 
 _LOADED_ENTRY_POINTS: set[str] = set()
@@ -153,7 +153,7 @@ def _ensure_loaded() -> None:
     # Importing the family modules runs their @register_backbone decorators.
     for module in _FAMILIES:
         importlib.import_module(module)
-    for module in _plugin_modules():
+    for module in plugin_modules():
         _import_plugin(module, f"${PLUGINS_ENV}")
 
 

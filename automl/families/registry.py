@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import pkgutil
 from pathlib import Path
 from typing import Any
 
-from automl.backbones.registry import PLUGINS_ENV, load_plugins
+from automl.backbones.registry import load_plugins, plugin_modules, remember_plugin
 from automl.errors import SpaceError, quoted
 from automl.families.base import HP, OPT_IN_KEYS, SHARED_HYPERPARAMETERS, Family
 
@@ -80,7 +79,7 @@ def register_family(cls: type[Family]) -> type[Family]:
             name,
         )
     elif module.partition(".")[0] != "automl":
-        _remember_plugin(module)  # trial workers import it too
+        remember_plugin(module)  # trial workers import it too
     return cls
 
 
@@ -114,17 +113,6 @@ def _rebuild() -> None:
     HYPERPARAMETERS.update({k: specs[k] for k in dict.fromkeys(order)})
 
 
-def _remember_plugin(module: str) -> None:
-    """Add ``module`` to ``AUTOML_PLUGINS`` (inherited by worker processes)."""
-    mods = _plugin_modules()
-    if module not in mods:
-        os.environ[PLUGINS_ENV] = ",".join([*mods, module])
-
-
-def _plugin_modules() -> list[str]:
-    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-
-
 def family_names() -> tuple[str, ...]:
     """The registered families: the built-in ones by module name, then plugins in the order
     they registered."""
@@ -140,7 +128,7 @@ def family_names() -> tuple[str, ...]:
 def get_family(name: str) -> Family:
     """The registered family ``name``; a one-line error naming the known ones otherwise."""
     if name not in _REGISTRY:
-        load_plugins(_plugin_modules())  # a worker process: the search's plugins
+        load_plugins(plugin_modules())  # a worker process: the search's plugins
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
