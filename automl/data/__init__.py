@@ -22,7 +22,7 @@ from automl.data.sources import (
     store_tfds_splits,
 )
 from automl.errors import DataError, quoted
-from automl.tasks import get_task, infer_task
+from automl.tasks import Classification, get_task, infer_task
 
 __all__ = ["ArrayImages", "DataBundle", "ImageView", "describe_source", "load_data"]
 
@@ -351,10 +351,14 @@ def load_data(
                 data, route, seed, store_size, val_fraction, test_fraction, strict_images,
                 validation_data, cache_dir, progress, task, label_column, path_column,
             )  # fmt: skip
-        return _load_data(
+        bundle = _load_data(
             data, seed, store_size, val_fraction, test_fraction, strict_images,
             validation_data, cache_dir, progress,
         )  # fmt: skip
+    # Today's sources: classification, its classes in their order, counted over all images.
+    every = np.concatenate([bundle.y_train, bundle.y_val, bundle.y_test])
+    bundle.task = Classification.of_names(bundle.class_names, every)
+    return bundle
 
 
 def _load_task_data(

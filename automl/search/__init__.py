@@ -153,14 +153,15 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         # Stored at the largest size the default space asks for: on a GPU, 224 px.
         bundle = load_data(data, store_size=store_size_for(native, gpu=has_gpu()), **load)
+        loading.message(bundle.task.describe())
         sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
         check_weights_files(sp)
         size = min(int(sp.upper("image_size")), MAX_STORE_SIZE)
         bundle = load_data(data, store_size=size, **load)
+        loading.message(bundle.task.describe())
     sp = with_objective(sp, bundle.task, settings.objective)
-    loading.message(bundle.task.describe())
     loading.close()
     return sp, bundle
 
