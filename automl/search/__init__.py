@@ -149,7 +149,7 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
     if space is None:  # a data-aware default space, chosen once the data is loaded
         from automl.autospace import default_space, has_gpu, probe_native_size, store_size_for
 
-        native = probe_native_size(data)
+        native = probe_native_size(data) or _table_native_size(data, settings)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         # Stored at the largest size the default space asks for: on a GPU, 224 px.
         bundle = load_data(data, store_size=store_size_for(native, gpu=has_gpu()), **load)
@@ -164,6 +164,34 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
     sp = with_objective(sp, bundle.task, settings.objective)
     loading.close()
     return sp, bundle
+
+
+def _table_native_size(data, settings: SearchSettings) -> int | None:
+    """The images' native size (shorter side, median of up to 64) of a CSV or DataFrame of
+    paths; None for other sources or a table that cannot be read (load_data says why)."""
+    import numpy as np
+    from PIL import Image
+
+    from automl.data.table import is_table_path, read_table
+    from automl.errors import DataError
+
+    if not (is_table_path(data) or (hasattr(data, "columns") and hasattr(data, "iloc"))):
+        return None
+    try:
+        table = read_table(
+            data, path_column=settings.path_column, label_column=settings.label_column,
+            task=settings.task,
+        )  # fmt: skip
+    except DataError:
+        return None
+    sizes = []
+    for p in table.paths[:64]:
+        try:
+            with Image.open(p) as im:
+                sizes.append(min(im.size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    return int(np.median(sizes)) if sizes else None
 
 
 def with_objective(sp: SearchSpace, task, objective: str | None) -> SearchSpace:
