@@ -238,6 +238,12 @@ def test_regression_bundle_travels_to_workers_and_into_the_resume_identity(table
     assert back.task.to_config() == b.task.to_config()
     assert back.digest() == b.digest() and back.y_train.dtype == np.float32
     np.testing.assert_array_equal(back.y_val, b.y_val)
+    import pickle
+
+    from automl.data.store import for_ray
+
+    ray_copy = pickle.loads(pickle.dumps(for_ray(b, lambda store: None)))  # what Ray sends
+    assert ray_copy.task.to_config() == b.task.to_config() and ray_copy.digest() == b.digest()
     settings = SearchSettings()
     assert identity("s", b.digest(), settings, b.task)["task"] == "regression"
     ints = _csv(table_dir, [f"img/{i}.png,{i % 2}" for i in range(N)], "path,kind", "c.csv")

@@ -172,20 +172,17 @@ def _table_native_size(data, settings: SearchSettings) -> int | None:
     import numpy as np
     from PIL import Image
 
-    from automl.data.table import is_table_path, read_table
+    from automl.data.table import is_table_path, sample_paths
     from automl.errors import DataError
 
     if not (is_table_path(data) or (hasattr(data, "columns") and hasattr(data, "iloc"))):
         return None
     try:
-        table = read_table(
-            data, path_column=settings.path_column, label_column=settings.label_column,
-            task=settings.task,
-        )  # fmt: skip
+        paths = sample_paths(data, path_column=settings.path_column)
     except DataError:
         return None
     sizes = []
-    for p in table.paths[:64]:
+    for p in paths:
         try:
             with Image.open(p) as im:
                 sizes.append(min(im.size))
