@@ -225,6 +225,8 @@ def test_a_bundle_without_task_is_classification_in_its_class_order():
     assert b.task.name == "classification" and b.task.classes_ == ["zebra", "ant"]
     assert b.task.encode(["ant", "zebra"]).tolist() == [1, 0]
     assert b.task.counts_.tolist() == [2, 4]
+    with pytest.raises(TypeError, match=r"is not class indices; pass the bundle's task"):
+        DataBundle("d", "s", ["v"], x, y * 0.5, x, y, x, y)
 
 
 def test_regression_bundle_travels_to_workers_and_into_the_resume_identity(table_dir, tmp_path):

@@ -56,7 +56,13 @@ class DataBundle:
         if self.task is None:
             from automl.tasks import Classification
 
-            self.task = Classification.of_names(self.class_names, self.y_train)
+            y = np.asarray(self.y_train)
+            if y.size and (y.ndim != 1 or y.dtype.kind not in "iub"):
+                raise TypeError(
+                    f"y_train of dtype {y.dtype} and shape {y.shape} is not class indices; "
+                    "pass the bundle's task (e.g. DataBundle(..., task=data.task))"
+                )
+            self.task = Classification.of_names(self.class_names, y)
 
     @property
     def is_classification(self) -> bool:
