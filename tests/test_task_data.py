@@ -213,6 +213,8 @@ def test_arrays_of_every_task(tmp_path):
     assert m.task.name == "multilabel" and _all(m)[1].shape == (30, 2)
     lists = load_data((x, [["cat"], ["dog", "cat"], []] * 10), **kw)
     assert lists.task.name == "multilabel" and lists.class_names == ["cat", "dog"]
+    with pytest.raises(DataError, match=r"--label-column names a column of a CSV or DataFrame"):
+        load_data((x, np.arange(30) * 0.5), label_column="age", **kw)
     c = load_data((x, np.array(["b", "a", "c"] * 10)), **kw)  # classes: as before
     assert c.task.name == "classification" and c.task.classes_ == c.class_names == ["a", "b", "c"]
     assert "task" not in c.summary() and c.y_train.dtype == np.int64

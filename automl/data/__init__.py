@@ -64,6 +64,12 @@ def _route(data: Any, task, label_column, path_column) -> str | None:
         if not _legacy_frame(data):
             return ROUTE_TABLE
         return None
+    if label_column or path_column:
+        flag = "--label-column" if label_column else "--path-column"
+        raise DataError(
+            f"{flag} names a column of a CSV or DataFrame, but the data is "
+            f"{quoted(describe_source(data))}; leave it out, or pass --data labels.csv"
+        )
     if isinstance(data, (tuple, list)) and len(data) == 2:
         kind = forced or infer_task(data[1])
         return ROUTE_ARRAYS if kind != "classification" else None
