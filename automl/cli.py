@@ -132,7 +132,9 @@ def _search_parser(sub) -> None:
 
     s = sub.add_parser("search", help="run (or resume) a search")
     s.add_argument(
-        "--data", default="demo", help="demo | PATH (one sub-folder per class) | tfds:NAME"
+        "--data",
+        default="demo",
+        help="demo | PATH (one sub-folder per class) | labels.csv (image paths + targets) | tfds:NAME",
     )
     s.add_argument(
         "--space",

@@ -89,8 +89,9 @@ def subset(data, train_images: int = 0, val_images: int = 0, seed: int = 0):
     cut_val = 0 < val_images < len(data.y_val)
     if not (cut_train or cut_val):
         return data
-    tr = stratified(data.y_train, train_images, seed) if cut_train else None
-    va = stratified(data.y_val, val_images, seed) if cut_val else None
+    key = _strata_of(data)
+    tr = stratified(key(data.y_train), train_images, seed) if cut_train else None
+    va = stratified(key(data.y_val), val_images, seed) if cut_val else None
     return DataBundle(
         name=data.name,
         source=data.source,
@@ -101,4 +102,15 @@ def subset(data, train_images: int = 0, val_images: int = 0, seed: int = 0):
         y_val=np.asarray(data.y_val)[va] if cut_val else data.y_val,
         x_test=data.x_test,
         y_test=data.y_test,
+        task=data.task,
     )
+
+
+def _strata_of(data):
+    """What :func:`stratified` keeps in proportion: the classes, or another task's strata
+    (:func:`automl.data.splits.strata`: rarest label, target quantile bin)."""
+    if data.task.name == "classification":
+        return lambda y: y
+    from automl.data.splits import strata
+
+    return lambda y: strata(y, data.task.name)

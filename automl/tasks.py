@@ -376,6 +376,21 @@ class Classification(Task):
             arr = np.asarray([str(v) for v in arr])
         return arr
 
+    @classmethod
+    def of_names(cls, names: list[str], y: Any = None) -> Classification:
+        """The task of data that is already encoded: classes ``names`` in this order (class
+        ``i`` is ``names[i]``, as every loader numbers them), counts from the indices ``y``."""
+        task = cls()
+        task.classes_ = [str(n) for n in names]
+        task._values_ = np.asarray(task.classes_)
+        counts = np.zeros(len(task.classes_), np.int64)
+        if y is not None and len(y):
+            counts = np.bincount(np.asarray(y, np.int64).reshape(-1), minlength=len(names))
+        task.counts_ = counts
+        task.numeric_ = False
+        task.units_ = len(task.classes_)
+        return task
+
     def fit(self, y: Any) -> Classification:
         arr = self._labels(y)
         classes = np.unique(arr)

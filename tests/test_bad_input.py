@@ -213,17 +213,17 @@ def test_weights_file_of_the_same_backbone_passes_the_check(tmp_path):
             lambda x, y: (x, y[:-1]),
             r"x has 48 images but y has 47 labels; they must have the same length",
         ),
-        (
-            lambda x, y: (x, y + 0.5),
-            r"y holds 0.5, which is not a class label; pass integer or string labels, not one-hot or scores",
+        (  # floats are a regression target (issue 18); one value is nothing to learn
+            lambda x, y: (x, np.full(len(y), 0.5)),
+            r"the target 'value' has one value only \(0.5\) in 48 rows; there is nothing to learn",
         ),
-        (
-            lambda x, y: (x, np.eye(3)[y]),
-            r"y has shape \(48, 3\); expected one class label per image, shape \(N,\)",
+        (  # a 0/1 matrix is multi-label (issue 18); with no label at all it is refused
+            lambda x, y: (x, np.zeros((len(y), 3))),
+            r"no image has any label \(48 rows with an empty label set\)",
         ),
         (
             lambda x, y: (x, np.where(y == 0, np.nan, y)),
-            r"y holds nan, which is not a class label",
+            r"the targets hold NaN at row 0; every image needs a finite target",
         ),
         (
             lambda x, y: (x[:, :, :, 0].reshape(48, -1), y),

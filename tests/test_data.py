@@ -57,7 +57,7 @@ def test_arrays_errors():
     x = np.zeros((10, 8, 8, 3), np.uint8)
     with pytest.raises(DataError, match=r"x has 10 images but y has 9 labels"):
         load_data((x, np.zeros(9)))
-    with pytest.raises(DataError, match=r"y holds 0.5, which is not a class label"):
+    with pytest.raises(DataError, match=r"the target 'value' has one value only \(0.5\)"):
         load_data((x, np.full(10, 0.5)))
     with pytest.raises(DataError, match=r"has a single class \(0\)"):
         load_data((x, np.zeros(10, int)))

@@ -45,8 +45,9 @@ def test_dataframe_of_image_paths_and_labels(image_folder, monkeypatch):
     assert load_data(rel, seed=0, store_size=32).num_classes == 3
     from automl.errors import DataError
 
-    with pytest.raises(DataError, match=r"no label column \(columns: path, kind\); name it"):
-        load_data(pd.DataFrame({"path": ["a.png"], "kind": ["x"]}))
+    # (issue 18: any other column is a target, read by automl.data.table: none is an error)
+    with pytest.raises(DataError, match=r"no target column besides the path column 'path'"):
+        load_data(pd.DataFrame({"path": ["a.png"]}))
 
 
 def test_validation_data_is_the_users_own_split(tiny_arrays):

@@ -11,15 +11,18 @@ from automl.data.bundle import DataBundle, resize_batch, split
 from automl.data.images import IN_MEMORY_MAX_BYTES, ArrayImages, ImageView, as_view  # noqa: F401
 from automl.data.sources import (
     TFDS_VALIDATION,
+    array_images,
     load_arrays,
     load_demo,
     store_arrays,
     store_dataframe,
     store_folder,
+    store_table,
     store_tf_dataset,
     store_tfds_splits,
 )
-from automl.errors import DataError
+from automl.errors import DataError, quoted
+from automl.tasks import Classification, get_task, infer_task
 
 __all__ = ["ArrayImages", "DataBundle", "ImageView", "describe_source", "load_data"]
 
@@ -41,6 +44,134 @@ def describe_source(data: Any) -> str:
     if _is_dataframe(data):
         return "DataFrame"
     return str(data)
+
+
+# --- which route a source takes: today's classification loaders, or targets of any task ---
+ROUTE_TABLE, ROUTE_ARRAYS = "table", "arrays"
+
+
+def _route(data: Any, task, label_column, path_column) -> str | None:
+    """``"table"`` (a CSV, or a DataFrame that is not today's path + class label frame),
+    ``"arrays"`` (``(x, y)`` whose targets are not classes) or None (today's loaders)."""
+    from automl.data.table import is_table_path
+
+    forced = None if task is None else get_task(task).name
+    if is_table_path(data):
+        return ROUTE_TABLE
+    if _is_dataframe(data):
+        if forced not in (None, "classification") or label_column or path_column:
+            return ROUTE_TABLE
+        if not _legacy_frame(data):
+            return ROUTE_TABLE
+        return None
+    if label_column or path_column:
+        flag = "--label-column" if label_column else "--path-column"
+        raise DataError(
+            f"{flag} names a column of a CSV or DataFrame, but the data is "
+            f"{quoted(describe_source(data))}; leave it out, or pass --data labels.csv"
+        )
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        kind = forced or infer_task(data[1])
+        return ROUTE_ARRAYS if kind != "classification" else None
+    if forced not in (None, "classification"):
+        what = "a TFDS dataset" if str(data).startswith("tfds:") else describe_source(data)
+        raise DataError(
+            f"{quoted(what)} holds one class per image; --task {forced} needs targets: pass a "
+            "CSV of image paths and targets (--data labels.csv), a DataFrame or (x, y) arrays"
+        )
+    return None
+
+
+def _legacy_frame(df) -> bool:
+    """A DataFrame with the columns :func:`store_dataframe` reads and class labels in them
+    (loaded as before, to the same store and digest)."""
+    from automl.data.sources import IMAGE_COLUMNS, LABEL_COLUMNS
+
+    lower = {str(c).lower(): c for c in df.columns}
+    lbl = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
+    if lbl is None or not any(c in lower for c in IMAGE_COLUMNS) or len(df) == 0:
+        return False
+    try:
+        return infer_task(df[lbl]) == "classification"
+    except DataError:
+        return True  # refused as before, by the loader of today's frames
+
+
+def _load_targets(data, route, store_size, strict_images, cache_dir, progress, task,
+                  label_column, path_column):  # fmt: skip
+    """``(x view, raw targets, fitted task, skipped, name, source)`` of a table or arrays.
+
+    The targets are checked (and the task fitted) before any image is decoded, so bad
+    targets leave nothing behind."""
+    from automl.data.table import read_table
+    from automl.tasks import resolve_task
+
+    if route == ROUTE_TABLE:
+        table = read_table(
+            data, path_column=path_column, label_column=label_column, task=task,
+            strict=strict_images,
+        )  # fmt: skip
+        x, targets, skipped = store_table(table, store_size, cache_dir, strict_images, progress)
+        fitted = table.task if len(targets) == len(table.targets) else _refit(table, targets)
+        if _is_dataframe(data):
+            name, source = "dataframe", f"DataFrame of {len(targets)} image paths"
+        else:
+            name, source = Path(data).stem, str(Path(data).resolve())
+        return x, targets, fitted, skipped, name, source
+    if len(data) != 2:
+        raise DataError(f"arrays data must be a pair (x, y), got a sequence of {len(data)}")
+    xa, y = np.asarray(data[0]), data[1]
+    fitted = resolve_task(y, task)
+    if len(y) != len(xa):
+        raise DataError(
+            f"x has {len(xa)} images but y has {len(y)} targets; they must have the same length"
+        )
+    x = array_images(xa, cache_dir, store_size, progress)
+    return x, y, fitted, [], "arrays", f"numpy arrays x{tuple(xa.shape)}"
+
+
+def _refit(table, targets):
+    """The table's task fitted again to the rows whose image is readable."""
+    from automl.tasks import get_task
+
+    fresh = get_task(table.task.name)
+    if fresh.name == "multilabel":
+        fresh.labels = list(table.task.labels_)
+    elif fresh.name == "regression":
+        fresh.target_names = list(table.task.target_names_)
+    return fresh.fit(targets)
+
+
+def _task_bundle(x, targets, task, name, source, seed, val_fraction, test_fraction, skipped):
+    """Encode ``targets`` with ``task`` and split: a classification exactly as
+    :func:`automl.data.bundle.split` splits it; other tasks by :func:`task_split`."""
+    from automl.data.splits import task_split
+
+    y = task.encode(targets)
+    if task.name == "classification":
+        bundle = split(
+            x, y, task.classes_, name=name, source=source, seed=seed,
+            val_fraction=val_fraction, test_fraction=test_fraction, skipped=skipped,
+        )  # fmt: skip
+        bundle.task = task
+        return bundle
+    train, val, test = task_split(
+        y, task.name, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    base = as_view(x)
+    return DataBundle(
+        name=name,
+        source=source,
+        class_names=_names(task),
+        x_train=base.take(train),
+        y_train=y[train],
+        x_val=base.take(val),
+        y_val=y[val],
+        x_test=base.take(test),
+        y_test=y[test],
+        skipped=list(skipped),
+        task=task,
+    )
 
 
 def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progress=None):
@@ -182,13 +313,26 @@ def load_data(
     validation_data: Any = None,
     cache_dir: str | Path | None = None,
     progress=None,
+    task: str | None = None,
+    label_column: str | list[str] | None = None,
+    path_column: str | None = None,
 ) -> DataBundle:
     """Load ``data`` and split it into train / validation / test.
 
     ``data`` is ``"demo"``, a folder with one sub-folder of images per class, ``"tfds:NAME"``
-    (the dataset's own train/validation/test splits are kept where it has them), an
-    ``(x, y)`` pair of NumPy arrays, a ``tf.data.Dataset`` of ``(image, label)`` pairs, or a
-    pandas DataFrame with an image-path column and a label column.
+    (the dataset's own train/validation/test splits are kept where it has them), a CSV file
+    of image paths and targets (``labels.csv``: paths relative to its folder or absolute, see
+    :func:`automl.data.table.read_table`), a pandas DataFrame of the same (relative paths
+    start at the working directory), an ``(x, y)`` pair of NumPy arrays, or a
+    ``tf.data.Dataset`` of ``(image, label)`` pairs.
+
+    The task (:mod:`automl.tasks`) is inferred from the targets, or ``task``
+    (``"classification"``, ``"multilabel"``, ``"regression"``): a CSV/DataFrame column of
+    numbers or float ``y`` is regression, labels separated by ``;`` or ``|``, 0/1 columns or
+    rows of label lists are multilabel, anything else classification (folders, TFDS and
+    ``tf.data`` are classification). The bundle's ``task`` is fitted to the readable rows;
+    targets that fit no task raise a one-line :class:`DataError` before any image is decoded.
+    ``label_column`` / ``path_column`` name a table's columns where they cannot be guessed.
 
     ``validation_data`` (any of the same kinds but TFDS): your own validation split;
     ``data`` then gives train and test only.
@@ -204,11 +348,91 @@ def load_data(
     from automl.data.store import undone_on_error
 
     cache_dir = _cache(cache_dir)
+    if task is not None:
+        task = get_task(task).name  # an unknown name: one line, before anything is read
+    route = _route(data, task, label_column, path_column)
     with undone_on_error(cache_dir):  # refused data leaves no store behind
-        return _load_data(
+        if route is not None:
+            return _load_task_data(
+                data, route, seed, store_size, val_fraction, test_fraction, strict_images,
+                validation_data, cache_dir, progress, task, label_column, path_column,
+            )  # fmt: skip
+        bundle = _load_data(
             data, seed, store_size, val_fraction, test_fraction, strict_images,
             validation_data, cache_dir, progress,
         )  # fmt: skip
+    # Today's sources: classification, its classes in their order, counted over all images.
+    every = np.concatenate([bundle.y_train, bundle.y_val, bundle.y_test])
+    bundle.task = Classification.of_names(bundle.class_names, every)
+    return bundle
+
+
+def _load_task_data(
+    data, route, seed, store_size, val_fraction, test_fraction, strict_images, validation_data,
+    cache_dir, progress, task, label_column, path_column,
+) -> DataBundle:  # fmt: skip
+    """A table or arrays, of any task: targets checked first, images stored, then split."""
+    cols = dict(label_column=label_column, path_column=path_column)
+    x, targets, fitted, skipped, name, source = _load_targets(
+        data, route, store_size, strict_images, cache_dir, progress, task, **cols
+    )
+    if validation_data is None:
+        return _task_bundle(
+            x, targets, fitted, name, source, seed, val_fraction, test_fraction, skipped
+        )
+    # Your own validation split: read as the same task, encoded as the training data's.
+    vroute = _route(validation_data, fitted.name, label_column, path_column)
+    if vroute is None:
+        raise DataError(
+            f"validation_data {quoted(describe_source(validation_data))} must hold targets "
+            f"of the {fitted.name} task: pass a CSV, a DataFrame or (x, y) arrays"
+        )
+    vx, vtargets, _, _, _, _ = _load_targets(
+        validation_data, vroute, store_size, strict_images, cache_dir, progress, fitted.name,
+        **cols,
+    )  # fmt: skip
+    if vx.shape[1:3] != x.shape[1:3]:
+        vx = as_view(resize_batch(vx[:], int(x.shape[1])))
+    y = fitted.encode(targets)
+    rest, test = _test_split(y, fitted.name, test_fraction, seed, source)
+    base = as_view(x)
+    return DataBundle(
+        name=name,
+        source=source + " (own validation split)",
+        class_names=_names(fitted),
+        x_train=base.take(rest),
+        y_train=y[rest],
+        x_val=vx,
+        y_val=fitted.encode(vtargets),
+        x_test=base.take(test),
+        y_test=y[test],
+        skipped=list(skipped),
+        task=fitted,
+    )
+
+
+def _test_split(y, task: str, test_fraction: float, seed: int, source: str):
+    """(rest, test) sorted index arrays, stratified by :func:`automl.data.splits.strata`."""
+    from sklearn.model_selection import train_test_split
+
+    from automl.data.splits import strata
+
+    n_test = int(round(len(y) * test_fraction))
+    if n_test < 1 or len(y) - n_test < 1:
+        raise DataError(f"{source!r} has too few images ({len(y)}) to split off a test split")
+    s = strata(y, task)
+    ok = np.bincount(s).min() >= 2 and n_test >= len(np.unique(s))
+    rest, test = train_test_split(
+        np.arange(len(y)), test_size=n_test, random_state=seed, stratify=s if ok else None
+    )
+    return np.sort(rest), np.sort(test)
+
+
+def _names(task) -> list[str]:
+    """A bundle's ``class_names``: the classes, the labels, or the target names."""
+    if task.name == "classification":
+        return list(task.classes_)
+    return list(task.labels_ if task.name == "multilabel" else task.output_names())
 
 
 def _load_data(

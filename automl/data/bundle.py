@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +20,20 @@ VAL_MAX_FRACTION = 0.25  # ... but never more than this fraction of the data
 
 @dataclass
 class DataBundle:
-    """Train / validation / test images (uint8 RGB, NHWC, one common size) and labels.
+    """Train / validation / test images (uint8 RGB, NHWC, one common size) and targets.
 
     Images are decoded once and kept at one storage size; each trial resizes them
     inside the model, so an exported model takes raw images of any size. ``x_train``,
     ``x_val`` and ``x_test`` are :class:`automl.data.images.ImageView` s: index arrays into
     one image source (an on-disk store, or an array for small data), never copies; arrays
     given here are wrapped in views.
+
+    ``task`` is the fitted :class:`automl.tasks.Task` and ``y_*`` hold ``task.encode`` of the
+    targets: class indices (int64) for classification, a 0/1 float32 matrix (N, labels) for
+    multilabel, standardised float32 values (N, targets) for regression (``task.decode``
+    gives them back in their units). ``class_names`` are the classes, the labels or the
+    target names; ``num_classes`` the model's output units. Without ``task`` the bundle is
+    classification over ``class_names`` in their order (``y_*`` their indices).
     """
 
     name: str
@@ -38,12 +46,27 @@ class DataBundle:
     x_test: ImageView
     y_test: np.ndarray
     skipped: list[str] = field(default_factory=list)
+    task: Any = field(default=None, repr=False, compare=False)
     _digest: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self):
         self.x_train, self.x_val, self.x_test = (
             as_view(x) for x in (self.x_train, self.x_val, self.x_test)
         )
+        if self.task is None:
+            from automl.tasks import Classification
+
+            y = np.asarray(self.y_train)
+            if y.size and (y.ndim != 1 or y.dtype.kind not in "iub"):
+                raise TypeError(
+                    f"y_train of dtype {y.dtype} and shape {y.shape} is not class indices; "
+                    "pass the bundle's task (e.g. DataBundle(..., task=data.task))"
+                )
+            self.task = Classification.of_names(self.class_names, y)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task.name == "classification"
 
     @property
     def num_classes(self) -> int:
@@ -69,12 +92,15 @@ class DataBundle:
             h.update(np.ascontiguousarray(x.index).tobytes())
             h.update(np.ascontiguousarray(y).tobytes())
         h.update("\n".join(self.class_names).encode())
+        if not self.is_classification:  # (a classification digest is what it always was)
+            h.update(f"\ntask={self.task.name}".encode())
         self._digest = h.hexdigest()[:16]
         return self._digest
 
     def summary(self) -> dict:
-        counts = np.bincount(self.y_train, minlength=self.num_classes)
-        return {
+        """What is logged about the data (a classification's keys are those it always had;
+        other tasks add ``task``, count labels per name or leave counts out)."""
+        out = {
             "data_name": self.name,
             "data_source": self.source,
             "num_classes": self.num_classes,
@@ -82,9 +108,17 @@ class DataBundle:
             "n_train": len(self.y_train),
             "n_val": len(self.y_val),
             "n_test": len(self.y_test),
-            "train_class_counts": dict(zip(self.class_names, counts.tolist())),
-            "data_digest": self.digest(),
         }
+        if self.is_classification:
+            counts = np.bincount(self.y_train, minlength=self.num_classes)
+            out["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
+        else:
+            out["task"] = self.task.name
+            if self.task.name == "multilabel":
+                counts = np.asarray(self.y_train).sum(axis=0).astype(np.int64)
+                out["train_class_counts"] = dict(zip(self.class_names, counts.tolist()))
+        out["data_digest"] = self.digest()
+        return out
 
 
 def to_rgb_uint8(img: np.ndarray) -> np.ndarray:

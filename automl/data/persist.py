@@ -1,8 +1,9 @@
 """A :class:`automl.data.DataBundle` saved to a folder and opened again, in another process.
 
 The search saves its data once for its trial workers (:mod:`automl.executors.process`):
-each split's indices and labels, and each image source by reference (an image store by its
-path, read-only) or, for a small in-memory array, as one ``.npy`` file the workers memory-map.
+its fitted task (``task.to_config()``), each split's indices and encoded targets, and each
+image source by reference (an image store by its path, read-only) or, for a small
+in-memory array, as one ``.npy`` file the workers memory-map.
 Nothing is pickled.
 """
 
@@ -42,7 +43,8 @@ def save_bundle(data, folder: Path) -> Path:
             else:
                 sources.append({"store": str(Path(src.path).resolve())})
         np.save(folder / f"{split}_index.npy", view.index, allow_pickle=False)
-        np.save(folder / f"{split}_labels.npy", np.asarray(y, np.int64), allow_pickle=False)
+        y = np.asarray(y, np.int64) if data.is_classification else np.asarray(y, np.float32)
+        np.save(folder / f"{split}_labels.npy", y, allow_pickle=False)
         splits[split] = seen[id(src)]
     meta = {
         "name": data.name,
@@ -51,6 +53,7 @@ def save_bundle(data, folder: Path) -> Path:
         "digest": data.digest(),
         "sources": sources,
         "splits": splits,
+        "task": data.task.to_config(),  # the fitted task (classes, labels, mean and std)
     }
     tmp = folder / "meta.json.tmp"
     tmp.write_text(json.dumps(meta))
@@ -64,6 +67,7 @@ def load_bundle(folder: Path):
     from automl.data import DataBundle
     from automl.data.images import ArrayImages, ImageView
     from automl.data.store import ImageStore
+    from automl.tasks import task_from_config
 
     meta = json.loads((folder / "meta.json").read_text())
     sources = [
@@ -84,5 +88,6 @@ def load_bundle(folder: Path):
         source=meta["source"],
         class_names=meta["class_names"],
         _digest=meta["digest"],
+        task=task_from_config(meta["task"]) if "task" in meta else None,
         **parts,
     )

@@ -471,3 +471,67 @@ def load_arrays(x, y, store_size: int | None = None) -> Loaded:
     if store_size and (imgs.shape[1] != store_size or imgs.shape[2] != store_size):
         imgs = resize_batch(imgs, store_size)
     return imgs, idx, names, []
+
+
+# --- tables of paths + targets, and arrays of any task's targets ---------------------------
+
+
+def store_table(table, store_size: int, cache_dir, strict: bool = False, progress=None):
+    """The images of a :class:`automl.data.table.Table` (read by
+    :func:`automl.data.table.read_table`) through the image store, each file decoded once;
+    the targets stay beside: ``(view of the readable images, their targets, skipped)``.
+
+    The store's key names the files (paths, sizes, modification times) and the size only, so
+    the same images under other targets reuse it; an unreadable file is skipped and counted
+    with the missing ones (``strict``: refused).
+    """
+    import os
+
+    from automl.data.images import ImageView
+    from automl.data.store import NoReadableImages, build_from_files, files_key
+
+    entries = []
+    for p in table.paths:
+        st = os.stat(p)
+        entries.append((p, st.st_size, st.st_mtime_ns, 0))
+    try:
+        store = build_from_files(
+            list(table.paths),
+            np.zeros(len(entries), np.int64),
+            ["image"],
+            store_size,
+            cache_dir,
+            key=files_key(entries, store_size, "table"),
+            entries=entries,
+            source_id=f"table:{table.source}",
+            progress=progress,
+        )
+    except NoReadableImages:
+        raise DataError(
+            f"none of the {len(entries)} files in {table.source}'s {table.path_column!r} column "
+            "is a readable image; check the paths"
+        ) from None
+    bad = [table.paths[i] for i in store.skipped]
+    if bad and strict:
+        raise DataError(
+            f"{len(bad)} file(s) in {table.source}'s {table.path_column!r} column are not "
+            f"readable images: {_shown(bad)}; fix them or run without --strict-images"
+        )
+    if bad:
+        log.warning("skipped %d unreadable image file(s): %s", len(bad), _shown(bad))
+    valid = store.valid
+    return ImageView(store, valid), table.targets[valid], list(table.skipped) + bad
+
+
+def array_images(x, cache_dir, store_size: int, progress=None):
+    """NumPy images of a task other than classification, in their order: a view of a store
+    (large arrays, as :func:`store_arrays`) or of an RGB array (as :func:`load_arrays`)."""
+    from automl.data.images import IN_MEMORY_MAX_BYTES, as_view
+
+    x = np.asarray(x)
+    if x.ndim not in (3, 4):
+        raise DataError(f"x has shape {x.shape}; expected images shaped (N, H, W) or (N, H, W, C)")
+    blank = np.zeros(len(x), np.int64)  # the store numbers classes; here it has none
+    if len(x) and len(x) * int(x.shape[1]) * int(x.shape[2]) * 3 > IN_MEMORY_MAX_BYTES:
+        return store_arrays(x, blank, cache_dir, store_size, progress=progress)[0]
+    return as_view(np.stack([to_rgb_uint8(im) for im in x]))

@@ -38,7 +38,7 @@ from automl.tasks import Task, get_task, infer_task, split_labels
 
 log = logging.getLogger("automl")
 
-__all__ = ["Table", "is_table_path", "read_table"]
+__all__ = ["Table", "is_table_path", "read_table", "sample_paths"]
 
 PATH_COLUMNS = ("path", "image", "image_path", "imagepath", "img", "filepath", "file_path",
                 "file", "filename", "file_name", "image_id", "img_path")  # fmt: skip
@@ -177,6 +177,22 @@ def read_table(
         skipped=skipped,
         source=name,
     )
+
+
+def sample_paths(source: Any, *, path_column: str | None = None, n: int = 64) -> list[str]:
+    """The first ``n`` existing image paths of a table (its targets are not read), e.g. to
+    probe the images' size; raises :class:`DataError` as :func:`read_table` does for a table
+    or path column it cannot find."""
+    df, name, base = _load(source, None)
+    pcol = _path_column(df, name, path_column)
+    out = []
+    for v in df[pcol].tolist():
+        p = _resolve(v, base)
+        if p is not None and p.is_file():
+            out.append(str(p))
+            if len(out) >= n:
+                break
+    return out
 
 
 # --- reading ---------------------------------------------------------------------------------

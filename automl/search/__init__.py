@@ -84,6 +84,10 @@ def search(
     deterministic: bool = False,
     refit: bool | None = None,
     cache_dir: str | Path | None = None,
+    task: str | None = None,
+    objective: str | None = None,
+    label_column: str | list[str] | None = None,
+    path_column: str | None = None,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -92,9 +96,12 @@ def search(
 
     Args:
         data: ``"demo"``, a folder of class sub-folders, ``"tfds:NAME"`` (its own
-            train/validation/test splits where it has them), ``(x, y)`` NumPy arrays, a
-            ``tf.data.Dataset`` of ``(image, label)``, or a pandas DataFrame with an image-path
-            column and a label column (see :func:`automl.data.load_data`).
+            train/validation/test splits where it has them), a CSV of image paths and
+            targets (``"labels.csv"``), a pandas DataFrame of the same, ``(x, y)`` NumPy
+            arrays (``y`` classes, floats for regression, 0/1 rows or label lists for
+            multilabel), or a ``tf.data.Dataset`` of ``(image, label)`` (see
+            :func:`automl.data.load_data`). The task is inferred from the targets (or
+            ``task=``) and the objective is the task's default (or ``objective=``).
         space: a YAML file, a built-in space name ("default", "gpu"), a dict, or a SearchSpace;
             None (the default) chooses one from the data (see :mod:`automl.autospace`).
         validation_data: your own validation split, any source ``data`` accepts; ``data`` is
@@ -105,10 +112,15 @@ def search(
     settings = SearchSettings.for_search(space is None, **options)
     settings.validate()
     uri = resolve_tracking_uri(settings.tracking_uri)
+    created = _missing_store_folders(uri)
     check_tracking_uri(uri)
     from automl.progress import import_tensorflow_quietly
 
-    sp, bundle = _space_and_data(data, space, validation_data, settings, uri)
+    try:
+        sp, bundle = _space_and_data(data, space, validation_data, settings, uri)
+    except BaseException:
+        _remove_empty(created)  # refused data leaves no mlruns/ behind
+        raise
     import_tensorflow_quietly()  # no C++ start-up chatter (warnings are kept)
     return run_search(sp, bundle, settings)
 
@@ -130,19 +142,86 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
         validation_data=validation_data,
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(uri),
         progress=loading,
+        task=settings.task,
+        label_column=settings.label_column,
+        path_column=settings.path_column,
     )
     if space is None:  # a data-aware default space, chosen once the data is loaded
         from automl.autospace import default_space, has_gpu, probe_native_size, store_size_for
 
-        native = probe_native_size(data)
+        native = probe_native_size(data) or _table_native_size(data, settings)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         # Stored at the largest size the default space asks for: on a GPU, 224 px.
         bundle = load_data(data, store_size=store_size_for(native, gpu=has_gpu()), **load)
+        loading.message(bundle.task.describe())
         sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
         check_weights_files(sp)
         size = min(int(sp.upper("image_size")), MAX_STORE_SIZE)
         bundle = load_data(data, store_size=size, **load)
+        loading.message(bundle.task.describe())
+    sp = with_objective(sp, bundle.task, settings.objective)
     loading.close()
     return sp, bundle
+
+
+def _table_native_size(data, settings: SearchSettings) -> int | None:
+    """The images' native size (shorter side, median of up to 64) of a CSV or DataFrame of
+    paths; None for other sources or a table that cannot be read (load_data says why)."""
+    import numpy as np
+    from PIL import Image
+
+    from automl.data.table import is_table_path, sample_paths
+    from automl.errors import DataError
+
+    if not (is_table_path(data) or (hasattr(data, "columns") and hasattr(data, "iloc"))):
+        return None
+    try:
+        paths = sample_paths(data, path_column=settings.path_column)
+    except DataError:
+        return None
+    sizes = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes.append(min(im.size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    return int(np.median(sizes)) if sizes else None
+
+
+def with_objective(sp: SearchSpace, task, objective: str | None) -> SearchSpace:
+    """``sp`` with the objective the search ranks by: ``objective`` (checked against the
+    task), else the space's own when the task has it, else the task's default."""
+    import dataclasses
+
+    if objective is not None:
+        chosen = task.check_objective(objective)
+    elif sp.objective in task.objectives:
+        chosen = sp.objective
+    else:
+        chosen = task.default_objective
+    return sp if chosen == sp.objective else dataclasses.replace(sp, objective=chosen)
+
+
+def _missing_store_folders(uri: str) -> list[Path]:
+    """The folders of a SQLite store that do not exist yet, deepest first."""
+    from automl.tracking import sqlite_path
+
+    db = sqlite_path(uri)
+    out: list[Path] = []
+    p = db.parent.absolute() if db is not None else None
+    while p is not None and not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) this search created, if still empty."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or gone): leave it
+            return

@@ -117,7 +117,7 @@ def _worker_setup(space: SearchSpace, settings: SearchSettings, uri: str, projec
 def _locked_search(space, data, settings, uri, project) -> SearchResult:
     # Refuses here (one line) what it cannot do, e.g. workers > 1 without Ray.
     executor = settings.make_executor().bind(_worker_setup(space, settings, uri, project), data)
-    ident = identity(space.digest(), data.digest(), settings)
+    ident = identity(space.digest(), data.digest(), settings, data.task)
     state = open_project(project, ident, settings)
     s = Session(
         space=space,

@@ -103,6 +103,29 @@ def option(
     return field(default=default, metadata=meta)
 
 
+def _known_task(name: Any) -> bool:
+    from automl.tasks import get_task
+
+    try:
+        get_task(name)
+    except Exception:  # noqa: BLE001 - the check's message names the fix
+        return False
+    return True
+
+
+def _all_objectives() -> tuple[str, ...]:
+    from automl.tasks import TASKS
+
+    seen: dict[str, None] = {}
+    for cls in TASKS.values():
+        seen.update(dict.fromkeys(cls.objectives))
+    return tuple(seen)
+
+
+TASK_NAMES = ("classification", "multilabel", "regression")
+_ALL_OBJECTIVES = _all_objectives()
+
+
 def _int_from(low: int):
     return lambda v: isinstance(v, int) and v >= low
 
@@ -245,6 +268,72 @@ class SearchSettings:
             "refuse corrupt or non-image files in the data folder (default: skip them "
             "with a warning that counts and names them)",
             action="store_true",
+        ),
+    )
+    task: str | None = option(
+        None,
+        '``"classification"``, ``"multilabel"`` or ``"regression"``; None: inferred from the '
+        "targets (numbers: regression; labels separated by ``;``/``|``, 0/1 columns or label "
+        "lists: multilabel; otherwise classification) and printed at the start, e.g. "
+        "``task: regression (1 target, range 0.0-97.0)``.",
+        Flag(
+            ("--task",),
+            "classification | multilabel | regression (default: inferred from the targets "
+            "and printed at the start)",
+            choices=TASK_NAMES,
+        ),
+        (
+            lambda v: v is None or _known_task(v),
+            "unknown task {q}; use one of: " + ", ".join(TASK_NAMES) + " (or leave it out to "
+            "infer it from the targets)",
+        ),
+    )
+    objective: str | None = option(
+        None,
+        "what the search maximises or minimises, one of the task's objectives: classification "
+        "``val_accuracy`` (default), ``val_loss``, ``val_balanced_accuracy``, ``val_macro_f1``, "
+        "``val_auc``; multilabel ``val_macro_f1`` (default), ``val_micro_f1``, ``val_auc``, "
+        "``val_loss``; regression ``val_mae`` (default), ``val_rmse``, ``val_r2``, "
+        "``val_loss``. None: the space's objective when the task has it, else the task's "
+        "default. Checked against the task once the data is loaded.",
+        Flag(
+            ("--objective",),
+            "the metric the search ranks trials by (default: the task's, val_accuracy | "
+            "val_macro_f1 | val_mae); e.g. val_balanced_accuracy, val_rmse, val_r2",
+            metavar="METRIC",
+        ),
+        (
+            lambda v: v is None or (isinstance(v, str) and v in _ALL_OBJECTIVES),
+            "unknown objective {q}; use one of: " + ", ".join(_ALL_OBJECTIVES),
+        ),
+    )
+    label_column: str | list[str] | None = option(
+        None,
+        "the target column(s) of a CSV or DataFrame when they cannot be guessed (a name, a "
+        'list of names, or ``"a,b,c"``: one 0/1 column per label, or one per target).',
+        Flag(
+            ("--label-column",),
+            "the CSV's target column, or several separated by commas (one 0/1 column per "
+            "label, or one number column per target); default: guessed",
+            metavar="COLUMN",
+        ),
+        (
+            lambda v: v is None or isinstance(v, (str, list, tuple)) and bool(v),
+            "label_column={q} must be a column name or a list of names",
+        ),
+    )
+    path_column: str | None = option(
+        None,
+        "the image-path column of a CSV or DataFrame when it cannot be guessed.",
+        Flag(
+            ("--path-column",),
+            "the CSV's column of image paths (relative to the CSV's folder, or absolute); "
+            "default: guessed",
+            metavar="COLUMN",
+        ),
+        (
+            lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+            "path_column={q} must be a column name",
         ),
     )
     cache_dir: str | None = option(

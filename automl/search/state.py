@@ -39,14 +39,21 @@ def project_dir(settings: SearchSettings, uri: str) -> Path:
     return inside(base, base / name, SearchError)
 
 
-def identity(space_digest: str, data_digest: str, settings: SearchSettings) -> dict[str, Any]:
-    """What must not change between a search and its resume."""
-    return {
+def identity(
+    space_digest: str, data_digest: str, settings: SearchSettings, task: Any = None
+) -> dict[str, Any]:
+    """What must not change between a search and its resume; ``task`` (the data's
+    :class:`automl.tasks.Task`) counts when it is not classification (a classification
+    search's identity, and so its resume, is what it always was)."""
+    out = {
         "space_digest": space_digest,
         "data_digest": data_digest,
         "tuner": settings.tuner,
         "seed": settings.seed,
     }
+    if task is not None and task.name != "classification":
+        out["task"] = task.name
+    return out
 
 
 def open_project(project: Path, ident: dict[str, Any], settings: SearchSettings) -> dict | None:
@@ -64,7 +71,9 @@ def open_project(project: Path, ident: dict[str, Any], settings: SearchSettings)
             ) from None
     if state is not None:
         names = {"space_digest": "search space", "data_digest": "data"}
-        changed = [names.get(k, k) for k, v in ident.items() if state.get(k) != v]
+        keys = set(ident) | ({"task"} & set(state))  # a task gone is a change too
+        changed = [names.get(k, k) for k in ident if state.get(k) != ident[k]]
+        changed += ["task"] if "task" in keys - set(ident) else []
         if changed:
             raise SearchError(
                 f"experiment {settings.experiment!r} already holds a search with a different "
