@@ -89,9 +89,10 @@ def subset(data, train_images: int = 0, val_images: int = 0, seed: int = 0):
     cut_val = 0 < val_images < len(data.y_val)
     if not (cut_train or cut_val):
         return data
-    tr = stratified(data.y_train, train_images, seed) if cut_train else None
-    va = stratified(data.y_val, val_images, seed) if cut_val else None
-    return DataBundle(
+    task = getattr(data, "task", None)
+    tr = stratified(_strata(data.y_train, task), train_images, seed) if cut_train else None
+    va = stratified(_strata(data.y_val, task), val_images, seed) if cut_val else None
+    out = DataBundle(
         name=data.name,
         source=data.source,
         class_names=data.class_names,
@@ -102,3 +103,16 @@ def subset(data, train_images: int = 0, val_images: int = 0, seed: int = 0):
         x_test=data.x_test,
         y_test=data.y_test,
     )
+    if task is not None:
+        out.task = task
+    return out
+
+
+def _strata(y, task) -> np.ndarray:
+    """One stratum per image: the class index, or for a multi-label or regression task's
+    targets :func:`automl.data.splits.strata`'s (rarest label; quantile bin)."""
+    if task is None or np.asarray(y).ndim == 1:
+        return y
+    from automl.data.splits import strata
+
+    return strata(y, task.name)

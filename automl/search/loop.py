@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from automl import search_report
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob
 from automl.search_report import trial_name
+from automl.task_training import trial_scores
 from automl.tracking import Tracker
 
 if TYPE_CHECKING:
@@ -186,7 +187,8 @@ class SearchLoop:
                     trial.trial_id,
                     r.info.run_id,
                 )
-                score = {"val_accuracy": m["best_val_accuracy"], "val_loss": m["best_val_loss"]}
+                # val_accuracy, val_loss and the task's objectives (best_val_mae, ...)
+                score = trial_scores({k[5:]: v for k, v in m.items() if k.startswith("best_")})
                 self._tell(trial, score)
                 return True
         return False
