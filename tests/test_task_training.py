@@ -163,6 +163,8 @@ def test_class_weight_balanced_reaches_fit(monkeypatch):
 
     def fit(self, *args, **kwargs):
         seen.append({k: kwargs.get(k) for k in ("class_weight", "sample_weight")})
+        spec = getattr(args[0], "element_spec", ()) if args else ()
+        seen[-1]["weighted_dataset"] = len(spec) == 3  # (images, targets, sample weights)
         kwargs["epochs"] = min(kwargs.get("epochs", 1), 1)
         return real_fit(self, *args, **kwargs)
 
@@ -179,11 +181,13 @@ def test_class_weight_balanced_reaches_fit(monkeypatch):
     # multi-label: one weight per image (its labels' positive weights), not a class dict
     xm, labels = _multilabel(40)
     mdata = _bundle(xm, np.array(labels, dtype=object), MultiLabel(), 24, 8)
-    run_trial(TrialConfig.from_values(cfg), mdata, options=RunOptions(objective="val_micro_f1"), seed=0)
-    assert seen[-1]["class_weight"] is None  # the weights travel inside the dataset
+    run_trial(
+        TrialConfig.from_values(cfg), mdata, options=RunOptions(objective="val_micro_f1"), seed=0
+    )
+    assert seen[-1]["class_weight"] is None and seen[-1]["weighted_dataset"]
     # without it (the default) fit gets neither, as before
     run_trial(TrialConfig.from_values({**SCRATCH, "epochs": 1}), data, seed=0)
-    assert seen[-1] == {"class_weight": None, "sample_weight": None}
+    assert seen[-1] == {"class_weight": None, "sample_weight": None, "weighted_dataset": False}
     assert "class_weight" not in TrialConfig.from_values(SCRATCH).to_dict()  # not logged
 
 
