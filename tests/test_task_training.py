@@ -281,3 +281,20 @@ def test_trial_scores_and_config_yaml_carry_the_task():
     x, v = _regression(40)
     data = _bundle(x, v, Regression(), 24, 8)
     assert _task_config(data)["task"]["mean"] == pytest.approx([v[:24].mean()])
+
+
+def test_progress_keeps_the_lowest_error_as_best_and_shows_the_objective_per_epoch():
+    import io
+
+    from automl.progress import Progress
+
+    out = io.StringIO()
+    p = Progress(verbose=1, stream=out)
+    p.bars = False
+    p.objective = "val_mae"
+    p.trial_finished("0", {"val_mae": 5.0})
+    p.trial_finished("1", {"val_mae": 3.0})
+    p.trial_finished("2", {"val_mae": 4.0})
+    assert p.best == 3.0
+    p.epoch({"step": 0, "phase": "phase1", "loss": 0.5, "val_loss": 0.4, "val_mae": 2.5})
+    assert "val_mae=2.5000" in out.getvalue()

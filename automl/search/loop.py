@@ -263,7 +263,8 @@ class SearchLoop:
         self._tell(trial, score, out)
 
     def _tell(self, trial, score: dict[str, float], out: Any = None) -> None:
-        self.oracle.update_trial(trial.trial_id, dict(score), step=0)
+        # Scores a task does not have (a regression's val_accuracy: NaN) are left out.
+        self.oracle.update_trial(trial.trial_id, {k: v for k, v in score.items() if v == v}, step=0)
         trial.status = COMPLETED
         self._end(trial, out)
 
