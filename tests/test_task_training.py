@@ -185,6 +185,26 @@ def test_class_weight_balanced_reaches_fit(monkeypatch):
         TrialConfig.from_values(cfg), mdata, options=RunOptions(objective="val_micro_f1"), seed=0
     )
     assert seen[-1]["class_weight"] is None and seen[-1]["weighted_dataset"]
+
+    # phase 1 on cached embeddings: the per-image weights go to the head's fit
+    class Cache:  # stands in for EmbeddingCache: zero features of the right width
+        def get(self, features, cfg, data, seed=0):
+            width = features.output_shape[-1]
+            return np.zeros((len(data.y_train), width)), np.zeros((len(data.y_val), width))
+
+    head = dict(family="pretrained", backbone="mobilenet_v3_small", weights="random")
+    pcfg = {**head, "image_size": 32, "head_epochs": 1, "fine_tune_depth": 0.0}
+    pcfg["class_weight"] = "balanced"
+    run_trial(
+        TrialConfig.from_values(pcfg),
+        mdata,
+        options=RunOptions(objective="val_micro_f1"),
+        embeddings=Cache(),
+        seed=0,
+    )
+    from automl.imbalance import sample_weights
+
+    assert seen[-1]["sample_weight"] == pytest.approx(sample_weights(mdata.y_train))
     # without it (the default) fit gets neither, as before
     run_trial(TrialConfig.from_values({**SCRATCH, "epochs": 1}), data, seed=0)
     assert seen[-1] == {"class_weight": None, "sample_weight": None, "weighted_dataset": False}
