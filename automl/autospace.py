@@ -9,6 +9,12 @@ colour, number of images and classes, GPU or not) and builds a two-family space:
 * photos: ``pretrained`` EfficientNet-Lite0 at 96-128 px on a CPU (160-224 on a GPU)
   first, with ``scratch`` at 48 px beside it.
 
+The objective is the task's default (``val_accuracy`` for classification, ``val_macro_f1``
+for multi-label, ``val_mae`` for regression). Classes or labels whose largest count is over
+:data:`automl.imbalance.WEIGHTS_ABOVE` times the smallest (on the training split) add the
+``class_weight`` hyperparameter (``balanced`` first: the seed trials weigh the classes).
+Label smoothing is classification's only.
+
 The first trials of a search are fixed, known-good configurations, one per family (the
 space's ``seed_trials``, in order); the oracle explores from there. The space, seeds
 included, is logged to the parent run as ``search_space.yaml``, and ``--space`` of that
@@ -99,7 +105,26 @@ def describe(bundle, native: int | None) -> dict[str, Any]:
         "val": len(bundle.y_val),
         "classes": bundle.num_classes,
         "low_res": native <= LOW_RES,
+        **_task_facts(bundle),
     }
+
+
+def _task_facts(bundle) -> dict[str, Any]:
+    """The task's default objective and the training split's imbalance ratio (only where
+    they differ from a balanced classification's, so that its description stays as it was)."""
+    from automl.imbalance import WEIGHTS_ABOVE, imbalance_ratio
+    from automl.task_training import task_of
+
+    task = task_of(bundle)
+    out: dict[str, Any] = {}
+    if task.name != "classification":
+        out["task"] = task.name
+        out["objective"] = task.default_objective
+    if task.name != "regression" and len(bundle.y_train):
+        ratio = imbalance_ratio(bundle.y_train, bundle.num_classes)
+        if ratio > WEIGHTS_ABOVE:
+            out["imbalance"] = round(ratio, 2)
+    return out
 
 
 def default_space_dict(
@@ -122,7 +147,7 @@ def default_space_dict(
             f"images of {info['native_size']} px in {info['classes']} classes "
             f"({'GPU' if gpu else 'CPU'})"
         ),
-        "objective": "val_accuracy",
+        "objective": info.get("objective", "val_accuracy"),
         "seed_trials": [dict(chosen)[f][2] for f in families],
         "hyperparameters": {
             "family": {"choice": families},
@@ -137,6 +162,7 @@ def default_space_dict(
         },
     }
     _add_fidelity(space, info, gpu, budget_minutes)
+    _add_task(space, info)
     if len(families) == 1:
         space["hyperparameters"]["family"] = families[0]
     return space
@@ -162,6 +188,23 @@ def _families_for(data: dict[str, Any]) -> list[tuple[str, tuple[float, dict, di
         if part is not None:
             out.append((name, part))
     return out
+
+
+def _add_task(space: dict[str, Any], info: dict[str, Any]) -> None:
+    """Multi-label and regression: no label smoothing, and the task named in the
+    description; imbalanced classes or labels: class weights, on in the seed trials."""
+    hps = space["hyperparameters"]
+    task = info.get("task", "classification")
+    if task != "classification":
+        hps.pop("label_smoothing", None)
+        space["description"] = space["description"].replace(
+            f"in {info['classes']} classes", f"for {task} ({info['classes']} outputs)"
+        )
+    if info.get("imbalance"):
+        hps["class_weight"] = {"choice": ["balanced", "none"]}
+        for s in space["seed_trials"]:
+            s["class_weight"] = "balanced"
+        space["description"] += f"; classes imbalanced {info['imbalance']:g}:1, weighted"
 
 
 def _add_fidelity(

@@ -34,10 +34,12 @@ __all__ = [
     "auc",
     "balanced_accuracy",
     "binary_log_loss",
+    "direction",
     "log_loss",
     "macro_f1",
     "mae",
     "micro_f1",
+    "objective_names",
     "per_class_precision_recall",
     "r2",
     "rank_key",
@@ -293,22 +295,49 @@ def _score(scores: dict[str, Any], key: str, worst: float) -> float:
     return worst if v is None or v != v else float(v)  # missing or NaN: the worst value
 
 
-def rank_key(scores: dict[str, Any], objective: str = "val_accuracy") -> tuple[float, float]:
-    """The one ranking rule: higher is better; the objective first, the other validation
-    score breaks ties. A missing, None or NaN score ranks below every real one.
+def direction(objective: str) -> str:
+    """``"max"`` or ``"min"``: which way ``objective`` (of any task) gets better.
 
-    Every epoch, trial, checkpoint, ensemble candidate and leaderboard row ranks with this.
+    Unknown names count as "max" (a score); ``val_loss`` and the regression errors are "min".
     """
-    acc = _score(scores, "val_accuracy", float("-inf"))
+    from automl.tasks import TASKS
+
+    for cls in TASKS.values():
+        if objective in cls.objectives:
+            return cls.objectives[objective]
+    return "min" if objective.endswith("loss") else "max"
+
+
+def objective_names() -> tuple[str, ...]:
+    """Every task's objectives (``val_accuracy``, ``val_mae``, ``val_macro_f1``, ...), once."""
+    from automl.tasks import TASKS
+
+    return tuple(dict.fromkeys(o for cls in TASKS.values() for o in cls.objectives))
+
+
+def rank_key(scores: dict[str, Any], objective: str = "val_accuracy") -> tuple[float, float]:
+    """The one ranking rule: higher is better; the objective first (in its direction), the
+    other validation score breaks ties. A missing, None or NaN score ranks below every real one.
+
+    ``val_accuracy``: accuracy, then lower ``val_loss``; ``val_loss``: loss, then higher
+    ``val_accuracy``; any other objective (``val_mae``, ``val_macro_f1``, ...): it, then lower
+    ``val_loss``. Every epoch, trial, checkpoint, ensemble candidate and leaderboard row ranks
+    with this.
+    """
     neg_loss = -_score(scores, "val_loss", float("inf"))
-    return (neg_loss, acc) if objective == "val_loss" else (acc, neg_loss)
+    if objective == "val_loss":
+        return (neg_loss, _score(scores, "val_accuracy", float("-inf")))
+    if objective == "val_accuracy" or direction(objective) == "max":
+        return (_score(scores, objective, float("-inf")), neg_loss)
+    return (-_score(scores, objective, float("inf")), neg_loss)
 
 
 def rank_keys(rows, objective: str = "val_accuracy") -> list[tuple[float, float]]:
-    """:func:`rank_key` of each row of DataFrame ``rows`` (its ``val_accuracy``/``val_loss``)."""
-    acc = rows["val_accuracy"].tolist() if "val_accuracy" in rows else [None] * len(rows)
-    loss = rows["val_loss"].tolist() if "val_loss" in rows else [None] * len(rows)
-    return [rank_key({"val_accuracy": a, "val_loss": b}, objective) for a, b in zip(acc, loss)]
+    """:func:`rank_key` of each row of DataFrame ``rows`` (its objective and ``val_loss``,
+    ``val_accuracy`` columns)."""
+    names = dict.fromkeys((objective, "val_accuracy", "val_loss"))
+    cols = {k: rows[k].tolist() if k in rows else [None] * len(rows) for k in names}
+    return [rank_key({k: cols[k][i] for k in names}, objective) for i in range(len(rows))]
 
 
 def ranked(rows, objective: str = "val_accuracy") -> list[int]:

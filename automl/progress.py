@@ -166,10 +166,9 @@ class Progress:
         """One finished epoch of the current trial: ``{"step", "phase", "loss", ...}``."""
         if not self.verbose:
             return
+        keys = dict.fromkeys(("loss", "accuracy", "val_loss", "val_accuracy", self.objective))
         scores = " ".join(
-            f"{k}={entry[k]:.4f}"
-            for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-            if isinstance(entry.get(k), (int, float))
+            f"{k}={entry[k]:.4f}" for k in keys if isinstance(entry.get(k), (int, float))
         )
         step = int(entry.get("step", 0)) + 1
         if self.bars and self._epochs_bar is not None:
@@ -185,9 +184,10 @@ class Progress:
     ) -> None:
         value = None if score is None else score.get(self.objective)
         if value is not None:
-            better = self.best is None or (
-                value < self.best if self.objective == "val_loss" else value > self.best
-            )
+            from automl.metrics import direction
+
+            lower = direction(self.objective) == "min"  # val_loss, val_mae, val_rmse
+            better = self.best is None or (value < self.best if lower else value > self.best)
             if better:
                 self.best = value
         if not self.verbose:

@@ -39,6 +39,7 @@ from automl.families.registry import (
     shared_keys,
     uses,
 )
+from automl.metrics import objective_names
 
 # HYPERPARAMETERS (name -> spec) holds every family's own hyperparameters (automl.families)
 # and the shared ones; the family registry keeps it up to date as families register.
@@ -295,8 +296,11 @@ def parse_space(raw: Any, source: str = "<dict>") -> SearchSpace:
         if len(str(value or "")) > _TEXT_LIMIT[key]:
             raise _err(key, value, f"write at most {_TEXT_LIMIT[key]} characters")
     objective = raw.get("objective", "val_accuracy")
-    if objective not in ("val_accuracy", "val_loss"):
-        raise _err("objective", objective, "choose one of: val_accuracy, val_loss")
+    # Any task's objective here; whether it fits the data's task is checked once the data is
+    # loaded (automl.tasks.Task.check_objective).
+    allowed = objective_names()
+    if objective not in allowed:
+        raise _err("objective", objective, f"choose one of: {', '.join(allowed)}")
     return SearchSpace(
         name=str(raw.get("name") or Path(source).stem),
         description=str(raw.get("description") or ""),

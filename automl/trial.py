@@ -27,6 +27,7 @@ from automl.families.pretrained import (  # noqa: F401 (re-exported: phase 2's b
     phase2_learning_rate,
 )
 from automl.families.registry import DEFAULT_FAMILY, default_of, family_keys, family_of
+from automl.task_training import epoch_objectives, fit_weights, is_classification, task_of
 
 log = logging.getLogger("automl")
 
@@ -77,6 +78,7 @@ class TrialConfig:
     residual: bool = _default("residual")
     train_images: int = 0  # a stratified subset of the training split (0: all; automl.fidelity)
     val_images: int = 0  # and of the validation split, for scoring epochs (0: all)
+    class_weight: str = "none"  # "balanced": loss weights against imbalance (automl.imbalance)
     extra: tuple = ()  # a plugin family's own hyperparameters: ((name, value), ...)
 
     def __getattr__(self, name: str) -> Any:  # only called for names that are not fields
@@ -119,6 +121,8 @@ class TrialConfig:
         keys = family_keys(self.family)
         d = asdict(self)
         d.update(d.pop("extra"))
+        if d.get("class_weight") == "none":  # opt-in: logged only where a space sets it
+            keys = tuple(k for k in keys if k != "class_weight")
         return {k: d[k] for k in d if k in keys}
 
     def schedule(self, budget: int | None = None) -> tuple[int, int]:
@@ -180,7 +184,14 @@ def _augmenter(kind: str):
 
 
 def make_dataset(
-    x, y, batch_size: int, *, shuffle: bool = False, augment: str = "none", seed: int = 0
+    x,
+    y,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    augment: str = "none",
+    seed: int = 0,
+    weights=None,
 ):
     """A streaming input pipeline over ``x`` (an :class:`~automl.data.images.ImageView` or
     an array): shuffle the indices, batch them, read each batch's images, augment, prefetch.
@@ -188,6 +199,7 @@ def make_dataset(
     Only indices are shuffled (8 bytes per image), and only a few batches of images are in
     memory at a time, whatever the size of the data. Where TensorFlow is absent (a JAX-only
     machine) it returns a ``keras.utils.PyDataset`` that reads the same way (no augmentation).
+    ``weights``: one sample weight per image, yielded as a third element.
     """
     from automl.data.images import as_view
 
@@ -196,7 +208,7 @@ def make_dataset(
     try:
         import tensorflow as tf
     except ImportError:  # JAX/PyTorch-only machine: a PyDataset over the view
-        return _view_sequence(view, y, batch_size, shuffle, seed)
+        return _view_sequence(view, y, batch_size, shuffle, seed, weights)
     shape = view.shape[1:]
 
     def read(positions):
@@ -207,20 +219,29 @@ def make_dataset(
         img.set_shape((None, *shape))
         return img, lbl
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(view), dtype=np.int64), y))
+    if weights is not None:  # (image, target, sample weight) triples, e.g. multi-label weights
+        pos = np.arange(len(view), dtype=np.int64)
+        ds = tf.data.Dataset.from_tensor_slices((pos, y, np.asarray(weights, np.float32)))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((np.arange(len(view), dtype=np.int64), y))
     if shuffle:
         ds = ds.shuffle(len(view), seed=seed, reshuffle_each_iteration=True)  # indices only
-    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if weights is not None:
+        ds = ds.batch(batch_size).map(
+            lambda p, b, w: (*load(p, b), w), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    else:
+        ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     aug = _augmenter(augment)
     if aug is not None:
         ds = ds.map(
-            lambda a, b: (aug(tf.cast(a, "float32"), training=True), b),
+            lambda a, *rest: (aug(tf.cast(a, "float32"), training=True), *rest),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _view_sequence(view, y, batch_size: int, shuffle: bool, seed: int):
+def _view_sequence(view, y, batch_size: int, shuffle: bool, seed: int, weights=None):
     keras = _keras()
 
     class ViewSequence(keras.utils.PyDataset):
@@ -235,6 +256,8 @@ def _view_sequence(view, y, batch_size: int, shuffle: bool, seed: int):
 
         def __getitem__(self, i):
             pos = self.order[i * batch_size : (i + 1) * batch_size]
+            if weights is not None:
+                return view.read(pos), y[pos], np.asarray(weights)[pos]
             return view.read(pos), y[pos]
 
         def on_epoch_end(self):
@@ -375,17 +398,32 @@ def _optimizer(cfg: TrialConfig, lr: float, steps: int, steps_per_epoch: int):
     return keras.optimizers.Adam(lr)
 
 
-def _compile(model, cfg: TrialConfig, lr: float, jit_compile, steps: int = 0, per_epoch: int = 1):
+def _compile(
+    model,
+    cfg: TrialConfig,
+    lr: float,
+    jit_compile,
+    steps: int = 0,
+    per_epoch: int = 1,
+    task=None,
+):
+    """Compile with the task's loss: classification's (sparse) cross-entropy with label
+    smoothing and the accuracy metric, as always; otherwise ``task.keras_loss()`` and no
+    Keras metric (TaskMetrics adds the task's objectives to each epoch's logs)."""
     keras = _keras()
-    loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        if cfg.label_smoothing > 0
-        else keras.losses.SparseCategoricalCrossentropy()
-    )
+    if task is None or is_classification(task):
+        loss = (
+            keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+            if cfg.label_smoothing > 0
+            else keras.losses.SparseCategoricalCrossentropy()
+        )
+        metrics = ["accuracy"]
+    else:
+        loss, metrics = task.keras_loss(), []
     model.compile(
         optimizer=_optimizer(cfg, lr, steps, per_epoch),
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics,
         jit_compile=jit_compile,
     )
 
@@ -399,8 +437,9 @@ def _fit(model, train, val, batch_size: int, **kw):
     return model.fit(train, validation_data=val, shuffle=False, **kw)  # the pipeline shuffles
 
 
-def _labels(y, num_classes: int, label_smoothing: float):
-    if label_smoothing > 0:
+def _labels(y, num_classes: int, label_smoothing: float, task=None):
+    """The targets ``fit`` takes: one-hot rows for label smoothing (classification only)."""
+    if label_smoothing > 0 and (task is None or is_classification(task)):
         return np.eye(num_classes, dtype="float32")[y]
     return y
 
@@ -424,7 +463,7 @@ def full_data(data: DataBundle) -> DataBundle:
     """
     from automl.data.images import concat
 
-    return DataBundle(
+    out = DataBundle(
         name=data.name,
         source=data.source,
         class_names=data.class_names,
@@ -435,6 +474,9 @@ def full_data(data: DataBundle) -> DataBundle:
         x_test=data.x_test,
         y_test=data.y_test,
     )
+    if getattr(data, "task", None) is not None:
+        out.task = data.task
+    return out
 
 
 def refit_epochs(best_epoch: float | None) -> int | None:
@@ -483,8 +525,11 @@ def run_trial(
     if options.deterministic:
         _enable_determinism()
     _keras().utils.set_random_seed(seed)
-    family = family_of(cfg)
-    parts = family.build(cfg, data.num_classes)
+    from automl.families import build
+
+    task = task_of(data)
+    task.check_objective(options.objective)
+    parts = build(cfg, task)
     if initial_weights:
         parts.model.load_weights(initial_weights)
     if stop_after is not None:
@@ -509,13 +554,22 @@ class _TrialRun:
         self.family = family_of(cfg)
         self.model = parts.model
         self.on_epoch, self.seed = on_epoch, seed
-        self.y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing)
-        self.y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing)
+        self.task = task_of(data)
+        self.y_tr = _labels(data.y_train, data.num_classes, cfg.label_smoothing, self.task)
+        self.y_va = _labels(data.y_val, data.num_classes, cfg.label_smoothing, self.task)
+        # The objectives TaskMetrics adds per epoch (none for a classification on
+        # val_accuracy/val_loss); the class weights or per-image weights of class_weight.
+        self.extra = epoch_objectives(self.task, options.objective)
+        self.class_weight, self.sample_weight = fit_weights(
+            getattr(cfg, "class_weight", "none"), self.task, data.y_train
+        )
         self.steps_per_epoch = max(math.ceil(len(data.y_train) / cfg.batch_size), 1)
         self.stopped = False
         self.times = {"phase1_seconds": 0.0, "phase2_seconds": 0.0}
         self.tags: dict[str, str] = {}
-        self.mode = "min" if options.objective == "val_loss" else "max"
+        from automl.metrics import direction
+
+        self.mode = direction(options.objective)
 
     def plan(self, budget: int | None, stop_after: int | None) -> None:
         """Each phase's epochs; the learning-rate schedules span them, a replay stops early."""
@@ -556,19 +610,44 @@ class _TrialRun:
     def train_sets(self, augment: str):
         cfg, data = self.cfg, self.data
         train = make_dataset(
-            data.x_train, self.y_tr, cfg.batch_size, shuffle=True, augment=augment, seed=self.seed
+            data.x_train,
+            self.y_tr,
+            cfg.batch_size,
+            shuffle=True,
+            augment=augment,
+            seed=self.seed,
+            weights=self.sample_weight,
         )
         return train, make_dataset(data.x_val, self.y_va, cfg.batch_size)
+
+    def compile(self, model, lr: float, steps: int = 0, per_epoch: int = 1) -> None:
+        _compile(model, self.cfg, lr, self.options.jit_compile, steps, per_epoch, self.task)
+
+    def task_metrics(self, x_val) -> list:
+        """[a TaskMetrics callback adding :attr:`extra` to the logs] ([] when none)."""
+        if not self.extra:
+            return []
+        from automl.task_metrics import TaskMetrics
+
+        return [TaskMetrics(self.task, x_val, self.data.y_val, objectives=self.extra)]
+
+    def fit_kwargs(self) -> dict:
+        """``class_weight`` for ``fit`` where the config weighs classes (else nothing)."""
+        return {} if self.class_weight is None else {"class_weight": self.class_weight}
 
     def offer_start(self, initial_epoch: int) -> None:
         """The weights a continued trial starts from, as a candidate best epoch."""
         cfg, model = self.cfg, self.model
-        _compile(model, cfg, cfg.learning_rate, self.options.jit_compile)
+        self.compile(model, cfg.learning_rate)
         val = make_dataset(self.data.x_val, self.y_va, cfg.batch_size)
-        loss, acc = model.evaluate(val, verbose=0)
-        self.best.offer(
-            initial_epoch - 1, {"val_loss": float(loss), "val_accuracy": float(acc)}, model
-        )
+        scores = model.evaluate(val, verbose=0, return_dict=True)
+        logs = {f"val_{k}": float(v) for k, v in scores.items()}
+        if self.extra:
+            from automl.metrics import score
+
+            out = np.asarray(model.predict(val, verbose=0))
+            logs.update({o: score(self.task, self.data.y_val, out, o) for o in self.extra})
+        self.best.offer(initial_epoch - 1, logs, model)
 
     def phase1(self, initial_epoch: int, embeddings) -> None:
         """The head on the frozen backbone (on cached embeddings where the family and the
@@ -579,11 +658,11 @@ class _TrialRun:
         if fam.head_on_embeddings and o.embedding_cache and embeddings is not None:
             self.fit_head(w, steps, initial_epoch, embeddings)
         else:
-            _compile(self.model, cfg, cfg.learning_rate, o.jit_compile, steps, self.steps_per_epoch)
-            callbacks = [w]
+            self.compile(self.model, cfg.learning_rate, steps, self.steps_per_epoch)
+            train, val = self.train_sets(cfg.augment if fam.phase1_augment else "none")
+            callbacks = [*self.task_metrics(val), w]
             if fam.phase1_patience and o.early_stopping_patience:
                 callbacks += self.early_stopping(fam.phase1_patience * o.early_stopping_patience)
-            train, val = self.train_sets(cfg.augment if fam.phase1_augment else "none")
             _fit(
                 self.model,
                 train,
@@ -593,6 +672,7 @@ class _TrialRun:
                 initial_epoch=initial_epoch,
                 verbose=o.verbose,
                 callbacks=callbacks,
+                **self.fit_kwargs(),
             )
         self.stopped = self.check(w)
         self.best.restore(self.model)
@@ -602,7 +682,8 @@ class _TrialRun:
         cfg, o = self.cfg, self.options
         f_tr, f_va = embeddings.get(self.parts.features, cfg, self.data, seed=self.seed)
         head_model = _keras().Sequential([_keras().Input(shape=f_tr.shape[1:]), self.parts.head])
-        _compile(head_model, cfg, cfg.learning_rate, o.jit_compile, steps, self.steps_per_epoch)
+        self.compile(head_model, cfg.learning_rate, steps, self.steps_per_epoch)
+        weights = {} if self.sample_weight is None else {"sample_weight": self.sample_weight}
         head_model.fit(
             f_tr,
             self.y_tr,
@@ -612,7 +693,9 @@ class _TrialRun:
             initial_epoch=initial_epoch,
             shuffle=True,
             verbose=o.verbose,
-            callbacks=[w],
+            callbacks=[*self.task_metrics(f_va), w],
+            **self.fit_kwargs(),
+            **weights,
         )
 
     def phase2(self, initial_epoch: int) -> None:
@@ -622,15 +705,15 @@ class _TrialRun:
         fam.start_phase2(self.parts, cfg)
         lr2 = fam.phase2_learning_rate(cfg)
         per = self.steps_per_epoch
-        _compile(self.model, cfg, lr2, o.jit_compile, per * self.p2, per)
+        self.compile(self.model, lr2, per * self.p2, per)
         guard = (
             (best.score, o.phase2_guard_patience)
             if o.phase2_guard_patience and best.score is not None
             else None
         )
         w = self.watch("phase2", guard)
-        callbacks = [w, *self.early_stopping(o.early_stopping_patience)]
         train, val = self.train_sets(cfg.augment)
+        callbacks = [*self.task_metrics(val), w, *self.early_stopping(o.early_stopping_patience)]
         _fit(
             self.model,
             train,
@@ -640,6 +723,7 @@ class _TrialRun:
             initial_epoch=max(initial_epoch, self.p1),
             verbose=o.verbose,
             callbacks=callbacks,
+            **self.fit_kwargs(),
         )
         self.stopped = self.check(w)
         if guard is not None:
@@ -660,6 +744,9 @@ class _TrialRun:
         metrics = {
             "val_accuracy": best.logs.get("val_accuracy", float("nan")),
             "val_loss": best.logs.get("val_loss", float("nan")),
+            # the best epoch's task objectives (val_mae, val_macro_f1, ...) where TaskMetrics
+            # added them: the scores the search ranks by
+            **{k: best.logs.get(k, float("nan")) for k in self.extra},
             "accuracy": best.logs.get("accuracy", float("nan")),
             "loss": best.logs.get("loss", float("nan")),
             "best_epoch": float(best.epoch),

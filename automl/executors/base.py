@@ -53,7 +53,10 @@ class JobResult:
 
     @property
     def score(self) -> dict[str, float]:
-        return {k: self.metrics[k] for k in ("val_accuracy", "val_loss")}
+        """val_accuracy, val_loss and the task's objectives it has (val_mae, ...)."""
+        from automl.task_training import trial_scores
+
+        return trial_scores(self.metrics)
 
 
 @dataclass

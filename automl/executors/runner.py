@@ -19,6 +19,8 @@ from automl.data import DataBundle
 from automl.embeddings import EmbeddingCache
 from automl.errors import AutoMLError
 from automl.executors.base import JobFailure, JobResult, TrialJob, WorkerSetup
+from automl.metrics import objective_names
+from automl.task_training import trial_scores
 from automl.tracking import SCORES, Tracker
 from automl.trial import DivergedError, RunOptions, TrialConfig, TrialOutcome, run_trial
 
@@ -207,7 +209,7 @@ def _embedding_use(emb: EmbeddingCache | None, hits: int, misses: int) -> str:
 
 def _keep_model(tid: str, outcome: TrialOutcome, ctx: TrialContext) -> tuple:
     """(kept, checkpoint path or "", model file bytes or None) of a trained trial."""
-    score = {k: outcome.metrics[k] for k in ("val_accuracy", "val_loss")}
+    score = trial_scores(outcome.metrics)  # val_accuracy, val_loss (+ the task's objectives)
     if ctx.checkpoints is not None:
         kept = ctx.checkpoints.offer(tid, score, outcome.model)
         return kept, str(ctx.checkpoints.path(tid)) if kept else "", None
@@ -222,8 +224,10 @@ def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb
 
     tracker, run_id = ctx.tracker, job.run_id
     # The per-epoch series keep their names; the best epoch's scores are logged as best_*.
+    # So are a task's objectives (best_val_mae, ...): val_mae is the per-epoch series.
     m = outcome.metrics
-    tracker.log_metrics(run_id, {(f"best_{k}" if k in SCORES else k): v for k, v in m.items()})
+    best = {*SCORES, *objective_names()}
+    tracker.log_metrics(run_id, {(f"best_{k}" if k in best else k): v for k, v in m.items()})
     tracker.set_tags(
         run_id,
         {
@@ -245,7 +249,16 @@ def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb
         split_seed=job.split_seed,
         budget=job.budget,
         trial_id=job.trial_id,
+        **_task_config(ctx.data),
     )
+
+
+def _task_config(data: DataBundle) -> dict:
+    """``{"task": task.to_config()}`` for a trial's config.yaml: a multi-label or regression
+    task (labels, thresholds, the targets' mean and std); nothing for a bundle without a task
+    (config.yaml stays as it was)."""
+    task = getattr(data, "task", None)
+    return {} if task is None else {"task": task.to_config()}
 
 
 def _model_file(model, class_names: list[str]) -> bytes:

@@ -11,7 +11,8 @@ backbones.
 
 from __future__ import annotations
 
-from automl.families.base import HP, Family, ModelParts, global_pool
+from automl.errors import SearchError
+from automl.families.base import HP, Family, ModelParts, global_pool, output_layer
 from automl.families.registry import (
     DEFAULT_FAMILY,
     family_names,
@@ -21,9 +22,25 @@ from automl.families.registry import (
 )
 
 
-def build(cfg, num_classes: int) -> ModelParts:
-    """Build the model of ``cfg`` (a :class:`automl.trial.TrialConfig`) for ``num_classes``."""
-    return family_of(cfg).build(cfg, num_classes)
+def build(cfg, target) -> ModelParts:
+    """Build the model of ``cfg`` (a :class:`automl.trial.TrialConfig`) for ``target``: a
+    number of classes, or a fitted :class:`automl.tasks.Task`.
+
+    A family gets the task where its ``tasks`` list that task beside classification, else
+    the number of classes (``task.units_``, what every family took before tasks); a family
+    that does not list the task is refused with a one-line error.
+    """
+    family = family_of(cfg)
+    if not hasattr(target, "head"):  # a number of classes
+        return family.build(cfg, int(target))
+    if target.name not in family.tasks:
+        raise SearchError(
+            f"model family {family.name!r} does not build {target.name} models (it takes: "
+            f"{', '.join(family.tasks)}); choose another family in the space"
+        )
+    if tuple(family.tasks) == ("classification",):
+        return family.build(cfg, target.units_)
+    return family.build(cfg, target)
 
 
 def __getattr__(name: str):
@@ -43,5 +60,6 @@ __all__ = [
     "family_of",
     "get_family",
     "global_pool",
+    "output_layer",
     "register_family",
 ]

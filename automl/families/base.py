@@ -57,8 +57,17 @@ SHARED_HYPERPARAMETERS: dict[str, HP] = {
     # a seeded search of an existing space tries.
     "train_images": HP("int", 0, 0, 10**9, doc="training images a trial uses (0: all)"),
     "val_images": HP("int", 0, 0, 10**9, doc="validation images epochs are scored on (0: all)"),
+    # Imbalance (automl.imbalance): "balanced" weighs each class n / (classes * count)
+    # (classification) or each image by its labels' positive weights (multi-label). Opt-in
+    # like the fidelity keys: the data-aware default space adds it for imbalanced data.
+    "class_weight": HP(
+        "str",
+        "none",
+        allowed=("none", "balanced"),
+        doc="loss weights against class imbalance: none or balanced (not for regression)",
+    ),
 }
-OPT_IN_KEYS = ("train_images", "val_images")
+OPT_IN_KEYS = ("train_images", "val_images", "class_weight")
 
 
 @dataclass
@@ -92,9 +101,15 @@ class Family:
     head_on_embeddings: bool = False  # phase 1 trains only the head, on cacheable features
     phase1_augment: bool = True  # phase 1 trains on augmented images (``augment``)
     phase1_patience: int = 2  # phase-1 early stopping, times the search's patience (0: none)
+    # The tasks (automl.tasks names) its build() takes a fitted Task for; for any other task
+    # a search refuses it. A family that lists classification only gets ``task.units_`` (an
+    # int, the number of classes), as every family did before tasks.
+    tasks: tuple[str, ...] = ("classification",)
 
-    def build(self, cfg, num_classes: int) -> ModelParts:
-        """The model of ``cfg`` (a :class:`automl.trial.TrialConfig`) for ``num_classes``."""
+    def build(self, cfg, num_classes) -> ModelParts:
+        """The model of ``cfg`` (a :class:`automl.trial.TrialConfig`) for ``num_classes``
+        classes, or for a fitted :class:`automl.tasks.Task` where :attr:`tasks` lists more
+        than classification (see :func:`output_layer`)."""
         raise NotImplementedError(f"family {self.name!r} does not define build()")
 
     def schedule(self, cfg, budget: int | None = None) -> tuple[int, int]:
@@ -127,6 +142,16 @@ class Family:
         ``photo``, ``augment``, ``batch``). Families sort by rank; None leaves it out.
         """
         return None
+
+
+def output_layer(target, name: str = "head_dense"):
+    """The model's last layer: ``target.head()`` for a fitted task (softmax, sigmoid or
+    linear units), else a float32 softmax ``Dense(target)`` for ``target`` classes."""
+    if hasattr(target, "head"):
+        return target.head(name=name)
+    import keras
+
+    return keras.layers.Dense(int(target), activation="softmax", dtype="float32", name=name)
 
 
 def global_pool(x, pooling: str, prefix: str = ""):

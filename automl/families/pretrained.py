@@ -16,7 +16,7 @@ from typing import Any
 
 from automl.backbones.registry import get_backbone
 from automl.errors import SpaceError, UnknownBackboneError, quoted
-from automl.families.base import HP, Family, ModelParts, global_pool
+from automl.families.base import HP, Family, ModelParts, global_pool, output_layer
 from automl.families.registry import register_family
 
 log = logging.getLogger("automl")
@@ -68,14 +68,17 @@ def _spatial(bb):
 
 
 def build_head(
-    num_classes: int,
+    num_classes,
     *,
     dropout: float = 0.2,
     head_layers: int = 0,
     head_units: int = 128,
     head_batchnorm: bool = False,
 ):
-    """Pooled features -> class probabilities (a ``keras.Sequential`` named ``head``)."""
+    """Pooled features -> the task's outputs (a ``keras.Sequential`` named ``head``).
+
+    ``num_classes``: a number of classes (softmax), or a fitted task (its own head).
+    """
     import keras
 
     layers = []
@@ -87,7 +90,7 @@ def build_head(
         layers.append(keras.layers.Dropout(dropout, name=f"head_hidden{i}_dropout"))
     layers += [
         keras.layers.Dropout(dropout, name="head_dropout"),
-        keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense"),
+        output_layer(num_classes),
     ]
     return keras.Sequential(layers, name="head")
 
@@ -95,7 +98,7 @@ def build_head(
 def build_model(
     backbone: str,
     *,
-    num_classes: int,
+    num_classes,
     image_size: int,
     dropout: float = 0.2,
     weights: str | None = "imagenet",
@@ -104,7 +107,10 @@ def build_model(
     head_units: int = 128,
     head_batchnorm: bool = False,
 ) -> ModelParts:
-    """Build the classifier: resize -> backbone (frozen, BatchNorm in inference mode) -> head."""
+    """Build the model: resize -> backbone (frozen, BatchNorm in inference mode) -> head.
+
+    ``num_classes``: a number of classes, or a fitted task (its head: see :func:`build_head`).
+    """
     import keras
 
     info = get_backbone(backbone)
@@ -186,8 +192,9 @@ class Pretrained(Family):
     head_on_embeddings = True
     phase1_augment = False  # phase 1 sees the backbone's features of the plain images
     phase1_patience = 0
+    tasks = ("classification", "multilabel", "regression")
 
-    def build(self, cfg, num_classes: int) -> ModelParts:
+    def build(self, cfg, num_classes) -> ModelParts:
         return build_model(
             cfg.backbone,
             num_classes=num_classes,

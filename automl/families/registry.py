@@ -50,7 +50,7 @@ _DRAW_ORDER = (
     *("augment", "label_smoothing", "family", "weight_decay", "lr_schedule", "pooling"),
     *("train_images", "val_images", "head_layers", "head_units", "head_batchnorm"),
     *("epochs", "blocks", "conv_layers", "filters", "width_multiplier", "kernel_size"),
-    *("separable", "residual"),
+    *("separable", "residual", "class_weight"),
 )
 
 _REGISTRY: dict[str, Family] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automl.families.base import HP, Family, ModelParts, global_pool
+from automl.families.base import HP, Family, ModelParts, global_pool, output_layer
 from automl.families.registry import register_family
 
 
@@ -30,8 +30,9 @@ def block_filters(filters: int, width_multiplier: float, block: int) -> int:
     return max(8, int(round(filters * width_multiplier**block / 8.0)) * 8)
 
 
-def build_scratch(cfg, num_classes: int) -> ModelParts:
-    """Build the scratch model of ``cfg`` (see the module docstring for its shape)."""
+def build_scratch(cfg, num_classes) -> ModelParts:
+    """Build the scratch model of ``cfg`` (see the module docstring for its shape) for
+    ``num_classes`` classes or a fitted task (its output layer: softmax, sigmoid, linear)."""
     import keras
 
     L = keras.layers
@@ -66,7 +67,7 @@ def build_scratch(cfg, num_classes: int) -> ModelParts:
             spatial //= 2
     x = global_pool(x, cfg.pooling, prefix="head_")
     x = L.Dropout(float(cfg.dropout), name="head_dropout")(x)
-    outputs = L.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    outputs = output_layer(num_classes)(x)
     model = keras.Model(inputs, outputs, name="automl_scratch")
     return ModelParts(model=model)
 
@@ -91,8 +92,9 @@ class Scratch(Family):
         "residual": HP("bool", False, doc="scratch: residual connection around each block"),
     }
     no_refit_reason = "a scratch net's replay scored worse"
+    tasks = ("classification", "multilabel", "regression")
 
-    def build(self, cfg, num_classes: int) -> ModelParts:
+    def build(self, cfg, num_classes) -> ModelParts:
         return build_scratch(cfg, num_classes)
 
     def default_space(self, data: dict[str, Any]) -> tuple[float, dict, dict] | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from automl import search_report
 from automl.executors.base import Executor, JobFailure, JobResult, TrialJob
 from automl.search_report import trial_name
+from automl.task_training import trial_scores
 from automl.tracking import Tracker
 
 if TYPE_CHECKING:
@@ -180,13 +181,14 @@ class SearchLoop:
         completed trial twice, hand KerasTuner the recorded scores instead."""
         for r in previous:
             m = r.data.metrics
-            if r.info.status == "FINISHED" and "best_val_accuracy" in m and "best_val_loss" in m:
+            if r.info.status == "FINISHED" and "best_val_loss" in m:  # every task logs val_loss
                 log.info(
                     "trial %s already finished (MLflow run %s): not run again",
                     trial.trial_id,
                     r.info.run_id,
                 )
-                score = {"val_accuracy": m["best_val_accuracy"], "val_loss": m["best_val_loss"]}
+                # val_accuracy, val_loss and the task's objectives (best_val_mae, ...)
+                score = trial_scores({k[5:]: v for k, v in m.items() if k.startswith("best_")})
                 self._tell(trial, score)
                 return True
         return False
@@ -261,7 +263,8 @@ class SearchLoop:
         self._tell(trial, score, out)
 
     def _tell(self, trial, score: dict[str, float], out: Any = None) -> None:
-        self.oracle.update_trial(trial.trial_id, dict(score), step=0)
+        # Scores a task does not have (a regression's val_accuracy: NaN) are left out.
+        self.oracle.update_trial(trial.trial_id, {k: v for k, v in score.items() if v == v}, step=0)
         trial.status = COMPLETED
         self._end(trial, out)
 

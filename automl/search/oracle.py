@@ -30,7 +30,9 @@ def tuner_seed(seed: int) -> int:
 def make_oracle(space: SearchSpace, settings: SearchSettings):
     import keras_tuner as kt
 
-    objective = kt.Objective(space.objective, "min" if space.objective == "val_loss" else "max")
+    from automl.metrics import direction
+
+    objective = kt.Objective(space.objective, direction(space.objective))
     common = dict(
         objective=objective,
         hyperparameters=space.to_keras_tuner(),
