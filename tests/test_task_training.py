@@ -46,8 +46,8 @@ def _bundle(x, targets, task, n_train: int, n_val: int) -> DataBundle:
         y_val=y[a:b],
         x_test=x[b:],
         y_test=y[b:],
+        task=task,
     )
-    bundle.task = task  # DataBundle.task (t18data) may not be a field yet
     return bundle
 
 
