@@ -1,0 +1,89 @@
+"""Each task end to end (issue 18): a search on arrays learns, and its result predicts in the
+task's own terms (values for regression, label sets for multi-label).
+
+One small scratch trial per task, in the search's own process (``trials_per_worker=0``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import automl
+from tests.test_task_training import _multilabel, _regression
+
+SPACE = {
+    "name": "task-e2e",
+    "hyperparameters": {
+        "family": "scratch",
+        "image_size": 16,
+        "blocks": 1,
+        "conv_layers": 1,
+        "filters": 8,
+        "pooling": "avg",
+        "dropout": 0.0,
+        "learning_rate": 1e-2,
+        "batch_size": 16,
+        "augment": "none",
+        "lr_schedule": "constant",
+        "epochs": 25,
+    },
+}
+
+
+def _search(tmp_path, monkeypatch, data, **kw):
+    monkeypatch.chdir(tmp_path)
+    return automl.search(
+        data,
+        space=SPACE,
+        max_trials=1,
+        trials_per_worker=0,
+        seed=0,
+        ensemble=0,
+        verbose=0,
+        **kw,
+    )
+
+
+def test_a_regression_search_learns_and_predicts_values(tmp_path, monkeypatch):
+    x, v = _regression(160)
+    result = _search(tmp_path, monkeypatch, (x, v))
+    data = result.data
+    assert data.task.name == "regression"
+    best = result.best_trial
+    truth = data.task.decode(data.y_val).reshape(-1)
+    baseline = float(np.mean(np.abs(truth - truth.mean())))  # predict the mean
+    assert best["metrics"]["val_mae"] < 0.5 * baseline, (best["metrics"], baseline)
+    pred = np.asarray(result.predict(x[:8]), float).reshape(-1)
+    assert np.mean(np.abs(pred - v[:8])) < 0.5 * float(np.mean(np.abs(v - v.mean())))
+
+
+def test_a_multilabel_search_learns_and_predicts_label_sets(tmp_path, monkeypatch):
+    x, labels = _multilabel(160)
+    result = _search(tmp_path, monkeypatch, (x, np.array(labels, dtype=object)))
+    assert result.data.task.name == "multilabel"
+    from automl.metrics import macro_f1
+
+    y = result.data.y_val
+    all_positive = macro_f1(y, np.ones_like(y))
+    assert result.best_trial["metrics"]["val_macro_f1"] > all_positive + 0.25
+    predicted = result.predict(x[:16])
+    hits = sum(set(p) == set(t) for p, t in zip(predicted, labels[:16]))
+    assert hits >= 12, list(zip(predicted, labels[:16]))
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.array(["a"] * 10 + ["7.5"] * 10, dtype=object), "task"),
+        (np.full(20, 3.25), "one value"),
+    ],
+)
+def test_bad_targets_are_one_line_and_create_nothing(tmp_path, monkeypatch, y, message):
+    from automl.errors import AutoMLError
+
+    monkeypatch.chdir(tmp_path)
+    x = np.zeros((20, 8, 8, 3), np.uint8)
+    with pytest.raises(AutoMLError, match=message):
+        automl.search((x, y), space=SPACE, task="regression", max_trials=1, verbose=0)
+    assert not (tmp_path / "mlruns").exists()
