@@ -459,6 +459,7 @@ def cmd_export(a) -> int:
         a.output,
         format=a.format,
         class_names=ex.class_names_of(t, run_id),
+        task=ex.task_of_run(t, run_id),
         force=a.force,
         quantize=quantize,
         calibration_images=calibration,
