@@ -198,9 +198,7 @@ def _load_tflite(path: Path) -> Predictor:
         return y
 
     meta = _sidecar_meta(path)
-    return Predictor(
-        "tflite", meta.get("class_names", []), run, input_size=size, task=_task(meta)
-    )
+    return Predictor("tflite", meta.get("class_names", []), run, input_size=size, task=_task(meta))
 
 
 def _load_onnx(path: Path) -> Predictor:
