@@ -278,12 +278,33 @@ def _guard(what: str, run_id: str, fn: Callable[[], Any]) -> bool:
 
 
 def evaluation_reports(
-    tracker, run_id: str, model, x, y, class_names: list[str], split: str = "validation"
+    tracker,
+    run_id: str,
+    model,
+    x,
+    y,
+    class_names: list[str],
+    split: str = "validation",
+    task=None,
 ) -> dict[str, Any]:
-    """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y)."""
+    """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y).
+
+    ``task`` a multi-label or regression task: its reports instead (per-label precision and
+    recall; predicted-vs-true and residuals), see :func:`automl.task_reports.task_reports`.
+    """
     from automl.data.images import predict_images
+    from automl.task_outputs import is_classification
 
     probs = predict_images(model, x)
+    if not is_classification(task):
+        from automl.task_reports import task_reports
+
+        figures, tables = task_reports(task, y, probs, split=split)
+        for name, fig in figures.items():
+            _log_figure(tracker, run_id, fig, name)
+        for name, table in tables.items():
+            tracker.log_dict(run_id, table, f"{name}.json")
+        return tables
     pred = np.argmax(probs, axis=1)
     scores = per_class_scores(y, pred, class_names)
     fig = confusion_matrix_figure(y, pred, class_names, title=f"confusion matrix ({split})")
@@ -328,7 +349,13 @@ def log_trial_reports(
         "validation reports",
         run_id,
         lambda: evaluation_reports(
-            tracker, run_id, outcome.model, data.x_val, data.y_val, data.class_names
+            tracker,
+            run_id,
+            outcome.model,
+            data.x_val,
+            data.y_val,
+            data.class_names,
+            task=getattr(data, "task", None),
         ),
     )
     _guard(
@@ -375,14 +402,20 @@ def log_mlflow_model(
     name: str = "model",
     class_names: list[str] | None = None,
     register: str | None = None,
+    task=None,
 ) -> dict[str, Any]:
     """Log ``model`` as an MLflow model (Keras flavour) of run ``run_id``, optionally registered.
 
     The signature and input example come from ``example`` (a few raw images); the pip
     requirements are pinned to what runs now (no slow inference of requirements).
-    Returns ``{"model_id", "model_uri", "registered_version"}``.
+    Returns ``{"model_id", "model_uri", "registered_version"}``. ``task``: a multi-label or
+    regression task, saved with the model (its pyfunc answers a DataFrame, see
+    :mod:`automl.pyfunc`).
     """
+    from automl.task_outputs import task_meta
     from automl.tracking import save_keras_model
+
+    extra = task_meta(task)
 
     example = np.asarray(example)
     probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
@@ -396,6 +429,15 @@ def log_mlflow_model(
             pip_requirements=_requirements(),
             spec=spec,
         )
+        if extra:
+            import json
+
+            from automl.export import META_NAME
+            from automl.pyfunc import use_task_pyfunc
+
+            meta = {"class_names": list(class_names or []), **extra}
+            (Path(path) / META_NAME).write_text(json.dumps(meta, indent=2))
+            use_task_pyfunc(path, extra["task"])
 
     # MLflow checks the input example by predicting with the loaded model, which would draw
     # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.
@@ -406,7 +448,7 @@ def log_mlflow_model(
             name=name,
             model_type="keras-image-classifier",
             tags={"automl.kind": "model"},
-            metadata={"class_names": list(class_names or [])},
+            metadata={"class_names": list(class_names or []), **extra},
             register=register,
         )
 
@@ -433,8 +475,12 @@ def log_search_reports(
     model,
     data,
     register: str | None = None,
+    task=None,
 ) -> dict[str, Any]:
-    """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model."""
+    """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model.
+
+    ``task``: a multi-label or regression task (thresholds tuned): its test reports, and
+    saved with the MLflow model."""
 
     def leaderboard():
         buf = io.StringIO()
@@ -461,16 +507,25 @@ def log_search_reports(
         "test reports",
         parent_id,
         lambda: evaluation_reports(
-            tracker, parent_id, model, data.x_test, data.y_test, data.class_names, split="test"
+            tracker,
+            parent_id,
+            model,
+            data.x_test,
+            data.y_test,
+            data.class_names,
+            split="test",
+            task=task,
         ),
     )
-    tags = _log_best_model(tracker, parent_id, model, data, register)
+    tags = _log_best_model(tracker, parent_id, model, data, register, task)
     if tags:
         tracker.set_tags(parent_id, tags)
     return tags
 
 
-def _log_best_model(tracker, parent_id: str, model, data, register: str | None) -> dict[str, Any]:
+def _log_best_model(
+    tracker, parent_id: str, model, data, register: str | None, task=None
+) -> dict[str, Any]:
     """The best model as the search run's MLflow model, registered if asked; returns the
     parent's tags that say so (or why registering failed)."""
     tags: dict[str, Any] = {}
@@ -484,6 +539,7 @@ def _log_best_model(tracker, parent_id: str, model, data, register: str | None) 
             name="model",  # not "best_model": that run folder holds the plain .keras file
             class_names=data.class_names,
             register=register,
+            task=task,
         )
         tags["automl.best_model_uri"] = out["model_uri"]
         if register:

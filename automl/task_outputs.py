@@ -58,6 +58,12 @@ def task_from_meta(meta: dict | None, class_names: list[str] | None = None) -> T
     return names_task(list(names)) if names else None
 
 
+def task_objective(task: Task, objective: str | None) -> str:
+    """``objective`` when ``task`` has it, else the task's default (a search whose objective
+    was left at classification's ``val_accuracy``)."""
+    return objective if objective in task.objectives else task.default_objective
+
+
 def copy_task(task: Task) -> Task:
     """An independent copy of a fitted task (to tune thresholds without touching the data's)."""
     return task_from_config(task.to_config())
