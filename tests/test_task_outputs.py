@@ -190,3 +190,215 @@ def test_cli_predict_prints_task_output(tmp_path, kind, capsys):
     else:
         got = [list(r["values"].values()) for r in data]
         np.testing.assert_allclose(got, task.decode(outputs), rtol=1e-5)
+
+
+# --- after the search: bundles and runs built directly ----------------------------------------
+def _bundle(task, y_train, y_val, y_test, n: int = 8):
+    """A DataBundle holding ``task`` (set as an attribute until DataBundle has the field)."""
+    from automl.data import DataBundle
+
+    names = task.output_names() if task.name == "regression" else list(task.labels_)
+    data = DataBundle(
+        "tiny", "arrays", names,
+        _images(len(y_train), 1), task.encode(y_train),
+        _images(len(y_val), 2), task.encode(y_val),
+        _images(len(y_test), 3), task.encode(y_test),
+    )  # fmt: skip
+    data.task = task
+    return data
+
+
+def _regression_bundle():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 90, (24, 2))
+    task = Regression(target_names=["age", "price"]).fit(y[:8])
+    return task, _bundle(task, y[:8], y[8:16], y[16:])
+
+
+def _multilabel_bundle():
+    rows = [["cat"], ["dog"], ["cat", "sky"], ["sky"], ["dog", "cat"], [], ["sky", "dog"], ["cat"]]
+    task = MultiLabel().fit(rows)
+    return task, _bundle(task, rows, rows, rows)
+
+
+def test_ensemble_of_two_regression_models_averages_values(tmp_path):
+    """Two regression members whose average is exactly the validation targets: the
+    ensemble keeps both, half and half, its model outputs their average, and its val_mae
+    (in the targets' units) is 0 where each member's is not."""
+    from automl.ensemble import select
+    from automl.export import export_model
+
+    task, data = _regression_bundle()
+    members = [_model(2, "linear", seed=s) for s in (1, 2)]
+    x = np.asarray(data.x_val[:])
+    outs = [np.asarray(m.predict(x.astype(np.float32), verbose=0)) for m in members]
+    y_val = ((outs[0] + outs[1]) / 2).astype(np.float64)
+    paths = {
+        f"t{i}": export_model(m, tmp_path / f"t{i}.keras", task=task) for i, m in enumerate(members)
+    }
+    out = select(paths, x, y_val, objective="val_mae", task=task)
+    assert out.kept and sorted(out.trial_ids) == ["t0", "t1"]
+    assert out.weights == [0.5, 0.5]
+    assert out.scores["val_mae"] == pytest.approx(0.0, abs=1e-4)
+    assert out.best_single["val_mae"] > 0.01
+    assert set(out.scores) == {"val_mae", "val_rmse", "val_r2", "val_loss"}
+    mixed = np.asarray(out.model.predict(x.astype(np.float32), verbose=0))
+    np.testing.assert_allclose(mixed, y_val, atol=1e-4)
+
+
+class _Recorder:
+    """A tracker that records what the closing steps log."""
+
+    def __init__(self):
+        self.metrics, self.dicts, self.tags, self.artifacts = {}, {}, {}, []
+
+    def log_metrics(self, run_id, metrics, step=0):
+        self.metrics.update(metrics)
+
+    def log_dict(self, run_id, d, name):
+        self.dicts[name] = d
+
+    def set_tags(self, run_id, tags):
+        self.tags.update(tags)
+
+    def log_artifact(self, run_id, path, folder=None):
+        self.artifacts.append(f"{folder}/{path.name}" if folder else path.name)
+
+    def end_run(self, run_id, status="FINISHED"):
+        self.tags["status"] = status
+
+
+def _closing(task, data, model, objective, val_score):
+    import types
+
+    from automl.search.result import Closing
+
+    best = {"trial_id": "t1", "run_id": "r1", "metrics": {objective: val_score}}
+    result = types.SimpleNamespace(
+        parent_run_id="p", objective=objective, best_trial=best, test_metrics={}, task=None
+    )
+    tracker = _Recorder()
+    c = Closing(result, tracker, data, None, None, None, model_in_memory=("t1", {}, model))
+    return c, tracker
+
+
+def test_score_test_regression_scores_in_the_targets_units():
+    """score_test logs every regression objective on the test split (MAE in the targets'
+    units), the val-to-test gap on the objective, and the task config."""
+    from automl import metrics
+    from automl.search.result import score_test
+
+    task, data = _regression_bundle()
+    model = _model(2, "linear", seed=3)
+    c, tracker = _closing(task, data, model, "val_mae", 7.0)
+    score_test(c)
+    out = np.asarray(model.predict(np.asarray(data.x_test[:]).astype(np.float32), verbose=0))
+    want = metrics.mae(task.decode(data.y_test), task.decode(out))
+    m = c.result.test_metrics
+    assert set(m) == {"test_mae", "test_rmse", "test_r2", "test_loss", "val_test_gap"}
+    assert m["test_mae"] == pytest.approx(want) and want > 1.0  # units, not standardised
+    assert m["val_test_gap"] == pytest.approx(7.0 - want)
+    assert tracker.metrics["best_val_mae"] == 7.0 and "test_accuracy" not in tracker.metrics
+    assert tracker.dicts["task.json"] == task.to_config()
+    assert tracker.tags["automl.best_trial_id"] == "t1"
+
+
+def test_score_test_multilabel_tunes_thresholds_on_validation():
+    """The thresholds are tuned on the validation split, saved (task.json, result.task) and
+    used for the test macro-F1; the data's own task keeps its 0.5 thresholds."""
+    from automl import metrics
+    from automl.search.result import score_test
+
+    task, data = _multilabel_bundle()
+    model = _model(3, "sigmoid", seed=4)
+    c, tracker = _closing(task, data, model, "val_macro_f1", 0.5)
+    score_test(c)
+    val = np.asarray(model.predict(np.asarray(data.x_val[:]).astype(np.float32), verbose=0))
+    tuned = metrics.tune_thresholds(data.y_val, val)
+    assert not np.allclose(tuned, 0.5)
+    np.testing.assert_allclose(tracker.dicts["task.json"]["thresholds"], tuned)
+    np.testing.assert_allclose(c.result.task.thresholds_, tuned)
+    np.testing.assert_allclose(task.thresholds_, 0.5)
+    test = np.asarray(model.predict(np.asarray(data.x_test[:]).astype(np.float32), verbose=0))
+    want = metrics.macro_f1(data.y_test, (test >= tuned).astype(int))
+    assert c.result.test_metrics["test_macro_f1"] == pytest.approx(want)
+    assert {"test_micro_f1", "test_auc", "test_loss"} <= set(c.result.test_metrics)
+
+
+def test_search_result_predict_and_evaluate_per_task():
+    """SearchResult.predict gives values in the targets' units / label sets; evaluate the
+    task's scores on targets as given to the search."""
+    from automl import metrics
+    from automl.search.result import SearchResult
+
+    task, data = _regression_bundle()
+    model = _model(2, "linear", seed=5)
+    result = SearchResult("sqlite:///unused.db", "e", "p", objective="val_mae", data=data)
+    result._model = model
+    x = np.asarray(data.x_test[:])
+    out = np.asarray(model.predict(x.astype(np.float32), verbose=0))
+    np.testing.assert_allclose(result.predict(x), task.decode(out), rtol=1e-5)
+    y = task.decode(data.y_test)
+    scores = result.evaluate(x, y)
+    assert set(scores) == {"mae", "rmse", "r2", "loss", "n"}
+    assert scores["mae"] == pytest.approx(metrics.mae(y, task.decode(out)), rel=1e-5)
+
+    mtask, mdata = _multilabel_bundle()
+    mtask = MultiLabel().fit([["cat"], ["dog"], ["sky"]]).set_thresholds([0.3, 0.5, 0.9])
+    result = SearchResult("sqlite:///unused.db", "e", "p", data=mdata, task=mtask)
+    result._model = _model(3, "sigmoid", seed=6)
+    probs = np.asarray(result._model.predict(x.astype(np.float32), verbose=0))
+    assert result.predict(x) == mtask.decode(probs)
+    assert set(result.evaluate(x, [["cat"]] * len(x))) == {
+        "macro_f1",
+        "micro_f1",
+        "auc",
+        "loss",
+        "n",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "files"),
+    [
+        ("regression", ["plots/predicted_vs_true_test.png", "plots/residuals_test.png"]),
+        ("multilabel", ["plots/per_label_test.png"]),
+    ],
+)
+def test_test_reports_per_task(kind, files):
+    """The test reports of a multi-label or regression search are the task's plots and
+    tables, no confusion matrix."""
+    from automl.reports import evaluation_reports
+
+    task, data = _regression_bundle() if kind == "regression" else _multilabel_bundle()
+    model = _model(task.units_, "linear" if kind == "regression" else "sigmoid")
+    tracker = _Recorder()
+    evaluation_reports(tracker, "p", model, data.x_test, data.y_test, data.class_names,
+                       split="test", task=task)  # fmt: skip
+    assert tracker.artifacts == files
+    table = "regression_scores_test.json" if kind == "regression" else "per_label_scores_test.json"
+    assert list(tracker.dicts) == [table]
+
+
+def test_leaderboard_shows_the_task_objective_columns():
+    """A regression search's leaderboard has val_mae (and the other objectives its trials
+    logged) beside the usual columns; a classification search's columns are unchanged."""
+    from automl.tracking import SCORE_COLUMNS, Tracker
+
+    t = Tracker(None, "board")
+    cls_parent = t.start_search("s1", {}, {})
+    run = t.start_trial(cls_parent, "s1", "0", {"lr": 0.1})
+    t.log_metrics(run, {"best_val_accuracy": 0.5, "best_val_loss": 1.0})
+    t.end_run(run)
+    cols = list(t.leaderboard(cls_parent).columns)
+    assert cols[2 : 2 + len(SCORE_COLUMNS)] == SCORE_COLUMNS
+
+    parent = t.start_search("s2", {}, {})
+    for i, mae in enumerate([3.0, 2.0]):
+        run = t.start_trial(parent, "s2", str(i), {"lr": 0.1})
+        t.log_metrics(run, {"best_val_loss": 0.5 + i, "best_val_mae": mae, "best_val_r2": 0.5})
+        t.end_run(run)
+    board = t.leaderboard(parent, "val_mae")
+    cols = list(board.columns)
+    assert cols[2:8] == ["val_accuracy", "val_loss", "accuracy", "loss", "val_mae", "val_r2"]
+    assert sorted(board["val_mae"].tolist()) == [2.0, 3.0]
