@@ -120,6 +120,8 @@ def per_class_scores(y_true, y_pred, class_names: list[str]) -> dict[str, Any]:
 
 def search_figure(board, searched: list[str], objective: str = "val_accuracy"):
     """Best score so far per trial, and the score against each searched hyperparameter."""
+    from automl.task_outputs import lower_is_better
+
     plt = _plt()
     done = board[board["status"].eq("FINISHED") & board[objective].notna()].copy()
     done["_order"] = done["trial"].map(lambda t: int(t) if str(t).isdigit() else 0)
@@ -136,7 +138,7 @@ def search_figure(board, searched: list[str], objective: str = "val_accuracy"):
     if len(scores):
         best = (
             np.minimum.accumulate(scores)
-            if objective == "val_loss"
+            if lower_is_better(objective)
             else np.maximum.accumulate(scores)
         )
         ax.plot(x, scores, "o", alpha=0.5, label="trial")

@@ -64,6 +64,13 @@ def task_objective(task: Task, objective: str | None) -> str:
     return objective if objective in task.objectives else task.default_objective
 
 
+def lower_is_better(objective: str) -> bool:
+    """Whether a lower ``objective`` is better (``val_loss``, ``val_mae``, ``val_rmse``)."""
+    from automl.tasks import TASKS
+
+    return any(cls.objectives.get(objective) == "min" for cls in TASKS.values())
+
+
 def copy_task(task: Task) -> Task:
     """An independent copy of a fitted task (to tune thresholds without touching the data's)."""
     return task_from_config(task.to_config())
