@@ -84,6 +84,7 @@ FORMATS = [
     ("multilabel", "saved_model", "sm"),
     ("multilabel", "mlflow", "mlf"),
     ("multilabel", "onnx", "m.onnx"),
+    ("multilabel", "tflite", "m.tflite"),
 ]
 
 
@@ -402,3 +403,63 @@ def test_leaderboard_shows_the_task_objective_columns():
     cols = list(board.columns)
     assert cols[2:8] == ["val_accuracy", "val_loss", "accuracy", "loss", "val_mae", "val_r2"]
     assert sorted(board["val_mae"].tolist()) == [2.0, 3.0]
+
+
+def test_export_of_a_run_reads_the_tuned_task():
+    """`automl export RUN` saves the search's task.json (thresholds tuned after the search)
+    rather than the one in the trial's model file (thresholds 0.5 when it was written)."""
+    from automl.export import export_model, task_of_run
+    from automl.tracking import Tracker
+
+    task, model = _multilabel()
+    t = Tracker(None, "export-task")
+    parent = t.start_search("s", {}, {})
+    run = t.start_trial(parent, "s", "0", {})
+    ckpt = export_model(model, "ckpt.keras", task=MultiLabel().fit([["cat"], ["dog"], ["sky"]]))
+    t.set_tags(run, {"automl.checkpoint": str(ckpt.resolve())})
+    assert task_of_run(t, run).thresholds_.tolist() == [0.5, 0.5, 0.5]  # no task.json yet
+    t.log_dict(parent, task.to_config(), "task.json")
+    assert task_of_run(t, run).to_config() == task.to_config()
+    assert task_of_run(t, parent).thresholds_.tolist() == [0.4, 0.5, 0.6]
+    plain = t.start_search("c", {}, {})
+    assert task_of_run(t, plain) is None  # a classification search: its class names
+
+
+def test_refit_is_checked_on_the_task_objective():
+    """A regression refit is kept within 25 % of the winner's val_mae, a multi-label one
+    within 0.02 of its macro-F1; classification still checks val_accuracy."""
+    from automl.refit import _check
+
+    key, ok = _check(_regression()[0], "val_mae")
+    assert key == "val_mae" and ok(2.4, 2.0) and not ok(2.6, 2.0)
+    key, ok = _check(_multilabel()[0], "val_macro_f1")
+    assert key == "val_macro_f1" and ok(0.79, 0.8) and not ok(0.7, 0.8)
+    key, ok = _check(Classification().fit(["a", "b"]), "val_loss")
+    assert key == "val_accuracy" and ok(0.99, 1.0) and not ok(0.9, 1.0)
+
+
+def test_search_report_names_the_task_winner():
+    """The search's note gives a regression winner's val_mae and test MAE (lower is better
+    for the report's best-so-far)."""
+    import types
+
+    import pandas as pd
+
+    from automl.search_report import parent_note
+    from automl.task_outputs import lower_is_better
+
+    assert lower_is_better("val_mae") and lower_is_better("val_loss")
+    assert not lower_is_better("val_r2") and not lower_is_better("val_accuracy")
+    parent = types.SimpleNamespace(
+        info=types.SimpleNamespace(status="FINISHED"),
+        data=types.SimpleNamespace(
+            params={},
+            tags={"automl.best_trial_id": "1"},
+            metrics={"test_mae": 3.25, "best_val_mae": 2.5, "val_test_gap": -0.75},
+        ),
+    )
+    records = pd.DataFrame(
+        [{"trial": "1", "name": "t1", "status": "FINISHED", "val_mae": 2.5, "start": 0, "end": 1}]
+    )
+    note = parent_note(parent, records, [], "val_mae", "", 1)
+    assert "val_mae 2.5000; **test mae 3.2500** (val-to-test gap -0.7500)" in note
