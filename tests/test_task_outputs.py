@@ -463,3 +463,25 @@ def test_search_report_names_the_task_winner():
     )
     note = parent_note(parent, records, [], "val_mae", "", 1)
     assert "val_mae 2.5000; **test mae 3.2500** (val-to-test gap -0.7500)" in note
+
+
+def test_logged_mlflow_model_of_a_regression_search(monkeypatch):
+    """The search's MLflow model (what --register registers) carries the task: its pyfunc
+    answers named columns, and `automl predict models:/...` prints values."""
+    import mlflow.pyfunc
+
+    from automl.predict import load_predictor, predict
+    from automl.reports import log_mlflow_model
+    from automl.tracking import Tracker
+
+    task, model = _regression()
+    t = Tracker(None, "logged")
+    parent = t.start_search("s", {}, {})
+    x = _images(2)
+    out = log_mlflow_model(t, parent, model, x, class_names=["age", "price"], task=task)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", t.uri)
+    frame = mlflow.pyfunc.load_model(out["model_uri"]).predict(x)  # its signature: uint8
+    assert list(frame.columns) == ["age", "price"]
+    _, want = _expected(task, model, x)
+    got = predict(list(x), load_predictor(out["model_uri"], tracking_uri=t.uri))
+    _close(got, want, 1e-4)
