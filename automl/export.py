@@ -150,7 +150,8 @@ def task_of_run(tracker: Tracker, run_id: str):
     from automl.task_outputs import task_from_meta
 
     if is_model_uri(run_id):
-        return None
+        load_uri_model(run_id, tracker.uri if tracker else None)
+        return _URI_TASKS.get(run_id)
     parent = tracker.run_tags(run_id).get("mlflow.parentRunId") or run_id
     try:
         saved = json.loads(tracker.download(parent, "task.json").read_text())
@@ -169,6 +170,7 @@ def is_model_uri(value: str | None) -> bool:
 
 
 _URI_CACHE: dict[str, tuple[object, list[str]]] = {}
+_URI_TASKS: dict[str, object] = {}  # the multi-label / regression task saved with a URI's model
 
 
 def load_uri_model(uri: str, tracking_uri: str | None = None):
@@ -195,10 +197,16 @@ def load_uri_model(uri: str, tracking_uri: str | None = None):
     if not files:
         raise ExportError(f"model {uri!r} holds no .keras file; register an automl export")
     model = keras.models.load_model(files[0], safe_mode=True, compile=False)
-    names = read_metadata(files[0]).get("class_names") or []
+    saved = read_metadata(files[0])
+    names = saved.get("class_names") or []
     for meta in ([local / META_NAME] if local.is_dir() else []) + [files[0].parent / META_NAME]:
-        if not names and meta.is_file():
-            names = json.loads(meta.read_text()).get("class_names", [])
+        if (not names or "task" not in saved) and meta.is_file():
+            saved = {**json.loads(meta.read_text()), **saved}
+            names = names or saved.get("class_names", [])
+    if "task" in saved:
+        from automl.tasks import task_from_config
+
+        _URI_TASKS[uri] = task_from_config(saved["task"])
     if not names and local.is_dir() and (local / "MLmodel").is_file():
         import yaml
 

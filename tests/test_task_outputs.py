@@ -485,3 +485,6 @@ def test_logged_mlflow_model_of_a_regression_search(monkeypatch):
     _, want = _expected(task, model, x)
     got = predict(list(x), load_predictor(out["model_uri"], tracking_uri=t.uri))
     _close(got, want, 1e-4)
+    from automl.export import task_of_run
+
+    assert task_of_run(t, out["model_uri"]).to_config() == task.to_config()  # export models:/
