@@ -198,7 +198,9 @@ def _bundle(task, y_train, y_val, y_test, n: int = 8):
     """A DataBundle holding ``task`` (set as an attribute until DataBundle has the field)."""
     from automl.data import DataBundle
 
-    names = task.output_names() if task.name == "regression" else list(task.labels_)
+    names = {"regression": task.output_names, "multilabel": lambda: task.labels_}.get(
+        task.name, lambda: task.classes_
+    )()
     data = DataBundle(
         "tiny", "arrays", names,
         _images(len(y_train), 1), task.encode(y_train),
@@ -488,3 +490,26 @@ def test_logged_mlflow_model_of_a_regression_search(monkeypatch):
     from automl.export import task_of_run
 
     assert task_of_run(t, out["model_uri"]).to_config() == task.to_config()  # export models:/
+
+
+def test_score_test_classification_adds_the_objective_only_when_not_accuracy_or_loss():
+    """A classification search on val_balanced_accuracy also gets test_balanced_accuracy;
+    on val_accuracy its test metrics are today's three."""
+    from automl import metrics
+    from automl.search.result import score_test
+
+    task = Classification().fit(["a", "b", "c", "a"])
+    y = ["a", "b", "c", "a", "a", "a", "b", "a"]
+    data = _bundle(task, y, y, y)
+    model = _model(3, "softmax", seed=7)
+    x = np.asarray(data.x_test[:]).astype(np.float32)
+    probs = np.asarray(model.predict(x, verbose=0))
+    c, _ = _closing(task, data, model, "val_accuracy", 0.5)
+    c.result.best_trial["metrics"]["val_accuracy"] = 0.5
+    score_test(c)
+    assert set(c.result.test_metrics) == {"test_accuracy", "test_loss", "val_test_gap"}
+    c, _ = _closing(task, data, model, "val_balanced_accuracy", 0.5)
+    c.result.best_trial["metrics"]["val_accuracy"] = 0.5
+    score_test(c)
+    want = metrics.balanced_accuracy(data.y_test, probs)
+    assert c.result.test_metrics["test_balanced_accuracy"] == pytest.approx(want)

@@ -342,6 +342,11 @@ def score_test(c: Closing) -> None:
     # The val-to-test gap says how much selecting on validation flattered the model.
     gap = float(best["metrics"]["val_accuracy"]) - acc
     result.test_metrics = {"test_accuracy": acc, "test_loss": loss, "val_test_gap": gap}
+    if result.objective not in ("val_accuracy", "val_loss", None):  # balanced accuracy, ...
+        from automl.metrics import score
+
+        name = result.objective.removeprefix("val_")
+        result.test_metrics[f"test_{name}"] = score("classification", y, probs, result.objective)
     tracker.log_metrics(
         result.parent_run_id,
         {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},
