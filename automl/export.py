@@ -663,7 +663,7 @@ def _export_mlflow(model, path: Path, meta: dict) -> None:
     )
     (path / META_NAME).write_text(json.dumps(meta, indent=2))
     if "task" in meta:  # its pyfunc answers a DataFrame with the task's named columns
-        from automl.pyfunc import use_task_pyfunc
+        from automl.tracking import use_task_pyfunc
 
         use_task_pyfunc(path, meta["task"])
 

@@ -2,8 +2,9 @@
 
 MLflow's Keras flavour answers ``pyfunc.predict`` with the model's raw outputs. For a
 multi-label or regression model those are per-label probabilities or *standardised* values,
-which mean nothing without the task saved beside them, so :func:`use_task_pyfunc` points the
-export's ``python_function`` flavour at this module instead: :func:`_load_pyfunc` opens the
+which mean nothing without the task saved beside them, so
+:func:`automl.tracking.use_task_pyfunc` points the export's ``python_function`` flavour at
+this module instead: :func:`_load_pyfunc` opens the
 ``.keras`` file in safe mode (no pickled code) and ``predict`` returns
 ``task.to_frame(outputs)``, e.g. ``labels, prob_cat, prob_dog`` or ``age, price`` in the
 targets' units. Serving it needs ``automl`` installed next to MLflow.
@@ -41,7 +42,7 @@ class TaskModel:
 
 
 def _load_pyfunc(path: str) -> TaskModel:
-    """What ``mlflow.pyfunc.load_model`` calls for a folder :func:`use_task_pyfunc` wrote."""
+    """What ``mlflow.pyfunc.load_model`` calls for a folder ``use_task_pyfunc`` wrote."""
     from automl.export import META_NAME, load_keras_file
     from automl.tasks import task_from_config
 
@@ -51,23 +52,3 @@ def _load_pyfunc(path: str) -> TaskModel:
     meta = json.loads((root / META_NAME).read_text())
     files = sorted(root.rglob("*.keras"))
     return TaskModel(load_keras_file(files[0]), task_from_config(meta["task"]))
-
-
-def use_task_pyfunc(path: str | Path, task_config: dict) -> None:
-    """Point the MLflow model folder ``path``'s pyfunc flavour at :mod:`automl.pyfunc`, and
-    declare its output columns (the task's ``to_frame`` columns) in the signature."""
-    from mlflow.models import Model
-    from mlflow.types import ColSpec, Schema
-
-    from automl.tasks import task_from_config
-
-    path = Path(path)
-    mlmodel = Model.load(str(path / "MLmodel"))
-    mlmodel.flavors["python_function"]["loader_module"] = LOADER
-    task = task_from_config(task_config)
-    columns = [ColSpec("double", n) for n in task.output_names()]
-    if task.name == "multilabel":
-        columns.insert(0, ColSpec("string", "labels"))
-    if mlmodel.signature is not None:
-        mlmodel.signature.outputs = Schema(columns)
-    mlmodel.save(str(path / "MLmodel"))

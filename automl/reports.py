@@ -435,7 +435,7 @@ def log_mlflow_model(
             import json
 
             from automl.export import META_NAME
-            from automl.pyfunc import use_task_pyfunc
+            from automl.tracking import use_task_pyfunc
 
             meta = {"class_names": list(class_names or []), **extra}
             (Path(path) / META_NAME).write_text(json.dumps(meta, indent=2))

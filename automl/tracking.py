@@ -639,6 +639,28 @@ def _check_serving_input(spec, local: str) -> None:
         log.warning("the model's input example could not be scored: %s: %s", type(e).__name__, e)
 
 
+def use_task_pyfunc(path: str | Path, task_config: dict) -> None:
+    """Point the MLflow model folder ``path``'s pyfunc flavour at :mod:`automl.pyfunc` (a
+    DataFrame with the task's named columns out), and declare those columns as the
+    signature's outputs."""
+    from mlflow.models import Model
+    from mlflow.types import ColSpec, Schema
+
+    from automl.pyfunc import LOADER
+    from automl.tasks import task_from_config
+
+    path = Path(path)
+    mlmodel = Model.load(str(path / "MLmodel"))
+    mlmodel.flavors["python_function"]["loader_module"] = LOADER
+    task = task_from_config(task_config)
+    columns = [ColSpec("double", n) for n in task.output_names()]
+    if task.name == "multilabel":
+        columns.insert(0, ColSpec("string", "labels"))
+    if mlmodel.signature is not None:
+        mlmodel.signature.outputs = Schema(columns)
+    mlmodel.save(str(path / "MLmodel"))
+
+
 def save_keras_model(
     model,
     path: str | Path,
