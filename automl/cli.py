@@ -255,9 +255,14 @@ def _ui_parser(sub) -> None:
 def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
     import pandas as pd
 
+    from automl.tracking import TASK_SCORES
+
     if board.empty:
         print("no trials yet")
         return
+    task_cols = [c for c in TASK_SCORES if c in board.columns]
+    if task_cols and board.get("val_accuracy", pd.Series(dtype=float)).isna().all():
+        board = board.drop(columns=["val_accuracy"])  # a multi-label or regression search
     cols = [
         c
         for c in [
@@ -266,6 +271,7 @@ def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
             "status",
             "val_accuracy",
             "val_loss",
+            *task_cols,
             "family",
             "backbone",
             "image_size",

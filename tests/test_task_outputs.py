@@ -513,3 +513,20 @@ def test_score_test_classification_adds_the_objective_only_when_not_accuracy_or_
     score_test(c)
     want = metrics.balanced_accuracy(data.y_test, probs)
     assert c.result.test_metrics["test_balanced_accuracy"] == pytest.approx(want)
+
+
+def test_cli_board_shows_the_task_objective(capsys):
+    """`automl leaderboard` prints a regression search's val_mae, not an empty
+    val_accuracy column; a classification board keeps its columns."""
+    import pandas as pd
+
+    from automl.cli import _print_board
+
+    row = {"trial": "0", "status": "FINISHED", "val_loss": 0.5, "run_id": "r"}
+    _print_board(pd.DataFrame([{**row, "val_accuracy": None, "val_mae": 2.5}]))
+    head = capsys.readouterr().out.splitlines()[0].split()
+    assert head == ["trial", "status", "val_loss", "val_mae", "run_id"]
+    _print_board(pd.DataFrame([{**row, "val_accuracy": 0.9}]))
+    assert capsys.readouterr().out.splitlines()[0].split() == [
+        "trial", "status", "val_accuracy", "val_loss", "run_id"
+    ]  # fmt: skip
