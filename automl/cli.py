@@ -333,9 +333,11 @@ def _print_search(a, result) -> None:
     _print_board(result.leaderboard())
     best = result.best_trial
     tm = result.test_metrics
+    key = "accuracy" if "test_accuracy" in tm or not tm else result.objective.removeprefix("val_")
+    val = best["metrics"].get(f"val_{key}")
     print(
-        f"\nbest trial {best['trial_id']}: val_accuracy={best['metrics']['val_accuracy']:.4f} "
-        f"test_accuracy={tm.get('test_accuracy', float('nan')):.4f} "
+        f"\nbest trial {best['trial_id']}: val_{key}={float('nan') if val is None else val:.4f} "
+        f"test_{key}={tm.get(f'test_{key}', float('nan')):.4f} "
         f"(val-to-test gap {tm.get('val_test_gap', float('nan')):+.4f}; MLflow run {best['run_id']})"
     )
     parent_tags = result.tracker.run_tags(result.parent_run_id)
