@@ -646,12 +646,11 @@ def use_task_pyfunc(path: str | Path, task_config: dict) -> None:
     from mlflow.models import Model
     from mlflow.types import ColSpec, Schema
 
-    from automl.pyfunc import LOADER
     from automl.tasks import task_from_config
 
     path = Path(path)
     mlmodel = Model.load(str(path / "MLmodel"))
-    mlmodel.flavors["python_function"]["loader_module"] = LOADER
+    mlmodel.flavors["python_function"]["loader_module"] = "automl.pyfunc"  # its _load_pyfunc
     task = task_from_config(task_config)
     columns = [ColSpec("double", n) for n in task.output_names()]
     if task.name == "multilabel":
