@@ -41,6 +41,16 @@ def _plt():
     return plt
 
 
+def _score_metric(history: list[dict[str, Any]]) -> str:
+    """``accuracy``, or the first task score the epochs logged (``mae``, ``macro_f1``...)."""
+    from automl.tracking import TASK_SCORES
+
+    keys = {k for e in history for k, v in e.items() if v is not None}
+    if "accuracy" in keys or "val_accuracy" in keys:
+        return "accuracy"
+    return next((k[4:] for k in TASK_SCORES if k in keys), "accuracy")
+
+
 def learning_curve_figure(history: list[dict[str, Any]], title: str = ""):
     """Loss and accuracy per epoch (train and validation) across both phases.
 
@@ -50,7 +60,7 @@ def learning_curve_figure(history: list[dict[str, Any]], title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [int(e["step"]) + 1 for e in history]
     p2 = [int(e["step"]) + 1 for e in history if e.get("phase") == "phase2"]
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", _score_metric(history))):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             pts = [(x, e[key]) for x, e in zip(epochs, history) if e.get(key) is not None]
             if pts:
@@ -236,17 +246,37 @@ def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> l
     out = []
     for split in splits:
         x, y = arrays[split]
-        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=data.num_classes)
         profile = {
             "num_rows": int(len(y)),
             "image_shape": list(map(int, x.shape[1:])),
-            "class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)},
+            **_target_profile(data, y),
         }
         name, digest = f"{data.name}-{split}", _split_digest(x, y)
         out.append(
             {"split": split, "name": name, "source": source, "digest": digest, "profile": profile}
         )
     return out
+
+
+def _target_profile(data, y) -> dict[str, Any]:
+    """Class counts; label counts (multi-label); per-target mean/min/max in the targets'
+    units (regression)."""
+    task = getattr(data, "task", None)
+    if task is None or task.name == "classification":
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=data.num_classes)
+        return {"class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)}}
+    if task.name == "multilabel":
+        counts = np.asarray(y).reshape(len(y), -1).sum(axis=0)
+        return {"label_counts": {str(c): int(n) for c, n in zip(task.labels_, counts)}}
+    values = np.asarray(task.decode(y), dtype=np.float64).reshape(len(y), -1)
+    return {
+        "targets": {
+            name: {"mean": float(col.mean()), "min": float(col.min()), "max": float(col.max())}
+            for name, col in zip(task.output_names(), values.T)
+        }
+        if len(values)
+        else {}
+    }
 
 
 def log_datasets(tracker, run_id: str, data, splits=("train", "validation")) -> None:

@@ -530,3 +530,19 @@ def test_cli_board_shows_the_task_objective(capsys):
     assert capsys.readouterr().out.splitlines()[0].split() == [
         "trial", "status", "val_accuracy", "val_loss", "run_id"
     ]  # fmt: skip
+
+
+def test_datasets_and_learning_curve_per_task():
+    """A regression bundle's logged dataset profile gives its targets in their units and a
+    multi-label one its label counts (classification: class counts); the learning curve's
+    second panel is the task's score."""
+    from automl.reports import _score_metric, split_datasets
+
+    task, data = _regression_bundle()
+    prof = split_datasets(data, ("train",))[0]["profile"]
+    assert set(prof["targets"]) == {"age", "price"} and prof["targets"]["age"]["max"] > 10
+    task, data = _multilabel_bundle()
+    prof = split_datasets(data, ("train",))[0]["profile"]
+    assert prof["label_counts"] == {"cat": 4, "dog": 3, "sky": 3}
+    assert _score_metric([{"step": 0, "loss": 1.0, "val_mae": 2.0}]) == "mae"
+    assert _score_metric([{"step": 0, "loss": 1.0, "val_accuracy": 0.5}]) == "accuracy"
