@@ -257,9 +257,14 @@ def _ui_parser(sub) -> None:
 def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
     import pandas as pd
 
+    from automl.tracking import TASK_SCORES
+
     if board.empty:
         print("no trials yet")
         return
+    task_cols = [c for c in TASK_SCORES if c in board.columns]
+    if task_cols and board.get("val_accuracy", pd.Series(dtype=float)).isna().all():
+        board = board.drop(columns=["val_accuracy"])  # a multi-label or regression search
     cols = [
         c
         for c in [
@@ -268,6 +273,7 @@ def _print_board(board, first: tuple[str, ...] | list[str] = ()) -> None:
             "status",
             "val_accuracy",
             "val_loss",
+            *task_cols,
             "family",
             "backbone",
             "image_size",
@@ -329,9 +335,11 @@ def _print_search(a, result) -> None:
     _print_board(result.leaderboard())
     best = result.best_trial
     tm = result.test_metrics
+    key = "accuracy" if "test_accuracy" in tm or not tm else result.objective.removeprefix("val_")
+    val = best["metrics"].get(f"val_{key}")
     print(
-        f"\nbest trial {best['trial_id']}: val_accuracy={best['metrics']['val_accuracy']:.4f} "
-        f"test_accuracy={tm.get('test_accuracy', float('nan')):.4f} "
+        f"\nbest trial {best['trial_id']}: val_{key}={float('nan') if val is None else val:.4f} "
+        f"test_{key}={tm.get(f'test_{key}', float('nan')):.4f} "
         f"(val-to-test gap {tm.get('val_test_gap', float('nan')):+.4f}; MLflow run {best['run_id']})"
     )
     parent_tags = result.tracker.run_tags(result.parent_run_id)
@@ -461,6 +469,7 @@ def cmd_export(a) -> int:
         a.output,
         format=a.format,
         class_names=ex.class_names_of(t, run_id),
+        task=ex.task_of_run(t, run_id),
         force=a.force,
         quantize=quantize,
         calibration_images=calibration,

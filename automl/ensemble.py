@@ -108,15 +108,26 @@ def select(
     *,
     objective: str = "val_accuracy",
     rounds: int = 10,
+    task=None,
 ) -> EnsembleResult:
-    """Greedy selection over the saved models ``paths`` (trial id -> .keras file)."""
+    """Greedy selection over the saved models ``paths`` (trial id -> .keras file).
+
+    ``task``: a fitted multi-label or regression :class:`automl.tasks.Task` (``y_val``
+    encoded by it): the members' outputs (probabilities or standardised values) are
+    averaged and selected on the task's objective (:mod:`automl.task_ensemble`); ``None``
+    or a classification: class probabilities on ``val_accuracy`` / ``val_loss``.
+    """
     import keras
+
+    from automl.task_outputs import is_classification
 
     ids = list(paths)
     models = [keras.models.load_model(paths[t], safe_mode=True, compile=False) for t in ids]
     from automl.data.images import predict_images
 
     probs = [predict_images(m, x_val).astype(np.float64) for m in models]
+    if not is_classification(task):
+        return _select_task(task, ids, models, probs, y_val, objective, rounds)
     singles = [_scores(p, y_val) for p in probs]
     best_single = max(singles, key=lambda s: _rank(s, objective))
     prefix = greedy_selection(probs, y_val, rounds=rounds, objective=objective)
@@ -132,6 +143,41 @@ def select(
         weights=weights,
         scores=scores,
         best_single=best_single,
+    )
+    if kept:
+        result.model = ensemble_model([models[i] for i in used], weights)
+    return result
+
+
+def task_scores(task, y: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    """Every objective of ``task`` (``val_mae``, ``val_macro_f1``...) on encoded targets."""
+    from automl.metrics import score
+
+    return {obj: score(task, y, outputs, obj) for obj in task.objectives}
+
+
+def _select_task(task, ids, models, outputs, y_val, objective, rounds) -> EnsembleResult:
+    """:func:`select` for a multi-label or regression task."""
+    from automl import task_ensemble
+    from automl.task_outputs import task_objective
+
+    objective = task_objective(task, objective)
+    key = task_ensemble.objective_key(task, objective)
+    best = max(range(len(outputs)), key=lambda i: key(y_val, outputs[i]))
+    prefix = task_ensemble.greedy_selection(
+        task, outputs, y_val, objective=objective, rounds=rounds
+    )
+    counts = Counter(prefix)
+    used = sorted(counts)
+    weights = [counts[i] / len(prefix) for i in used]
+    mix = sum(w * outputs[i] for i, w in zip(used, weights))
+    kept = len(used) > 1 and key(y_val, mix) > key(y_val, outputs[best])
+    result = EnsembleResult(
+        kept=kept,
+        trial_ids=[ids[i] for i in used],
+        weights=weights,
+        scores=task_scores(task, y_val, mix),
+        best_single=task_scores(task, y_val, outputs[best]),
     )
     if kept:
         result.model = ensemble_model([models[i] for i in used], weights)
@@ -165,7 +211,12 @@ def build_search_ensemble(
 
     best_params = tracker.run_params(result.best_trial["run_id"])
     val = subset(data, 0, int(best_params.get("val_images", 0) or 0))
-    out = select(paths, val.x_val, val.y_val, objective=result.objective)
+    from automl.task_outputs import bundle_task, is_classification, task_objective
+
+    task = bundle_task(data)
+    task = None if is_classification(task) else task
+    objective = result.objective if task is None else task_objective(task, result.objective)
+    out = select(paths, val.x_val, val.y_val, objective=objective, task=task)
     runs = {r.data.tags.get(TAG_TRIAL): r.info.run_id for r in tracker.trial_runs(parent)}
     member_runs = [runs.get(t, "") for t in out.trial_ids]
     summary = {
@@ -179,14 +230,14 @@ def build_search_ensemble(
     }
     tracker.log_dict(parent, summary, "ensemble.json")
     if not out.kept:
-        _record_not_kept(tracker, parent, out, result.objective)
+        _record_not_kept(tracker, parent, out, objective)
         return out
     from automl.export import export_model
 
     out.path = export_model(
-        out.model, checkpoints.folder / FILE, class_names=data.class_names, force=True
+        out.model, checkpoints.folder / FILE, class_names=data.class_names, force=True, task=task
     )
-    _record_kept(tracker, parent, search_id, out, member_runs, result.objective)
+    _record_kept(tracker, parent, search_id, out, member_runs, objective)
     return out
 
 

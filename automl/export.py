@@ -143,12 +143,34 @@ def class_names_of(tracker: Tracker, run_id: str) -> list[str]:
     return [str(n) for n in names]
 
 
+def task_of_run(tracker: Tracker, run_id: str):
+    """The fitted task of a search or trial run: its search's ``task.json`` (multi-label
+    thresholds tuned after the search), else the one saved in its model file; ``None`` for
+    a classification search (its class names are its task)."""
+    from automl.task_outputs import task_from_meta
+
+    if is_model_uri(run_id):
+        load_uri_model(run_id, tracker.uri if tracker else None)
+        return _URI_TASKS.get(run_id)
+    parent = tracker.run_tags(run_id).get("mlflow.parentRunId") or run_id
+    try:
+        saved = json.loads(tracker.download(parent, "task.json").read_text())
+    except Exception:
+        saved = None
+    if isinstance(saved, dict) and "task" in saved:
+        return task_from_meta({"task": saved})
+    ckpt = tracker.run_tags(run_id).get("automl.checkpoint")
+    meta = read_metadata(ckpt) if ckpt and Path(ckpt).is_file() else {}
+    return task_from_meta(meta) if "task" in meta else None
+
+
 # --- MLflow model URIs (models:/NAME/VERSION, runs:/ID/PATH) ------------------------------
 def is_model_uri(value: str | None) -> bool:
     return bool(value) and str(value).startswith(("models:/", "runs:/"))
 
 
 _URI_CACHE: dict[str, tuple[object, list[str]]] = {}
+_URI_TASKS: dict[str, object] = {}  # the multi-label / regression task saved with a URI's model
 
 
 def load_uri_model(uri: str, tracking_uri: str | None = None):
@@ -175,10 +197,16 @@ def load_uri_model(uri: str, tracking_uri: str | None = None):
     if not files:
         raise ExportError(f"model {uri!r} holds no .keras file; register an automl export")
     model = keras.models.load_model(files[0], safe_mode=True, compile=False)
-    names = read_metadata(files[0]).get("class_names") or []
+    saved = read_metadata(files[0])
+    names = saved.get("class_names") or []
     for meta in ([local / META_NAME] if local.is_dir() else []) + [files[0].parent / META_NAME]:
-        if not names and meta.is_file():
-            names = json.loads(meta.read_text()).get("class_names", [])
+        if (not names or "task" not in saved) and meta.is_file():
+            saved = {**json.loads(meta.read_text()), **saved}
+            names = names or saved.get("class_names", [])
+    if "task" in saved:
+        from automl.tasks import task_from_config
+
+        _URI_TASKS[uri] = task_from_config(saved["task"])
     if not names and local.is_dir() and (local / "MLmodel").is_file():
         import yaml
 
@@ -327,11 +355,15 @@ def export_model(
     force: bool = False,
     quantize: str | None = None,
     calibration_images: np.ndarray | None = None,
+    task=None,
 ) -> Path:
     """Write ``model`` to ``path`` in ``format``; refuses to overwrite unless ``force``.
 
     Args:
         format: one of :data:`FORMATS` (see the module docstring for what each writes).
+        task: the fitted :class:`automl.tasks.Task` the model answers; a multi-label or
+            regression task is saved in the export's metadata (``"task"``) and read back
+            by :func:`automl.predict.load_predictor` (classification: the class names).
         quantize: TFLite only: ``None`` (float32), ``"float16"`` or ``"int8"``.
         calibration_images: uint8 RGB training images (NHWC); required for int8.
     """
@@ -342,7 +374,13 @@ def export_model(
             "int8 quantization needs calibration images (the training images); "
             "pass calibration_images= or --calibration-data SRC"
         )
-    meta = _metadata(model, class_names)
+    from automl.task_outputs import task_meta
+
+    if task is not None and not class_names:
+        class_names = {"regression": task.output_names, "multilabel": lambda: task.labels_}.get(
+            task.name, lambda: task.classes_
+        )()
+    meta = _metadata(model, class_names, **task_meta(task))
     new = _new_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -464,18 +502,26 @@ def _commit(new: Path, path: Path, format: str) -> None:
 def _export_keras(model, path: Path, meta: dict) -> None:
     model.save(path)
     with zipfile.ZipFile(path, "a") as z:
-        z.writestr(META_NAME, json.dumps({"class_names": meta["class_names"], "input": INPUT_NOTE}))
+        saved = {"class_names": meta["class_names"], "input": INPUT_NOTE}
+        if "task" in meta:  # (a classification export is exactly what it was before tasks)
+            saved["task"] = meta["task"]
+        z.writestr(META_NAME, json.dumps(saved))
 
 
 def _write_sidecar(path: Path, meta: dict) -> None:
     Path(str(path) + LABELS_SUFFIX).write_text(json.dumps(meta, indent=2))
 
 
-def _uint8_serving_fn(model):
+def _output_key(meta: dict) -> str:
+    """The serving signature's output: ``values`` for regression, else ``probabilities``."""
+    return "values" if (meta.get("task") or {}).get("task") == "regression" else "probabilities"
+
+
+def _uint8_serving_fn(model, key: str = "probabilities"):
     import tensorflow as tf
 
     def serve(images):
-        return {"probabilities": model(tf.cast(images, tf.float32), training=False)}
+        return {key: model(tf.cast(images, tf.float32), training=False)}
 
     return serve
 
@@ -488,7 +534,7 @@ def _export_saved_model(model, path: Path, meta: dict) -> None:
     archive.track(model)
     archive.add_endpoint(
         "serving_default",
-        _uint8_serving_fn(model),
+        _uint8_serving_fn(model, _output_key(meta)),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.write_out(str(path), verbose=False)
@@ -574,7 +620,7 @@ def _export_onnx(model, path: Path, meta: dict) -> None:
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     spec = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")]
-    fn = tf.function(_uint8_serving_fn(model), input_signature=spec)
+    fn = tf.function(_uint8_serving_fn(model, _output_key(meta)), input_signature=spec)
     patch_tf2onnx()  # numpy 2 compatibility, as keras' own ONNX exporter does
     tf2onnx_log = logging.getLogger("tf2onnx")
     level = tf2onnx_log.level
@@ -616,6 +662,10 @@ def _export_mlflow(model, path: Path, meta: dict) -> None:
         metadata={k: v for k, v in meta.items() if v is not None},
     )
     (path / META_NAME).write_text(json.dumps(meta, indent=2))
+    if "task" in meta:  # its pyfunc answers a DataFrame with the task's named columns
+        from automl.tracking import use_task_pyfunc
+
+        use_task_pyfunc(path, meta["task"])
 
 
 def calibration_images_for(

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,8 @@ class Predictor:
     class_names: list[str]
     predict_batch: Callable[[np.ndarray], np.ndarray]
     input_size: int | None = None  # fixed square input (TFLite); None: any size
+    # The task saved with a multi-label or regression export (None: classification).
+    task: Any = None
 
     def label(self, i: int) -> str:
         return self.class_names[i] if i < len(self.class_names) else f"class_{i}"
@@ -68,14 +71,27 @@ def detect_format(model_path: str | Path) -> str:
     return fmt
 
 
-def _sidecar_names(path: Path) -> list[str]:
+def _sidecar_meta(path: Path) -> dict:
     side = Path(str(path) + LABELS_SUFFIX)
     if side.is_file():
         try:
-            return list(json.loads(side.read_text()).get("class_names", []))
-        except (ValueError, AttributeError):
-            return []
-    return []
+            meta = json.loads(side.read_text())
+        except ValueError:
+            return {}
+        return meta if isinstance(meta, dict) else {}
+    return {}
+
+
+def _sidecar_names(path: Path) -> list[str]:
+    return list(_sidecar_meta(path).get("class_names", []))
+
+
+def _task(meta: dict | None):
+    """The multi-label or regression task saved in an export's metadata, else None."""
+    from automl.tasks import task_from_config
+
+    task = (meta or {}).get("task")
+    return task_from_config(task) if isinstance(task, dict) else None
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -90,9 +106,12 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 def _load_keras(path: Path) -> Predictor:
     model = load_keras_file(path)
     _check_image_input(model, path)
-    names = read_metadata(path).get("class_names", [])
+    meta = read_metadata(path)
     return Predictor(
-        "keras", names, lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0))
+        "keras",
+        meta.get("class_names", []),
+        lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0)),
+        task=_task(meta),
     )
 
 
@@ -142,7 +161,7 @@ def _load_saved_model(path: Path, trust_model: bool = False) -> Predictor:
         out = fn(tf.constant(x.astype(np.uint8)))
         return out["probabilities"].numpy() if "probabilities" in out else next(iter(out.values()))
 
-    p = Predictor("saved_model", names, run)
+    p = Predictor("saved_model", names, run, task=_task(meta))
     p._keep = loaded  # the signature needs the loaded object alive
     return p
 
@@ -178,7 +197,8 @@ def _load_tflite(path: Path) -> Predictor:
             y = (y.astype(np.float32) - zero) * scale
         return y
 
-    return Predictor("tflite", _sidecar_names(path), run, input_size=size)
+    meta = _sidecar_meta(path)
+    return Predictor("tflite", meta.get("class_names", []), run, input_size=size, task=_task(meta))
 
 
 def _load_onnx(path: Path) -> Predictor:
@@ -191,9 +211,15 @@ def _load_onnx(path: Path) -> Predictor:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     names = json.loads(meta["class_names"]) if "class_names" in meta else _sidecar_names(path)
+    saved = json.loads(meta["automl"]) if "automl" in meta else _sidecar_meta(path)
     inp = sess.get_inputs()[0]
     dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
-    return Predictor("onnx", names, lambda x: sess.run(None, {inp.name: x.astype(dtype)})[0])
+    return Predictor(
+        "onnx",
+        names,
+        lambda x: sess.run(None, {inp.name: x.astype(dtype)})[0],
+        task=_task(saved),
+    )
 
 
 def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
@@ -215,13 +241,16 @@ def _load_mlflow(uri: str, tracking_uri: str | None = None) -> Predictor:
         )
     model = load_keras_file(files[0])
     _check_image_input(model, uri)
-    names = list((spec.get("metadata") or {}).get("class_names", []))
-    if not names and (local / META_NAME).is_file():
-        names = json.loads((local / META_NAME).read_text()).get("class_names", [])
+    meta = spec.get("metadata") or {}
+    names = list(meta.get("class_names", []))
+    if (not names or "task" not in meta) and (local / META_NAME).is_file():
+        meta = {**json.loads((local / META_NAME).read_text()), **meta}
+        names = names or list(meta.get("class_names", []))
     return Predictor(
         "mlflow",
         names,
         lambda x: np.asarray(model.predict(x.astype(np.float32), verbose=0), np.float32),
+        task=_task(meta),
     )
 
 
@@ -320,7 +349,9 @@ def predict(
     """Top-``top_k`` labels of each image (file paths or HxWx3 uint8 arrays).
 
     Returns one ``{"image", "predictions": [{"label", "probability"}, ...]}`` per image,
-    most probable first. A SavedModel loads only when this user's automl exported it (it
+    most probable first (classification); ``{"image", "values": {target: value}}`` in the
+    targets' units (regression); ``{"image", "labels": [...], "probabilities": {label: p}}``
+    (multi-label: the labels at or over their tuned thresholds, most probable first). A SavedModel loads only when this user's automl exported it (it
     carries automl's signature, see :mod:`automl.signing`) or with ``trust_model=True``:
     loading one runs its graph.
     ``tracking_uri``: the store of a ``models:/NAME/VERSION`` model (see :func:`load_predictor`).
@@ -336,6 +367,11 @@ def predict(
     for item in images:
         name, img = _as_image(item)
         probs = np.asarray(predictor.predict_batch(img[None]))[0]
+        if predictor.task is not None:
+            from automl.task_outputs import result_of
+
+            results.append(result_of(predictor.task, name, probs))
+            continue
         order = np.argsort(-probs)[:top_k]
         results.append(
             {
@@ -350,9 +386,14 @@ def predict(
 
 
 def format_results(results: list[dict]) -> str:
-    """Human-readable lines: ``IMAGE: label (p), label (p), ...``."""
+    """Human-readable lines: ``IMAGE: label (p), label (p), ...`` (classification),
+    ``IMAGE: 23.41`` (regression), ``IMAGE: cat (0.9100), dog (0.6200)`` (multi-label)."""
+    from automl.task_outputs import format_result
+
     return "\n".join(
         f"{r['image']}: "
         + ", ".join(f"{p['label']} ({p['probability']:.4f})" for p in r["predictions"])
+        if "predictions" in r
+        else format_result(r)
         for r in results
     )

@@ -46,6 +46,11 @@ FILE = "refit.keras"
 # it trained on) and still be kept: run-to-run noise of a working fit is within it (measured:
 # 0.7 points on the digits), a collapsed fit falls far below.
 TOLERANCE = 0.02
+# A multi-label or regression refit is checked on the search's objective: within TOLERANCE
+# of the winner's for a score in [0, 1] to maximise (macro-F1, AUC, R2), within this
+# fraction of it for an error to minimise (MAE, RMSE in the targets' units, the loss). Not
+# measured: a collapsed regression fit predicts the mean, an error several times the winner's.
+REL_TOLERANCE = 0.25
 
 
 def build_search_refit(
@@ -78,7 +83,7 @@ def build_search_refit(
     out = _train(tracker, run_id, best, plan, train, options, progress)
     if out is None:
         return None
-    return _keep(tracker, run_id, best, plan, out, data, checkpoints)
+    return _keep(tracker, run_id, best, plan, out, data, checkpoints, result.objective)
 
 
 @dataclasses.dataclass
@@ -223,20 +228,45 @@ def _train(tracker, run_id: str, best, plan: _Plan, train, options, progress):
             progress.close()
 
 
-def _keep(tracker, run_id: str, best, plan: _Plan, out, data, checkpoints) -> str | None:
+def _check(task, objective: str) -> tuple[str, Any]:
+    """The validation score the refit is checked on, and ``ok(seen, won)``."""
+    from automl.task_outputs import is_classification, task_objective
+
+    if is_classification(task):
+        return "val_accuracy", lambda seen, won: seen >= won - TOLERANCE
+    key = task_objective(task, objective)
+    if task.direction(key) == "max":
+        return key, lambda seen, won: seen >= won - TOLERANCE
+    return key, lambda seen, won: seen <= won + REL_TOLERANCE * abs(won)
+
+
+def _margin(task, key: str) -> str:
+    """``0.02 below`` / ``25% above``: how far the refit may be from the winner."""
+    if key == "val_accuracy" or task.direction(key) == "max":
+        return f"{TOLERANCE:g} below"
+    return f"{REL_TOLERANCE:.0%} above"
+
+
+def _keep(
+    tracker, run_id: str, best, plan: _Plan, out, data, checkpoints, objective="val_accuracy"
+) -> str | None:
     """Record the refit; keep its model (the parent's ``automl.refit_run_id``) when it
-    scores within :data:`TOLERANCE` of the winner on the validation images."""
+    scores within :data:`TOLERANCE` of the winner on the validation images (multi-label and
+    regression: on the search's objective, see :data:`REL_TOLERANCE`)."""
     import keras
 
     from automl.export import export_model
     from automl.reports import CONFIG_FILE, trial_config
+    from automl.task_outputs import bundle_task, is_classification
 
-    seen = out.metrics.get("val_accuracy", float("nan"))
-    won = best["metrics"]["val_accuracy"]
+    task = bundle_task(data)
+    key, ok = _check(task, objective)
+    seen = out.metrics.get(key, float("nan"))
+    won = best["metrics"].get(key, float("nan"))
     tracker.log_metrics(
         run_id,
         {
-            "refit_val_accuracy": seen,  # on images it trained on: a sanity check only
+            f"refit_{key}": seen,  # on images it trained on: a sanity check only
             "best_epoch": out.metrics["best_epoch"],
             "epochs_run": out.metrics["epochs_run"],
         },
@@ -250,23 +280,34 @@ def _keep(tracker, run_id: str, best, plan: _Plan, out, data, checkpoints) -> st
     )
     config_out.update(refit_of=best["run_id"], stop_after=plan.total)
     tracker.log_dict(run_id, config_out, CONFIG_FILE)
-    if not seen >= won - TOLERANCE:  # it trained on these images: a working fit does this
+    if not ok(seen, won):  # it trained on these images: a working fit does this
         tracker.end_run(run_id, "FINISHED")
         _note(
             tracker,
             plan.parent,
-            f"not kept: val_accuracy {seen:.4f} on images it trained on, more than "
-            f"{TOLERANCE:g} below trial {best['trial_id']}'s {won:.4f} without them; trial "
+            f"not kept: {key} {seen:.4f} on images it trained on, more than {_margin(task, key)} "
+            f"trial {best['trial_id']}'s {won:.4f} without them; trial "
             f"{best['trial_id']} stands",
         )
         return None
     path = export_model(
-        out.model, checkpoints.folder / FILE, class_names=data.class_names, force=True
+        out.model,
+        checkpoints.folder / FILE,
+        class_names=data.class_names,
+        force=True,
+        task=None if is_classification(task) else task,
     )
     # The winner's validation scores: the evidence the configuration was chosen on. With
     # them the refit ranks next to (just above) the trial it refits.
     tracker.log_metrics(
-        run_id, {f"best_{k}": best["metrics"][k] for k in ("val_accuracy", "val_loss")}
+        run_id,
+        {f"best_{k}": best["metrics"][k] for k in ("val_accuracy", "val_loss")}
+        if is_classification(task)
+        else {
+            f"best_{k}": v
+            for k, v in best["metrics"].items()
+            if k.startswith("val_") and v is not None and v == v
+        },
     )
     tracker.set_tags(run_id, {"automl.checkpoint": str(path)})
     tracker.end_run(run_id, "FINISHED")

@@ -41,6 +41,16 @@ def _plt():
     return plt
 
 
+def _score_metric(history: list[dict[str, Any]]) -> str:
+    """``accuracy``, or the first task score the epochs logged (``mae``, ``macro_f1``...)."""
+    from automl.tracking import TASK_SCORES
+
+    keys = {k for e in history for k, v in e.items() if v is not None}
+    if "accuracy" in keys or "val_accuracy" in keys:
+        return "accuracy"
+    return next((k[4:] for k in TASK_SCORES if k in keys), "accuracy")
+
+
 def learning_curve_figure(history: list[dict[str, Any]], title: str = ""):
     """Loss and accuracy per epoch (train and validation) across both phases.
 
@@ -50,7 +60,7 @@ def learning_curve_figure(history: list[dict[str, Any]], title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [int(e["step"]) + 1 for e in history]
     p2 = [int(e["step"]) + 1 for e in history if e.get("phase") == "phase2"]
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", _score_metric(history))):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             pts = [(x, e[key]) for x, e in zip(epochs, history) if e.get(key) is not None]
             if pts:
@@ -120,6 +130,8 @@ def per_class_scores(y_true, y_pred, class_names: list[str]) -> dict[str, Any]:
 
 def search_figure(board, searched: list[str], objective: str = "val_accuracy"):
     """Best score so far per trial, and the score against each searched hyperparameter."""
+    from automl.task_outputs import lower_is_better
+
     plt = _plt()
     done = board[board["status"].eq("FINISHED") & board[objective].notna()].copy()
     done["_order"] = done["trial"].map(lambda t: int(t) if str(t).isdigit() else 0)
@@ -136,7 +148,7 @@ def search_figure(board, searched: list[str], objective: str = "val_accuracy"):
     if len(scores):
         best = (
             np.minimum.accumulate(scores)
-            if objective == "val_loss"
+            if lower_is_better(objective)
             else np.maximum.accumulate(scores)
         )
         ax.plot(x, scores, "o", alpha=0.5, label="trial")
@@ -234,17 +246,37 @@ def split_datasets(data, splits: tuple[str, ...] = ("train", "validation")) -> l
     out = []
     for split in splits:
         x, y = arrays[split]
-        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=data.num_classes)
         profile = {
             "num_rows": int(len(y)),
             "image_shape": list(map(int, x.shape[1:])),
-            "class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)},
+            **_target_profile(data, y),
         }
         name, digest = f"{data.name}-{split}", _split_digest(x, y)
         out.append(
             {"split": split, "name": name, "source": source, "digest": digest, "profile": profile}
         )
     return out
+
+
+def _target_profile(data, y) -> dict[str, Any]:
+    """Class counts; label counts (multi-label); per-target mean/min/max in the targets'
+    units (regression)."""
+    task = getattr(data, "task", None)
+    if task is None or task.name == "classification":
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=data.num_classes)
+        return {"class_counts": {str(c): int(n) for c, n in zip(data.class_names, counts)}}
+    if task.name == "multilabel":
+        counts = np.asarray(y).reshape(len(y), -1).sum(axis=0)
+        return {"label_counts": {str(c): int(n) for c, n in zip(task.labels_, counts)}}
+    values = np.asarray(task.decode(y), dtype=np.float64).reshape(len(y), -1)
+    return {
+        "targets": {
+            name: {"mean": float(col.mean()), "min": float(col.min()), "max": float(col.max())}
+            for name, col in zip(task.output_names(), values.T)
+        }
+        if len(values)
+        else {}
+    }
 
 
 def log_datasets(tracker, run_id: str, data, splits=("train", "validation")) -> None:
@@ -278,12 +310,33 @@ def _guard(what: str, run_id: str, fn: Callable[[], Any]) -> bool:
 
 
 def evaluation_reports(
-    tracker, run_id: str, model, x, y, class_names: list[str], split: str = "validation"
+    tracker,
+    run_id: str,
+    model,
+    x,
+    y,
+    class_names: list[str],
+    split: str = "validation",
+    task=None,
 ) -> dict[str, Any]:
-    """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y)."""
+    """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y).
+
+    ``task`` a multi-label or regression task: its reports instead (per-label precision and
+    recall; predicted-vs-true and residuals), see :func:`automl.task_reports.task_reports`.
+    """
     from automl.data.images import predict_images
+    from automl.task_outputs import is_classification
 
     probs = predict_images(model, x)
+    if not is_classification(task):
+        from automl.task_reports import task_reports
+
+        figures, tables = task_reports(task, y, probs, split=split)
+        for name, fig in figures.items():
+            _log_figure(tracker, run_id, fig, name)
+        for name, table in tables.items():
+            tracker.log_dict(run_id, table, f"{name}.json")
+        return tables
     pred = np.argmax(probs, axis=1)
     scores = per_class_scores(y, pred, class_names)
     fig = confusion_matrix_figure(y, pred, class_names, title=f"confusion matrix ({split})")
@@ -328,7 +381,13 @@ def log_trial_reports(
         "validation reports",
         run_id,
         lambda: evaluation_reports(
-            tracker, run_id, outcome.model, data.x_val, data.y_val, data.class_names
+            tracker,
+            run_id,
+            outcome.model,
+            data.x_val,
+            data.y_val,
+            data.class_names,
+            task=getattr(data, "task", None),
         ),
     )
     _guard(
@@ -375,14 +434,20 @@ def log_mlflow_model(
     name: str = "model",
     class_names: list[str] | None = None,
     register: str | None = None,
+    task=None,
 ) -> dict[str, Any]:
     """Log ``model`` as an MLflow model (Keras flavour) of run ``run_id``, optionally registered.
 
     The signature and input example come from ``example`` (a few raw images); the pip
     requirements are pinned to what runs now (no slow inference of requirements).
-    Returns ``{"model_id", "model_uri", "registered_version"}``.
+    Returns ``{"model_id", "model_uri", "registered_version"}``. ``task``: a multi-label or
+    regression task, saved with the model (its pyfunc answers a DataFrame, see
+    :mod:`automl.pyfunc`).
     """
+    from automl.task_outputs import task_meta
     from automl.tracking import save_keras_model
+
+    extra = task_meta(task)
 
     example = np.asarray(example)
     probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
@@ -396,6 +461,15 @@ def log_mlflow_model(
             pip_requirements=_requirements(),
             spec=spec,
         )
+        if extra:
+            import json
+
+            from automl.export import META_NAME
+            from automl.tracking import use_task_pyfunc
+
+            meta = {"class_names": list(class_names or []), **extra}
+            (Path(path) / META_NAME).write_text(json.dumps(meta, indent=2))
+            use_task_pyfunc(path, extra["task"])
 
     # MLflow checks the input example by predicting with the loaded model, which would draw
     # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.
@@ -406,7 +480,7 @@ def log_mlflow_model(
             name=name,
             model_type="keras-image-classifier",
             tags={"automl.kind": "model"},
-            metadata={"class_names": list(class_names or [])},
+            metadata={"class_names": list(class_names or []), **extra},
             register=register,
         )
 
@@ -433,8 +507,12 @@ def log_search_reports(
     model,
     data,
     register: str | None = None,
+    task=None,
 ) -> dict[str, Any]:
-    """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model."""
+    """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model.
+
+    ``task``: a multi-label or regression task (thresholds tuned): its test reports, and
+    saved with the MLflow model."""
 
     def leaderboard():
         buf = io.StringIO()
@@ -461,16 +539,25 @@ def log_search_reports(
         "test reports",
         parent_id,
         lambda: evaluation_reports(
-            tracker, parent_id, model, data.x_test, data.y_test, data.class_names, split="test"
+            tracker,
+            parent_id,
+            model,
+            data.x_test,
+            data.y_test,
+            data.class_names,
+            split="test",
+            task=task,
         ),
     )
-    tags = _log_best_model(tracker, parent_id, model, data, register)
+    tags = _log_best_model(tracker, parent_id, model, data, register, task)
     if tags:
         tracker.set_tags(parent_id, tags)
     return tags
 
 
-def _log_best_model(tracker, parent_id: str, model, data, register: str | None) -> dict[str, Any]:
+def _log_best_model(
+    tracker, parent_id: str, model, data, register: str | None, task=None
+) -> dict[str, Any]:
     """The best model as the search run's MLflow model, registered if asked; returns the
     parent's tags that say so (or why registering failed)."""
     tags: dict[str, Any] = {}
@@ -484,6 +571,7 @@ def _log_best_model(tracker, parent_id: str, model, data, register: str | None) 
             name="model",  # not "best_model": that run folder holds the plain .keras file
             class_names=data.class_names,
             register=register,
+            task=task,
         )
         tags["automl.best_model_uri"] = out["model_uri"]
         if register:

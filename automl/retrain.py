@@ -135,14 +135,25 @@ def retrain(
     return _result(run.info.run_id, new_id, outcome, test, info, tags, register)
 
 
+def _task(bundle):
+    """The bundle's multi-label or regression task; None for classification."""
+    from automl.task_outputs import bundle_task, is_classification
+
+    task = bundle_task(bundle)
+    return None if is_classification(task) else task
+
+
 def _result(from_id: str, new_id: str, outcome, test, info, tags, register) -> RetrainResult:
     """The retrain's result; a failed registration raises with it."""
+    key = "accuracy" if "test_accuracy" in test else next(iter(test))[5:]
     log.info(
-        "retrained %s as run %s: val_accuracy=%.4f test_accuracy=%.4f",
+        "retrained %s as run %s: val_%s=%.4f test_%s=%.4f",
         from_id,
         new_id,
-        outcome.metrics["val_accuracy"],
-        test["test_accuracy"],
+        key,
+        outcome.metrics.get(f"val_{key}", float("nan")),
+        key,
+        test[f"test_{key}"],
     )
     result = RetrainResult(
         new_id,
@@ -271,10 +282,16 @@ class _Retrain:
         progress.close()
         probs = predict_images(outcome.model, self.bundle.x_test)
         y = self.bundle.y_test
-        test = {
-            "test_accuracy": accuracy(y, probs),
-            "test_loss": log_loss(y, probs),
-        }
+        task = _task(self.bundle)
+        if task is not None:  # multi-label / regression: every objective of the task
+            from automl.metrics import score
+
+            test = {f"test_{o[4:]}": score(task, y, probs, o) for o in task.objectives}
+        else:
+            test = {
+                "test_accuracy": accuracy(y, probs),
+                "test_loss": log_loss(y, probs),
+            }
         last = max((int(e["step"]) for e in outcome.history), default=0)
         # the latest value of each metric = the best epoch's
         self.tracker.log_metrics(new_id, {**outcome.metrics, **test}, step=last)
@@ -305,12 +322,18 @@ class _Retrain:
             full=self.full,
         )
         evaluation_reports(
-            tracker, new_id, outcome.model, b.x_test, b.y_test, b.class_names, "test"
+            tracker, new_id, outcome.model, b.x_test, b.y_test, b.class_names, "test", _task(b)
         )
         splits = ("train", "test") if self.full else ("train", "validation")
         log_datasets(tracker, new_id, self.train_data, splits)
         info = log_mlflow_model(
-            tracker, new_id, outcome.model, b.x_test[:2], name="model", class_names=b.class_names
+            tracker,
+            new_id,
+            outcome.model,
+            b.x_test[:2],
+            name="model",
+            class_names=b.class_names,
+            task=_task(b),
         )
         return info, {"automl.model_uri": info["model_uri"], **_register(tracker, info, register)}
 

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from automl.tracking import TAG_KIND, TAG_TRIAL, Tracker, ranked
+from automl.task_outputs import lower_is_better
+from automl.tracking import TAG_KIND, TAG_TRIAL, TASK_SCORES, Tracker, ranked
 
 log = logging.getLogger("automl")
 
@@ -122,6 +123,8 @@ def trial_records(tracker: Tracker, parent_id: str):
                 "start": r.info.start_time / 1000,
                 "end": r.info.end_time / 1000 if r.info.end_time else None,
                 **{k: m.get(f"best_{k}") for k in ("val_accuracy", "val_loss", "accuracy", "loss")},
+                # a multi-label or regression trial's objectives (val_mae, val_macro_f1...)
+                **{k: m[f"best_{k}"] for k in TASK_SCORES if f"best_{k}" in m},
                 "best_epoch": m.get("best_epoch"),
                 "epochs_run": m.get("epochs_run"),
                 "note": r.data.tags.get(NOTE, ""),
@@ -207,7 +210,7 @@ def trial_note(row, features: list[str], objective: str) -> str:
     """One sentence: configuration, best epoch and score (or why it failed)."""
     head = f"**{trial_label(row['trial'])}**: {_config_text(row, features)}."
     if row["status"] == "FINISHED" and _present(row.get(objective)):
-        other = "val_loss" if objective == "val_accuracy" else "val_accuracy"
+        other = "val_loss" if objective != "val_loss" else "val_accuracy"
         epoch = row.get("best_epoch")
         at = f" at epoch {int(epoch) + 1}" if _present(epoch) else ""  # 0-based
         of = f" of {int(row['epochs_run'])}" if at and _present(row.get("epochs_run")) else ""
@@ -217,6 +220,14 @@ def trial_note(row, features: list[str], objective: str) -> str:
     if row["status"] == "RUNNING":
         return f"{head} Running."
     return f"{head} {row['status'].capitalize()}: {row.get('reason') or 'no score'}."
+
+
+def _task_test(metrics: dict, objective: str) -> tuple[str, float] | None:
+    """``(name, value)`` of a multi-label or regression search's test score on its objective."""
+    key = f"test_{objective.removeprefix('val_')}"
+    if objective in TASK_SCORES and key in metrics:
+        return key.removeprefix("test_"), metrics[key]
+    return None
 
 
 def parent_note(
@@ -241,12 +252,25 @@ def parent_note(
     lines = [f"**Search** on {data}; {space}."]
     done = finished(records, objective)
     status = (
-        "finished" if parent.info.status == "FINISHED" or "test_accuracy" in metrics else "running"
+        "finished"
+        if parent.info.status == "FINISHED"
+        or "test_accuracy" in metrics
+        or _task_test(metrics, objective)
+        else "running"
     )
     progress = f"{len(done)} trial(s) finished, {failed} failed or stopped; search {status}."
     if len(done):
         best = done.iloc[0]
         progress += f" Best so far: **{best['name']}**, {objective} {best[objective]:.4f}."
+    test = _task_test(metrics, objective)
+    if test and "test_accuracy" not in metrics:  # a multi-label or regression search
+        winner = tags.get("automl.best_trial_id", "?")
+        progress = (
+            f"{len(done)} trial(s) finished, {failed} failed or stopped. **Winner**: "
+            f"{_winner_name(records, tags) or winner}, {objective} "
+            f"{metrics.get(f'best_{objective}', float('nan')):.4f}; **test {test[0]} "
+            f"{test[1]:.4f}** (val-to-test gap {metrics.get('val_test_gap', 0):+.4f})."
+        )
     if "test_accuracy" in metrics:
         winner = tags.get("automl.best_trial_id", "?")
         progress = (
@@ -322,7 +346,7 @@ def report_figure(
     plt = _plt()
     fig = plt.figure(figsize=(13, 9.5))
     grid = fig.add_gridspec(3, 2, height_ratios=[1, 1, 1.25])
-    lower = objective == "val_loss"
+    lower = lower_is_better(objective)
     done = records[records["status"].eq("FINISHED") & records[objective].notna()].copy()
     done["_order"] = done["trial"].map(lambda t: int(t) if str(t).isdigit() else 10**6)
     done = done.sort_values(["_order", "start"])
@@ -412,7 +436,7 @@ def _importance_panel(ax, imp: dict[str, float], objective: str, finished: int) 
 
 def _parallel_panel(ax, plt, done, axes_names: list[str], obj, objective: str) -> None:
     """One line per finished trial across its searched values and its score (best in bold)."""
-    lower = objective == "val_loss"
+    lower = lower_is_better(objective)
     cols = [_axis_values(done[f]) for f in axes_names]
     span = np.ptp(obj)
     obj_scaled = (obj - obj.min()) / span if span > 0 else np.full(len(obj), 0.5)

@@ -38,6 +38,25 @@ DEFAULT_UI = "http://127.0.0.1:5000"  # where `automl ui` serves by default
 # A trial's scores at its best epoch are logged as best_<name>; the leaderboard shows them as <name>.
 SCORES = ("val_accuracy", "val_loss", "accuracy", "loss")
 SCORE_COLUMNS = [*SCORES, "best_epoch", "epochs_run"]
+# The other tasks' objectives (automl.tasks): a trial logs ``best_<objective>`` for them too,
+# and the leaderboard shows a column for each one some trial of the search logged.
+TASK_SCORES = (
+    "val_balanced_accuracy",
+    "val_macro_f1",
+    "val_micro_f1",
+    "val_auc",
+    "val_mae",
+    "val_rmse",
+    "val_r2",
+)
+
+
+def _score_columns(runs, objective: str) -> list[str]:
+    """SCORE_COLUMNS, with the task objectives some run logged (and ``objective``) after
+    the scores: for a classification search on val_accuracy/val_loss, SCORE_COLUMNS."""
+    logged = {k for r in runs for k in r.data.metrics}
+    extra = [k for k in TASK_SCORES if f"best_{k}" in logged or k == objective]
+    return [*SCORES, *extra, *SCORE_COLUMNS[len(SCORES) :]]
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -505,11 +524,14 @@ class Tracker:
         import pandas as pd
 
         rows = []
-        for r in self.trial_runs(parent_id):
+        runs = self.trial_runs(parent_id)
+        columns = _score_columns(runs, objective)
+        scores = {*SCORES, *TASK_SCORES}
+        for r in runs:
             row = {
                 "trial": r.data.tags.get(TAG_TRIAL, ""),
                 "status": r.info.status,
-                **{k: r.data.metrics.get(f"best_{k}" if k in SCORES else k) for k in SCORE_COLUMNS},
+                **{k: r.data.metrics.get(f"best_{k}" if k in scores else k) for k in columns},
                 **{k: _parse(v) for k, v in r.data.params.items()},
                 "seconds": (r.info.end_time - r.info.start_time) / 1000
                 if r.info.end_time
@@ -615,6 +637,27 @@ def _check_serving_input(spec, local: str) -> None:
         _validate_serving_input(model_uri=local, serving_input=serving_input)
     except Exception as e:  # noqa: BLE001 - MLflow only warns here too
         log.warning("the model's input example could not be scored: %s: %s", type(e).__name__, e)
+
+
+def use_task_pyfunc(path: str | Path, task_config: dict) -> None:
+    """Point the MLflow model folder ``path``'s pyfunc flavour at :mod:`automl.pyfunc` (a
+    DataFrame with the task's named columns out), and declare those columns as the
+    signature's outputs."""
+    from mlflow.models import Model
+    from mlflow.types import ColSpec, Schema
+
+    from automl.tasks import task_from_config
+
+    path = Path(path)
+    mlmodel = Model.load(str(path / "MLmodel"))
+    mlmodel.flavors["python_function"]["loader_module"] = "automl.pyfunc"  # its _load_pyfunc
+    task = task_from_config(task_config)
+    columns = [ColSpec("double", n) for n in task.output_names()]
+    if task.name == "multilabel":
+        columns.insert(0, ColSpec("string", "labels"))
+    if mlmodel.signature is not None:
+        mlmodel.signature.outputs = Schema(columns)
+    mlmodel.save(str(path / "MLmodel"))
 
 
 def save_keras_model(
@@ -872,7 +915,9 @@ def best_trial(tracker: Tracker, parent_id: str, objective: str = "val_accuracy"
         "run_id": row["run_id"],
         "hyperparameters": {k: row[k] for k in HYPERPARAMETERS if k in row},
         "metrics": {
-            k: row[k] for k in ("val_accuracy", "val_loss", "accuracy", "loss") if k in row
+            k: row[k]
+            for k in ("val_accuracy", "val_loss", "accuracy", "loss", *TASK_SCORES)
+            if k in row
         },
     }
 

@@ -36,6 +36,9 @@ class SearchResult:
     class_names: list[str] = field(default_factory=list)
     data: DataBundle | None = field(default=None, repr=False)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    # The fitted task (multi-label thresholds tuned on validation by score_test); None: the
+    # data's task, or a classification of class_names.
+    task: Any = field(default=None, repr=False)
     # The best model, loaded once by the first predict/evaluate and kept.
     _model: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -101,15 +104,34 @@ class SearchResult:
             models.append(keras.models.load_model(ckpt, safe_mode=True, compile=False))
         return models
 
-    def predict(self, images) -> list[str]:
-        """The best model's class name for each image (an (N, H, W[, C]) array, or a list of
-        HxWxC arrays or image files)."""
+    def _task(self):
+        """The search's fitted task, or None for a classification search."""
+        from automl.task_outputs import is_classification
+
+        task = self.task
+        if task is None and self.data is not None:
+            task = getattr(self.data, "task", None)
+        return None if is_classification(task) else task
+
+    def predict(self, images) -> list:
+        """The best model's answer for each image (an (N, H, W[, C]) array, or a list of
+        HxWxC arrays or image files): its class name (classification), its label set
+        (multi-label, at the thresholds tuned on validation), its value(s) in the targets'
+        units (regression: an (N,) array for one target, (N, targets) for several)."""
         probs = self.probabilities(images)
+        task = self._task()
+        if task is not None:
+            return task.decode(probs)
         return [self.class_names[i] for i in np.argmax(probs, axis=1)]
 
     def evaluate(self, x, y) -> dict[str, float]:
         """The best model's ``accuracy`` and ``loss`` on images ``x`` and labels ``y``
-        (labels as given to the search: ints or strings)."""
+        (labels as given to the search: ints or strings). Multi-label and regression:
+        every score of the task (``macro_f1``, ``micro_f1``, ``auc``, ``loss``; ``mae``,
+        ``rmse``, ``r2``, ``loss``), targets as given to the search."""
+        task = self._task()
+        if task is not None:
+            return self._evaluate_task(task, x, y)
         names = [str(n) for n in self.class_names]
         index = {n: i for i, n in enumerate(names)}
         labels = np.asarray(y).reshape(-1)
@@ -129,8 +151,20 @@ class SearchResult:
             "n": float(len(target)),
         }
 
+    def _evaluate_task(self, task, x, y) -> dict[str, float]:
+        from automl.metrics import score
+
+        target = task.encode(y)
+        outputs = self.probabilities(x)
+        if len(outputs) != len(target):
+            raise DataError(f"x has {len(outputs)} images but y has {len(target)} targets")
+        out = {o.removeprefix("val_"): score(task, target, outputs, o) for o in task.objectives}
+        return {**out, "n": float(len(target))}
+
     def probabilities(self, images) -> np.ndarray:
-        """(N, classes) probabilities of the best model, in ``class_names`` order."""
+        """(N, classes) probabilities of the best model, in ``class_names`` order (the raw
+        outputs: per-label probabilities for multi-label, standardised values for
+        regression)."""
         imgs = _images(images)
         if not imgs:
             return np.zeros((0, len(self.class_names)), np.float32)
@@ -154,6 +188,7 @@ class SearchResult:
         )
         if kwargs.get("quantize") == "int8" and self.data is not None:
             kwargs.setdefault("calibration_images", self.data.x_train[:CALIBRATION_IMAGES])
+        kwargs.setdefault("task", self._task())
         return export_model(
             self.best_model(), path, format=format, class_names=self.class_names, **kwargs
         )
@@ -298,14 +333,58 @@ def score_test(c: Closing) -> None:
     del held
     probs = predict_images(c.model, c.data.x_test)
     y = c.data.y_test
+    from automl.task_outputs import bundle_task, is_classification
+
+    if not is_classification(bundle_task(c.data)):
+        _score_task_test(c, best, probs)
+        return
     acc, loss = accuracy(y, probs), log_loss(y, probs)
     # The val-to-test gap says how much selecting on validation flattered the model.
     gap = float(best["metrics"]["val_accuracy"]) - acc
     result.test_metrics = {"test_accuracy": acc, "test_loss": loss, "val_test_gap": gap}
+    if result.objective not in ("val_accuracy", "val_loss", None):  # balanced accuracy, ...
+        from automl.metrics import score
+
+        name = result.objective.removeprefix("val_")
+        result.test_metrics[f"test_{name}"] = score("classification", y, probs, result.objective)
     tracker.log_metrics(
         result.parent_run_id,
         {**result.test_metrics, "best_val_accuracy": best["metrics"]["val_accuracy"]},
     )
+    tracker.set_tags(
+        result.parent_run_id,
+        {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
+    )
+
+
+def _score_task_test(c: Closing, best: dict[str, Any], outputs: np.ndarray) -> None:
+    """:func:`score_test` for multi-label and regression: multi-label thresholds tuned on
+    the validation split (saved with the model: the parent's ``task.json``), then every
+    objective of the task on the test split (``test_macro_f1``, ``test_mae``...)."""
+    from automl.data.images import predict_images
+    from automl.metrics import score, tune_thresholds
+    from automl.task_outputs import bundle_task, copy_task, task_objective
+
+    result, tracker, data = c.result, c.tracker, c.data
+    task = copy_task(bundle_task(data))  # the data's own task keeps its thresholds
+    if task.name == "multilabel" and len(data.x_val):
+        task.set_thresholds(tune_thresholds(data.y_val, predict_images(c.model, data.x_val)))
+    objective = task_objective(task, result.objective)
+    test = {
+        f"test_{o.removeprefix('val_')}": score(task, data.y_test, outputs, o)
+        for o in task.objectives
+    }
+    result.test_metrics = dict(test)
+    logged = dict(test)
+    val = best["metrics"].get(objective)
+    if val is not None and val == val:
+        # The val-to-test gap says how much selecting on validation flattered the model.
+        result.test_metrics["val_test_gap"] = float(val) - test[f"test_{objective[4:]}"]
+        logged.update(val_test_gap=result.test_metrics["val_test_gap"])
+        logged[f"best_{objective}"] = float(val)
+    tracker.log_metrics(result.parent_run_id, logged)
+    tracker.log_dict(result.parent_run_id, task.to_config(), "task.json")
+    result.task = task
     tracker.set_tags(
         result.parent_run_id,
         {"automl.best_trial_id": best["trial_id"], "automl.best_run_id": best["run_id"]},
@@ -322,13 +401,16 @@ def log_reports(c: Closing) -> None:
 
     result, tracker, best = c.result, c.tracker, c.best
     ckpt = c.checkpoints.path(best["trial_id"])  # an export already (class names inside)
+    task = result._task()  # multi-label / regression: saved with its tuned thresholds
     with tempfile.TemporaryDirectory() as tmp:
-        if ckpt.exists():
+        if ckpt.exists() and task is None:
             path = Path(shutil.copy(ckpt, Path(tmp) / "model.keras"))
         else:
             from automl.export import export_model
 
-            path = export_model(c.model, Path(tmp) / "model.keras", class_names=result.class_names)
+            path = export_model(
+                c.model, Path(tmp) / "model.keras", class_names=result.class_names, task=task
+            )
         tracker.log_artifact(result.parent_run_id, path, "best_model")
     c.tags = log_search_reports(
         tracker,
@@ -339,11 +421,25 @@ def log_reports(c: Closing) -> None:
         model=c.model,
         data=c.data,
         register=c.settings.register,
+        task=task,
     )
     search_report.refresh(tracker, result.parent_run_id)  # the winner, test score, outcome
     tracker.end_run(result.parent_run_id, "FINISHED")
     c.model = None
     keras.backend.clear_session()
+    if task is not None:
+        from automl.task_outputs import task_objective
+
+        objective = task_objective(task, result.objective)
+        log.info(
+            "best trial %s: %s=%.4f, test_%s=%.4f",
+            best["trial_id"],
+            objective,
+            float(best["metrics"].get(objective, float("nan"))),
+            objective[4:],
+            result.test_metrics[f"test_{objective[4:]}"],
+        )
+        return
     log.info(
         "best trial %s: val_accuracy=%.4f, test_accuracy=%.4f",
         best["trial_id"],
