@@ -195,7 +195,7 @@ def test_cli_predict_prints_task_output(tmp_path, kind, capsys):
 
 # --- after the search: bundles and runs built directly ----------------------------------------
 def _bundle(task, y_train, y_val, y_test, n: int = 8):
-    """A DataBundle holding ``task`` (set as an attribute until DataBundle has the field)."""
+    """A DataBundle of ``task``'s encoded targets."""
     from automl.data import DataBundle
 
     names = {"regression": task.output_names, "multilabel": lambda: task.labels_}.get(
@@ -206,8 +206,8 @@ def _bundle(task, y_train, y_val, y_test, n: int = 8):
         _images(len(y_train), 1), task.encode(y_train),
         _images(len(y_val), 2), task.encode(y_val),
         _images(len(y_test), 3), task.encode(y_test),
+        task=task,
     )  # fmt: skip
-    data.task = task
     return data
 
 
