@@ -18,6 +18,7 @@ import pytest
 
 from automl import cli as automl_cli
 from tests.fault_helpers import FailingWrites, Tripwire
+from tests.fault_helpers import light_reports as _light_reports
 from tests.robust_helpers import (
     FAST_SPACE_YAML,
     FakeTrials,
@@ -63,30 +64,6 @@ def space_file(tmp_path):
     p = tmp_path / "space.yaml"
     p.write_text(FAST_SPACE_YAML)
     return p
-
-
-def _light_reports(monkeypatch):
-    """The search's and trials' reports (plots, datasets, an MLflow model: seconds each) as
-    one small artifact each: a failure there is a warning by design (reports._guard), and the
-    sweeps need a search that takes a fraction of a second."""
-    import automl.executors.runner as runner
-    import automl.reports as reports
-
-    def search_reports(tracker, parent_id, **kw):
-        tracker.log_text(parent_id, "trial\n", "leaderboard.csv")
-        return {}
-
-    def trial_reports(tracker, run_id, *a, **kw):
-        tracker.log_text(run_id, "config\n", "config.yaml")
-
-    monkeypatch.setattr(reports, "log_search_reports", search_reports)
-    monkeypatch.setattr(reports, "log_trial_reports", trial_reports)
-    no_gc = type("gc", (), {"collect": staticmethod(lambda *a: 0)})
-    monkeypatch.setattr(runner, "gc", no_gc)
-    # keras.backend.clear_session runs a full gc.collect: 0.7 s each with TensorFlow loaded
-    import keras.src.backend.common.global_state as keras_state
-
-    monkeypatch.setattr(keras_state, "gc", no_gc)
 
 
 def _search_argv(folder, space_file, experiment):
