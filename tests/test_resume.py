@@ -19,6 +19,7 @@ from automl.data import load_data
 from automl.errors import SearchError
 from automl.search import project_dir as _project_dir
 from automl.space import load_space
+from tests.fault_helpers import light_reports
 from tests.robust_helpers import (
     FAST_SPACE_YAML,
     FakeTrials,
@@ -162,6 +163,7 @@ def test_sigterm_closes_the_run_as_killed_and_the_cli_resumes(
 
     fake = FakeTrials({("1", 1): terminate})
     fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)
     argv = ["search", "--data", str(image_folder), "--space", str(space_file)]
     argv += ["--max-trials", "2", "--tuner", "random", "--experiment", "term", "-q"]
     argv += ["--trials-per-worker", "0"]  # the fake trials are patched into this process
@@ -194,6 +196,7 @@ def test_a_trial_finished_in_mlflow_but_not_in_keras_tuner_is_not_run_again(
 
     fake = FakeTrials()
     search_mod = fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)
     original = kt.oracles.RandomSearchOracle.end_trial
 
     def end_trial(self, trial):
@@ -223,6 +226,7 @@ def test_a_hyperband_search_resumes_with_its_brackets(
     continued trials still start from their parent's checkpoint and keep their epochs."""
     fake = FakeTrials({("2", 1): KeyboardInterrupt})
     search_mod = fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)  # the brackets are the point, not the plots
     data, space = load_data(tiny_arrays), load_space(tiny_space)
     s = settings(max_trials=6, tuner="hyperband")
     with pytest.raises(KeyboardInterrupt):
