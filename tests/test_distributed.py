@@ -19,7 +19,6 @@ from tests.distributed_helpers import (
     postgres_bin,
     trial_runs,
 )
-from tests.fault_helpers import light_reports
 
 try:
     import ray
@@ -87,9 +86,6 @@ def test_bad_distributed_settings_are_refused(kw, message, tiny_arrays):
 @needs_ray
 def test_two_workers_run_trials_at_once(ray_runtime, tmp_path, tiny_arrays, monkeypatch):
     uri = os.environ["MLFLOW_TRACKING_URI"]
-    # The search's own reports (plots, the best model as an MLflow model) are the other
-    # test's and test_mlflow_reports'; the trials' reports are still made, in the workers.
-    light_reports(monkeypatch)
     puts = []
     real_put = ray.put
     monkeypatch.setattr(
