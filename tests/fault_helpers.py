@@ -81,3 +81,41 @@ class FailingWrites:
         monkeypatch.setattr(os, "replace", fake_replace)
         monkeypatch.setattr(os, "rename", fake_rename)
         monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+def light_reports(monkeypatch) -> None:
+    """The search's and trials' reports (plots, datasets, an MLflow model: seconds each) as
+    one small artifact each: a failure there is a warning by design (reports._guard), and the
+    sweeps need a search that takes a fraction of a second.
+
+    The search report (automl.search_report.refresh, after every trial and at the end) keeps
+    every step and every write (the notes, report.html, the PNG file, the tags): only the
+    matplotlib drawing of its figure (most of a fake search's time) is a fixed PNG's bytes."""
+    import automl.executors.runner as runner
+    import automl.reports as reports
+    import automl.search_report as search_report
+
+    def search_reports(tracker, parent_id, **kw):
+        tracker.log_text(parent_id, "trial\n", "leaderboard.csv")
+        return {}
+
+    def trial_reports(tracker, run_id, *a, **kw):
+        tracker.log_text(run_id, "config\n", "config.yaml")
+
+    monkeypatch.setattr(reports, "log_search_reports", search_reports)
+    monkeypatch.setattr(reports, "log_trial_reports", trial_reports)
+    monkeypatch.setattr(search_report, "report_figure", lambda *a, **kw: None)
+    monkeypatch.setattr(search_report, "_png", lambda fig: _PNG)
+    no_gc = type("gc", (), {"collect": staticmethod(lambda *a: 0)})
+    monkeypatch.setattr(runner, "gc", no_gc)
+    # keras.backend.clear_session runs a full gc.collect: 0.7 s each with TensorFlow loaded
+    import keras.src.backend.common.global_state as keras_state
+
+    monkeypatch.setattr(keras_state, "gc", no_gc)
+
+
+# A 1x1 PNG: what the search report's figure is replaced by in the sweeps.
+_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf000001010100a9d1b7b70000000049454e44ae426082"
+)

@@ -47,9 +47,12 @@ def test_workers_without_ray_is_one_line(monkeypatch, capsys, tiny_arrays):
         match=r'--workers 2 needs Ray, which is not installed; run: pip install -e "\.\[distributed\]"',
     ):
         automl.search(tiny_arrays, space=SPACE, workers=2, max_trials=2)
+    capsys.readouterr()
     assert cli.main(["search", "--workers", "2", "--data", "demo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'pip install -e ".[distributed]"' in err[0]
+    # progress first (issue 18: "HH:MM:SS task: ..."), then the error in one line
+    assert all(" task: " in line for line in err[:-1]), err
+    assert err[-1].startswith("automl: error: ") and 'pip install -e ".[distributed]"' in err[-1]
 
 
 def test_cli_passes_the_distributed_options(monkeypatch):

@@ -19,6 +19,7 @@ from automl.data import load_data
 from automl.errors import SearchError
 from automl.search import project_dir as _project_dir
 from automl.space import load_space
+from tests.fault_helpers import light_reports
 from tests.robust_helpers import (
     FAST_SPACE_YAML,
     FakeTrials,
@@ -53,8 +54,11 @@ def _killed_reason(uri, experiment, tid):
     return board[(board["trial"] == tid) & (board["status"] == "KILLED")]["reason"].tolist()
 
 
-def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, space_file):
-    """A real `python -m automl search` in a subprocess: Ctrl-C in trial 0, SIGKILL in trial 1."""
+def test_sigint_then_sigkill_then_resume_a_real_search(
+    monkeypatch, tmp_path, image_folder, space_file, capsys
+):
+    """A real `python -m automl search` in a subprocess: Ctrl-C in trial 0, SIGKILL in trial 1;
+    then the same command, in this process (its trial still runs in a worker process), ends it."""
     uri, env = f"sqlite:///{tmp_path}/mlruns/mlflow.db", cli_env(tmp_path)
     cmd = cli(
         "search",
@@ -123,10 +127,12 @@ def test_sigint_then_sigkill_then_resume_a_real_search(tmp_path, image_folder, s
     assert oracle["end_order"] == ["0"] and oracle["ongoing_trials"] == {"tuner0": "1"}
 
     # 3. Resumed to the end: trial 0 is not run again, trial 1 runs again once.
-    proc, log, fh = start("resume")
-    assert proc.wait(timeout=400) == 0, log.read_text()
-    fh.close()
-    text = log.read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    capsys.readouterr()
+    rc = automl_cli.main(cmd[3:])  # cmd: python -m automl search ...
+    text = "".join(capsys.readouterr())
+    assert rc == 0, text
     assert "trial 0 started" not in text and text.count("trial 1 started") == 1
     parents, runs = runs_by_trial(uri, "kill")
     assert [p.info.status for p in parents] == ["FINISHED"]
@@ -162,6 +168,7 @@ def test_sigterm_closes_the_run_as_killed_and_the_cli_resumes(
 
     fake = FakeTrials({("1", 1): terminate})
     fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)
     argv = ["search", "--data", str(image_folder), "--space", str(space_file)]
     argv += ["--max-trials", "2", "--tuner", "random", "--experiment", "term", "-q"]
     argv += ["--trials-per-worker", "0"]  # the fake trials are patched into this process
@@ -194,6 +201,7 @@ def test_a_trial_finished_in_mlflow_but_not_in_keras_tuner_is_not_run_again(
 
     fake = FakeTrials()
     search_mod = fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)
     original = kt.oracles.RandomSearchOracle.end_trial
 
     def end_trial(self, trial):
@@ -223,6 +231,7 @@ def test_a_hyperband_search_resumes_with_its_brackets(
     continued trials still start from their parent's checkpoint and keep their epochs."""
     fake = FakeTrials({("2", 1): KeyboardInterrupt})
     search_mod = fast_search(monkeypatch, tmp_path, fake)
+    light_reports(monkeypatch)  # the brackets are the point, not the plots
     data, space = load_data(tiny_arrays), load_space(tiny_space)
     s = settings(max_trials=6, tuner="hyperband")
     with pytest.raises(KeyboardInterrupt):
