@@ -256,7 +256,6 @@ def _keep(
     import keras
 
     from automl.export import export_model
-    from automl.reports import CONFIG_FILE, trial_config
     from automl.task_outputs import bundle_task, is_classification
 
     task = bundle_task(data)
@@ -271,15 +270,7 @@ def _keep(
             "epochs_run": out.metrics["epochs_run"],
         },
     )
-    config_out = trial_config(
-        plan.cfg,
-        data,
-        seed=plan.seed,
-        split_seed=int(plan.config["data"]["split_seed"]),
-        budget=plan.budget,
-    )
-    config_out.update(refit_of=best["run_id"], stop_after=plan.total)
-    tracker.log_dict(run_id, config_out, CONFIG_FILE)
+    _log_config(tracker, run_id, best, plan, data)
     if not ok(seen, won):  # it trained on these images: a working fit does this
         tracker.end_run(run_id, "FINISHED")
         _note(
@@ -299,16 +290,7 @@ def _keep(
     )
     # The winner's validation scores: the evidence the configuration was chosen on. With
     # them the refit ranks next to (just above) the trial it refits.
-    tracker.log_metrics(
-        run_id,
-        {f"best_{k}": best["metrics"][k] for k in ("val_accuracy", "val_loss")}
-        if is_classification(task)
-        else {
-            f"best_{k}": v
-            for k, v in best["metrics"].items()
-            if k.startswith("val_") and v is not None and v == v
-        },
-    )
+    tracker.log_metrics(run_id, _winner_scores(best, task))
     tracker.set_tags(run_id, {"automl.checkpoint": str(path)})
     tracker.end_run(run_id, "FINISHED")
     tracker.set_tags(plan.parent, {"automl.refit_run_id": run_id})
@@ -321,3 +303,31 @@ def _keep(
     del out
     keras.backend.clear_session()
     return run_id
+
+
+def _log_config(tracker, run_id: str, best, plan: _Plan, data) -> None:
+    """The refit's ``config.yaml``: the winner's, with what it refits and where it stops."""
+    from automl.reports import CONFIG_FILE, trial_config
+
+    config_out = trial_config(
+        plan.cfg,
+        data,
+        seed=plan.seed,
+        split_seed=int(plan.config["data"]["split_seed"]),
+        budget=plan.budget,
+    )
+    config_out.update(refit_of=best["run_id"], stop_after=plan.total)
+    tracker.log_dict(run_id, config_out, CONFIG_FILE)
+
+
+def _winner_scores(best, task) -> dict[str, float]:
+    """The refit trial's ``best_*`` metrics: the winner's validation scores."""
+    from automl.task_outputs import is_classification
+
+    if is_classification(task):
+        return {f"best_{k}": best["metrics"][k] for k in ("val_accuracy", "val_loss")}
+    return {
+        f"best_{k}": v
+        for k, v in best["metrics"].items()
+        if k.startswith("val_") and v is not None and v == v
+    }

@@ -234,22 +234,9 @@ def parent_note(
     parent, records, features: list[str], objective: str, compare: str, total_finished: int
 ) -> str:
     """The search in a paragraph: data, space, budget, progress or winner, test score, links."""
-    p, tags, metrics = parent.data.params, parent.data.tags, parent.data.metrics
-    data = (
-        f"data `{p.get('data_name') or p.get('data_source', '?')}` ({p.get('n_train', '?')} train / "
-        f"{p.get('n_val', '?')} validation / {p.get('n_test', '?')} test images, "
-        f"{p.get('num_classes', '?')} classes)"
-    )
-    budget = p.get("time_budget_minutes")
-    budget_text = (
-        f"{budget} min time budget" if budget not in (None, "None", "") else "no time budget"
-    )
-    space = (
-        f"space `{p.get('space_name', '?')}` searching {', '.join(features) or 'nothing'} with the "
-        f"{p.get('tuner', '?')} tuner, up to {p.get('max_trials', '?')} trials, {budget_text}"
-    )
+    tags, metrics = parent.data.tags, parent.data.metrics
     failed = int(records["status"].isin(["FAILED", "KILLED"]).sum()) if len(records) else 0
-    lines = [f"**Search** on {data}; {space}."]
+    lines = [f"**Search** on {_data_and_space(parent.data.params, features)}."]
     done = finished(records, objective)
     status = (
         "finished"
@@ -294,6 +281,24 @@ def parent_note(
             f"what mattered: artifact `{REPORT_HTML}`."
         )
     return "\n\n".join(lines)
+
+
+def _data_and_space(p: dict, features: list[str]) -> str:
+    """The search's data and space in one sentence (from the parent run's params)."""
+    data = (
+        f"data `{p.get('data_name') or p.get('data_source', '?')}` ({p.get('n_train', '?')} train / "
+        f"{p.get('n_val', '?')} validation / {p.get('n_test', '?')} test images, "
+        f"{p.get('num_classes', '?')} classes)"
+    )
+    budget = p.get("time_budget_minutes")
+    budget_text = (
+        f"{budget} min time budget" if budget not in (None, "None", "") else "no time budget"
+    )
+    space = (
+        f"space `{p.get('space_name', '?')}` searching {', '.join(features) or 'nothing'} with the "
+        f"{p.get('tuner', '?')} tuner, up to {p.get('max_trials', '?')} trials, {budget_text}"
+    )
+    return f"{data}; {space}"
 
 
 def _winner_name(records, tags) -> str:

@@ -126,6 +126,25 @@ def read_table(
     forced = get_task(task) if task is not None else None
     targets, kind, names = _targets(df, name, tcols, forced)
     keep, paths, skipped = _resolve_paths(df[pcol].tolist(), base)
+    _check_files(df, name, pcol, base, keep, skipped, strict)
+    rows = np.asarray(keep, np.int64)
+    kept = targets[rows] if not isinstance(targets, list) else [targets[i] for i in keep]
+    fitted, kept, label_names = _fit_task(forced, kind, names, kept, name, tcols)
+    return Table(
+        paths=paths,
+        targets=kept,
+        task=fitted,
+        label_names=label_names,
+        path_column=str(pcol),
+        target_columns=[str(c) for c in tcols],
+        rows=rows,
+        skipped=skipped,
+        source=name,
+    )
+
+
+def _check_files(df, name: str, pcol, base, keep: list, skipped: list, strict: bool) -> None:
+    """Refuse a table whose files are missing (some with ``strict``, or all); warn otherwise."""
     if skipped and strict:
         raise DataError(
             f"{len(skipped)} of the {len(df)} files in {name}'s {pcol!r} column are missing: "
@@ -142,8 +161,11 @@ def read_table(
         log.warning(
             "%s: skipped %d row(s) whose file is missing: %s", name, len(skipped), _shown(skipped)
         )
-    rows = np.asarray(keep, np.int64)
-    kept = targets[rows] if not isinstance(targets, list) else [targets[i] for i in keep]
+
+
+def _fit_task(forced, kind: str, names, kept, name: str, tcols):
+    """The task (``forced`` or the one the targets look like) fitted on the kept rows' targets;
+    returns it, the targets as the Table holds them, and the label (or target) names."""
     chosen = forced if forced is not None else get_task(kind)
     if chosen.name == "multilabel":
         from automl.tasks import MultiLabel
@@ -158,25 +180,10 @@ def read_table(
     except AutoMLError as e:
         raise DataError(f"{name}, column {', '.join(map(repr, tcols))}: {e}") from None
     if fitted.name == "multilabel":
-        kept = fitted.encode(kept).astype(np.uint8)
-        label_names = list(fitted.labels_)
-    elif fitted.name == "regression":
-        kept = np.asarray(kept, np.float64)
-        label_names = list(fitted.target_names_)
-    else:
-        kept = np.asarray(kept)
-        label_names = list(fitted.classes_)
-    return Table(
-        paths=paths,
-        targets=kept,
-        task=fitted,
-        label_names=label_names,
-        path_column=str(pcol),
-        target_columns=[str(c) for c in tcols],
-        rows=rows,
-        skipped=skipped,
-        source=name,
-    )
+        return fitted, fitted.encode(kept).astype(np.uint8), list(fitted.labels_)
+    if fitted.name == "regression":
+        return fitted, np.asarray(kept, np.float64), list(fitted.target_names_)
+    return fitted, np.asarray(kept), list(fitted.classes_)
 
 
 def sample_paths(source: Any, *, path_column: str | None = None, n: int = 64) -> list[str]:
