@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.bundle import DataBundle, resize_batch, split
+from automl.data.bundle import DataBundle, of_splits, resize_batch, split
 from automl.data.images import IN_MEMORY_MAX_BYTES, ArrayImages, ImageView, as_view  # noqa: F401
 from automl.data.sources import (
     TFDS_VALIDATION,
@@ -158,20 +158,7 @@ def _task_bundle(x, targets, task, name, source, seed, val_fraction, test_fracti
     train, val, test = task_split(
         y, task.name, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
-    base = as_view(x)
-    return DataBundle(
-        name=name,
-        source=source,
-        class_names=_names(task),
-        x_train=base.take(train),
-        y_train=y[train],
-        x_val=base.take(val),
-        y_val=y[val],
-        x_test=base.take(test),
-        y_test=y[test],
-        skipped=list(skipped),
-        task=task,
-    )
+    return of_splits(x, y, (train, val, test), name, source, _names(task), skipped, task)
 
 
 def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progress=None):

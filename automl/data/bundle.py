@@ -202,10 +202,17 @@ def split(
             f"data {source!r} has {n} images for {n_classes} classes: too few to split "
             "into train/val/test; add images"
         )
-    base = as_view(x)
     idx = np.arange(n)
     rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
     train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed + 1)
+    return of_splits(x, y, (train, val, test), name, source, class_names, skipped)
+
+
+def of_splits(x, y, splits, name: str, source: str, class_names, skipped=None, task=None):
+    """The bundle of index arrays ``splits`` = (train, val, test) into images ``x`` (any
+    image source: views, never copies) and their targets ``y``."""
+    base = as_view(x)
+    train, val, test = splits
     return DataBundle(
         name=name,
         source=source,
@@ -217,4 +224,5 @@ def split(
         x_test=base.take(test),
         y_test=y[test],
         skipped=list(skipped or []),
+        task=task,
     )
