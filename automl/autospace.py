@@ -113,7 +113,7 @@ def _task_facts(bundle) -> dict[str, Any]:
     """The task's default objective and the training split's imbalance ratio (only where
     they differ from a balanced classification's, so that its description stays as it was)."""
     from automl.imbalance import WEIGHTS_ABOVE, imbalance_ratio
-    from automl.task_training import task_of
+    from automl.tasks import task_of
 
     task = task_of(bundle)
     out: dict[str, Any] = {}

@@ -119,7 +119,7 @@ def select(
     """
     import keras
 
-    from automl.task_outputs import is_classification
+    from automl.tasks import is_classification
 
     ids = list(paths)
     models = [keras.models.load_model(paths[t], safe_mode=True, compile=False) for t in ids]
@@ -211,9 +211,10 @@ def build_search_ensemble(
 
     best_params = tracker.run_params(result.best_trial["run_id"])
     val = subset(data, 0, int(best_params.get("val_images", 0) or 0))
-    from automl.task_outputs import bundle_task, is_classification, task_objective
+    from automl.task_outputs import task_objective
+    from automl.tasks import is_classification, task_of
 
-    task = bundle_task(data)
+    task = task_of(data)
     task = None if is_classification(task) else task
     objective = result.objective if task is None else task_objective(task, result.objective)
     out = select(paths, val.x_val, val.y_val, objective=objective, task=task)

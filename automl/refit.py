@@ -230,7 +230,8 @@ def _train(tracker, run_id: str, best, plan: _Plan, train, options, progress):
 
 def _check(task, objective: str) -> tuple[str, Any]:
     """The validation score the refit is checked on, and ``ok(seen, won)``."""
-    from automl.task_outputs import is_classification, task_objective
+    from automl.task_outputs import task_objective
+    from automl.tasks import is_classification
 
     if is_classification(task):
         return "val_accuracy", lambda seen, won: seen >= won - TOLERANCE
@@ -256,9 +257,9 @@ def _keep(
     import keras
 
     from automl.export import export_model
-    from automl.task_outputs import bundle_task, is_classification
+    from automl.tasks import is_classification, task_of
 
-    task = bundle_task(data)
+    task = task_of(data)
     key, ok = _check(task, objective)
     seen = out.metrics.get(key, float("nan"))
     won = best["metrics"].get(key, float("nan"))
@@ -322,7 +323,7 @@ def _log_config(tracker, run_id: str, best, plan: _Plan, data) -> None:
 
 def _winner_scores(best, task) -> dict[str, float]:
     """The refit trial's ``best_*`` metrics: the winner's validation scores."""
-    from automl.task_outputs import is_classification
+    from automl.tasks import is_classification
 
     if is_classification(task):
         return {f"best_{k}": best["metrics"][k] for k in ("val_accuracy", "val_loss")}

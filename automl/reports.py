@@ -325,7 +325,7 @@ def evaluation_reports(
     recall; predicted-vs-true and residuals), see :func:`automl.task_reports.task_reports`.
     """
     from automl.data.images import predict_images
-    from automl.task_outputs import is_classification
+    from automl.tasks import is_classification
 
     probs = predict_images(model, x)
     if not is_classification(task):

@@ -137,9 +137,9 @@ def retrain(
 
 def _task(bundle):
     """The bundle's multi-label or regression task; None for classification."""
-    from automl.task_outputs import bundle_task, is_classification
+    from automl.tasks import is_classification, task_of
 
-    task = bundle_task(bundle)
+    task = task_of(bundle)
     return None if is_classification(task) else task
 
 

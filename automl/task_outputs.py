@@ -9,8 +9,6 @@ label sets or numbers. This module is where the saved task is written and read:
   exactly what it was before tasks existed);
 * :func:`task_from_meta` reads it back (a :class:`Classification` of the class names when the
   metadata holds no task);
-* :func:`bundle_task` is the task of a :class:`automl.data.DataBundle` (``data.task``, or a
-  classification of its class names for a bundle built without one);
 * :func:`result_of` is one image's prediction as ``automl predict`` returns it.
 """
 
@@ -20,26 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from automl.tasks import Classification, Task, task_from_config
+from automl.tasks import Classification, Task, is_classification, task_from_config
 
-__all__ = ["bundle_task", "is_classification", "result_of", "task_from_meta", "task_meta"]
-
-
-def names_task(class_names: list[str]) -> Classification:
-    """A fitted classification of these class names, in this order."""
-    return Classification.from_config(
-        {"task": "classification", "classes": [str(n) for n in class_names]}
-    )
-
-
-def is_classification(task: Task | None) -> bool:
-    return task is None or task.name == "classification"
-
-
-def bundle_task(data: Any) -> Task:
-    """``data.task`` (a fitted task), or a classification of ``data.class_names``."""
-    task = getattr(data, "task", None)
-    return task if task is not None else names_task(list(data.class_names))
+__all__ = ["result_of", "task_from_meta", "task_meta"]
 
 
 def task_meta(task: Task | None) -> dict[str, Any]:
@@ -55,7 +36,7 @@ def task_from_meta(meta: dict | None, class_names: list[str] | None = None) -> T
     if isinstance(meta.get("task"), dict):
         return task_from_config(meta["task"])
     names = class_names if class_names is not None else meta.get("class_names")
-    return names_task(list(names)) if names else None
+    return Classification.of_names(list(names)) if names else None
 
 
 def task_objective(task: Task, objective: str | None) -> str:
@@ -66,9 +47,9 @@ def task_objective(task: Task, objective: str | None) -> str:
 
 def lower_is_better(objective: str) -> bool:
     """Whether a lower ``objective`` is better (``val_loss``, ``val_mae``, ``val_rmse``)."""
-    from automl.tasks import TASKS
+    from automl.metrics import direction
 
-    return any(cls.objectives.get(objective) == "min" for cls in TASKS.values())
+    return direction(objective) == "min"
 
 
 def copy_task(task: Task) -> Task:

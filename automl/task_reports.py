@@ -45,13 +45,18 @@ def _columns(a: Any) -> np.ndarray:
     return a.reshape(len(a), -1)
 
 
-def predicted_vs_true_figure(y_true, y_pred, names: list[str] | None = None, title: str = ""):
-    """Predicted against true value, one panel per target, with the y = x line."""
-    plt = _plt()
+def _panels(y_true, y_pred, names):
+    """The targets as columns, their names, and a figure of one panel per target."""
     t, p = _columns(y_true), _columns(y_pred)
     k = t.shape[1]
     names = names or [f"target {j}" for j in range(k)]
-    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4), squeeze=False)
+    fig, axes = _plt().subplots(1, k, figsize=(4.2 * k, 4), squeeze=False)
+    return t, p, names, fig, axes
+
+
+def predicted_vs_true_figure(y_true, y_pred, names: list[str] | None = None, title: str = ""):
+    """Predicted against true value, one panel per target, with the y = x line."""
+    t, p, names, fig, axes = _panels(y_true, y_pred, names)
     for j, ax in enumerate(axes[0]):
         lo, hi = min(t[:, j].min(), p[:, j].min()), max(t[:, j].max(), p[:, j].max())
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, label="y = x")
@@ -66,11 +71,7 @@ def predicted_vs_true_figure(y_true, y_pred, names: list[str] | None = None, tit
 
 def residuals_figure(y_true, y_pred, names: list[str] | None = None, title: str = ""):
     """Residual (predicted - true) against the prediction, one panel per target."""
-    plt = _plt()
-    t, p = _columns(y_true), _columns(y_pred)
-    k = t.shape[1]
-    names = names or [f"target {j}" for j in range(k)]
-    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4), squeeze=False)
+    t, p, names, fig, axes = _panels(y_true, y_pred, names)
     for j, ax in enumerate(axes[0]):
         ax.axhline(0.0, color="0.6", lw=1)
         ax.scatter(p[:, j], p[:, j] - t[:, j], s=10, alpha=0.6)

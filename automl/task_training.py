@@ -1,9 +1,7 @@
-"""What a trial trains for, per task: the bundle's task, the objectives per epoch, the weights.
+"""What a trial trains for, per task: the objectives per epoch, the weights.
 
 The trial (:mod:`automl.trial`) asks this module, so that it compares no task names itself:
 
-* :func:`task_of`: the bundle's fitted task (``DataBundle.task``); a bundle without one is
-  today's classification of its ``class_names``;
 * :func:`epoch_objectives`: the objectives a :class:`automl.task_metrics.TaskMetrics`
   callback adds to each epoch's logs (none for a classification searched on
   ``val_accuracy`` / ``val_loss``, which Keras computes: such a search runs as it always has);
@@ -14,19 +12,15 @@ The trial (:mod:`automl.trial`) asks this module, so that it compares no task na
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from automl.errors import SearchError, quoted
-from automl.tasks import Classification, Task
+from automl.tasks import Task, is_classification
 
 __all__ = [
     "CLASS_WEIGHTS",
     "epoch_objectives",
     "fit_weights",
-    "is_classification",
-    "task_of",
     "trial_scores",
 ]
 
@@ -34,18 +28,6 @@ __all__ = [
 CLASS_WEIGHTS = ("none", "balanced")
 # What Keras itself logs for a classification model compiled with metrics=["accuracy"].
 KERAS_OBJECTIVES = ("val_accuracy", "val_loss")
-
-
-def task_of(data: Any) -> Task:
-    """``data.task`` (a fitted task), or the classification of ``data.class_names``."""
-    task = getattr(data, "task", None)
-    if task is not None:
-        return task
-    return Classification.from_config({"task": "classification", "classes": list(data.class_names)})
-
-
-def is_classification(task: Task) -> bool:
-    return task.name == Classification.name
 
 
 def epoch_objectives(task: Task, objective: str) -> list[str]:

@@ -806,3 +806,14 @@ def _num(v: float) -> str:
 def _span(lo: float, hi: float) -> str:
     """``0.0-97.0``; ``-30.0 to 30.0`` when a minus sign would make the dash ambiguous."""
     return f"{_num(lo)} to {_num(hi)}" if lo < 0 or hi < 0 else f"{_num(lo)}-{_num(hi)}"
+
+
+def is_classification(task: Task | None) -> bool:
+    """Whether ``task`` is classification (None: a bundle from before tasks, classification)."""
+    return task is None or task.name == Classification.name
+
+
+def task_of(data: Any) -> Task:
+    """``data.task`` (a fitted task), or the classification of ``data.class_names``."""
+    task = getattr(data, "task", None)
+    return task if task is not None else Classification.of_names(list(data.class_names))

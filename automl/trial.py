@@ -27,7 +27,8 @@ from automl.families.pretrained import (  # noqa: F401 (re-exported: phase 2's b
     phase2_learning_rate,
 )
 from automl.families.registry import DEFAULT_FAMILY, default_of, family_keys, family_of
-from automl.task_training import epoch_objectives, fit_weights, is_classification, task_of
+from automl.task_training import epoch_objectives, fit_weights
+from automl.tasks import is_classification, task_of
 
 log = logging.getLogger("automl")
 

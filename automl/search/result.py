@@ -106,7 +106,7 @@ class SearchResult:
 
     def _task(self):
         """The search's fitted task, or None for a classification search."""
-        from automl.task_outputs import is_classification
+        from automl.tasks import is_classification
 
         task = self.task
         if task is None and self.data is not None:
@@ -333,9 +333,9 @@ def score_test(c: Closing) -> None:
     del held
     probs = predict_images(c.model, c.data.x_test)
     y = c.data.y_test
-    from automl.task_outputs import bundle_task, is_classification
+    from automl.tasks import is_classification, task_of
 
-    if not is_classification(bundle_task(c.data)):
+    if not is_classification(task_of(c.data)):
         _score_task_test(c, best, probs)
         return
     acc, loss = accuracy(y, probs), log_loss(y, probs)
@@ -363,10 +363,11 @@ def _score_task_test(c: Closing, best: dict[str, Any], outputs: np.ndarray) -> N
     objective of the task on the test split (``test_macro_f1``, ``test_mae``...)."""
     from automl.data.images import predict_images
     from automl.metrics import score, tune_thresholds
-    from automl.task_outputs import bundle_task, copy_task, task_objective
+    from automl.task_outputs import copy_task, task_objective
+    from automl.tasks import task_of
 
     result, tracker, data = c.result, c.tracker, c.data
-    task = copy_task(bundle_task(data))  # the data's own task keeps its thresholds
+    task = copy_task(task_of(data))  # the data's own task keeps its thresholds
     if task.name == "multilabel" and len(data.x_val):
         task.set_thresholds(tune_thresholds(data.y_val, predict_images(c.model, data.x_val)))
     objective = task_objective(task, result.objective)
