@@ -138,6 +138,16 @@ def _search_events():
     return targets
 
 
+@pytest.fixture(autouse=True)
+def _python_ctrl_c():
+    """Python's own SIGINT handler (KeyboardInterrupt), as a user's process has: the sweeps
+    send a real SIGINT, and in CI a test run earlier in the same pytest worker had left
+    another handler installed (the sweeps then ran to the end: exit 0, not 130)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("part", range(SWEEP_PARTS))
 def test_ctrl_c_at_every_step_of_a_search(monkeypatch, work, image_folder, space_file, uri, part):
     """SIGINT at each step in turn: exit 130, no run left RUNNING, and the same command
@@ -563,7 +573,7 @@ def _light_retrain_reports(monkeypatch):
     def trial_reports(tracker, run_id, outcome, data, cfg, **kw):
         tracker.log_dict(run_id, {"hyperparameters": cfg.to_dict()}, reports.CONFIG_FILE)
 
-    def evaluation(tracker, run_id, model, x, y, class_names, split="validation"):
+    def evaluation(tracker, run_id, model, x, y, class_names, split="validation", task=None):
         tracker.log_dict(run_id, {"split": split}, f"per_class_{split}.json")
         return {}
 
