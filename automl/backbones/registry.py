@@ -31,6 +31,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from automl.errors import PluginError, UnknownBackboneError, quoted
 
@@ -74,15 +75,7 @@ def register_backbone(
             if _REGISTRY[name].build is build:  # the same module imported again
                 return build
             raise ValueError(f"backbone {name!r} is registered twice")
-        module = getattr(build, "__module__", "") or ""
-        if module == "__main__":
-            log.warning(
-                "backbone %r is registered in __main__, which trial worker processes cannot "
-                "import: move it into a module (then pass --plugin MODULE, or just import it)",
-                name,
-            )
-        elif module.partition(".")[0] != "automl":
-            remember_plugin(module)  # trial workers import it too
+        note_registered("backbone", name, build)
         _REGISTRY[name] = BackboneInfo(
             name=name,
             build=build,
@@ -98,6 +91,22 @@ def register_backbone(
 
 def plugin_modules() -> list[str]:
     return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+
+
+def note_registered(kind: str, name: str, obj: Any) -> None:
+    """What registering a plugin ``obj`` (a backbone's build or a family class) implies for
+    trial workers: one defined outside automl is remembered so that workers import its
+    module too; one defined in ``__main__`` cannot be imported there, which is warned."""
+    module = getattr(obj, "__module__", "") or ""
+    if module == "__main__":
+        log.warning(
+            "%s %r is registered in __main__, which trial worker processes cannot "
+            "import: move it into a module (then pass --plugin MODULE, or just import it)",
+            kind,
+            name,
+        )
+    elif module.partition(".")[0] != "automl":
+        remember_plugin(module)  # trial workers import it too
 
 
 def remember_plugin(module: str) -> None:

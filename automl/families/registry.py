@@ -23,16 +23,13 @@ registers one) is recorded in ``AUTOML_PLUGINS`` as backbones are
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 from pathlib import Path
 from typing import Any
 
-from automl.backbones.registry import load_plugins, plugin_modules, remember_plugin
+from automl.backbones.registry import load_plugins, note_registered, plugin_modules
 from automl.errors import SpaceError, quoted
 from automl.families.base import HP, OPT_IN_KEYS, SHARED_HYPERPARAMETERS, Family
-
-log = logging.getLogger("automl")
 
 DEFAULT_FAMILY = "pretrained"  # a configuration that names no family
 # The built-in families: every other module of this package (base and registry aside).
@@ -71,15 +68,7 @@ def register_family(cls: type[Family]) -> type[Family]:
     _check_hyperparameters(name, cls.hyperparameters)
     _REGISTRY[name] = cls()
     _rebuild()
-    module = getattr(cls, "__module__", "") or ""
-    if module == "__main__":
-        log.warning(
-            "model family %r is registered in __main__, which trial worker processes cannot "
-            "import: move it into a module (then pass --plugin MODULE, or just import it)",
-            name,
-        )
-    elif module.partition(".")[0] != "automl":
-        remember_plugin(module)  # trial workers import it too
+    note_registered("model family", name, cls)
     return cls
 
 
