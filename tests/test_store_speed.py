@@ -80,3 +80,48 @@ def test_a_truncated_store_is_a_clear_error_not_an_endless_read(tmp_path):
     np.testing.assert_array_equal(store.read([2, 0]).shape, (2, 16, 16, 3))
     with pytest.raises(DataError, match=r"is truncated; delete it and run again"):
         store.read([2, 3])
+
+
+def test_read_into_a_given_array_and_a_wrong_one_is_refused(tmp_path):
+    store = _build(tmp_path, _files(tmp_path / "imgs", 6))
+    want = [4, 1, 2, 3, 0]
+    out = np.zeros((5, 16, 16, 3), np.uint8)
+    assert store.read(want, out=out) is out
+    np.testing.assert_array_equal(out, store.read(want))
+    with pytest.raises(ValueError, match=r"shape \(5, 16, 16, 3\)"):
+        store.read(want, out=np.zeros((4, 16, 16, 3), np.uint8))
+
+
+def test_batch_buffers_are_aligned_and_reused_only_when_nothing_holds_them():
+    from automl.data.images import ALIGN, BatchBuffers
+
+    buffers = BatchBuffers((4, 4, 3))
+    a = buffers.get(8)
+    assert a.shape == (8, 4, 4, 3) and a.dtype == np.uint8 and a.ctypes.data % ALIGN == 0
+    b = buffers.get(8)
+    assert b is not a  # `a` is still held
+    a_id = id(a)
+    del a
+    c = buffers.get(8)
+    assert id(c) == a_id  # released: reused
+    view = c[:2]
+    del c
+    assert id(buffers.get(8)) not in (a_id, id(b))  # a view of it still holds it
+    del view
+    assert buffers.get(3).shape == (3, 4, 4, 3)  # another batch length: its own array
+
+
+def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
+    """make_dataset reuses its output arrays; TensorFlow wraps them without a copy, so a batch
+    still held (here: every batch of three epochs) must keep its images."""
+    from automl.data.images import ImageView
+    from automl.trial import make_dataset
+
+    store = _build(tmp_path, _files(tmp_path / "imgs", 40))
+    every = store.read(np.arange(40))
+    ds = make_dataset(ImageView(store), np.arange(40), 8, shuffle=True, seed=1)
+    held = [(x, y) for _ in range(3) for x, y in ds]
+    orders = [np.concatenate([y.numpy() for _, y in held[k * 5 : (k + 1) * 5]]) for k in range(3)]
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled each epoch
+    for x, y in held:
+        np.testing.assert_array_equal(x.numpy(), every[y.numpy()])

@@ -276,28 +276,38 @@ class ImageStore:
         keep[np.asarray(self.skipped, np.int64)] = False
         return np.flatnonzero(keep)
 
-    def read(self, indices) -> np.ndarray:
-        """Records ``indices`` (in that order) as an ``(n, size, size, 3)`` uint8 array."""
+    def read(self, indices, out: np.ndarray | None = None) -> np.ndarray:
+        """Records ``indices`` (in that order) as an ``(n, size, size, 3)`` uint8 array:
+        ``out`` when given (C-contiguous, that shape: read into, e.g. a reused buffer)."""
         idx = np.asarray(indices, np.int64).reshape(-1)
-        out = np.empty((len(idx), self.size, self.size, 3), np.uint8)
+        shape = (len(idx), self.size, self.size, 3)
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous uint8 array of shape {shape}")
         if len(idx) == 0:
             return out
         if idx.min() < 0 or idx.max() >= self.count:
             raise IndexError(f"record index out of range 0..{self.count - 1}")
         fd, rec = self._file(), self.record_bytes
-        flat = out.reshape(len(idx), rec)
-        # Runs of consecutive records, each read straight into ``out`` (one preadv, no copy).
-        starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
-        ends = np.append(starts[1:], len(idx))
-        for i, j in zip(starts.tolist(), ends.tolist()):
-            view, offset = memoryview(flat[i:j]).cast("B"), int(idx[i]) * rec
-            while view:  # a read returns at most ~2 GB: the rest of a long run in more
-                n = os.preadv(fd, [view], offset)
+        buf = memoryview(out).cast("B")  # the batch's bytes: each run is read straight in
+        where = idx.tolist()
+        # Runs of consecutive records, one preadv each (a shuffled batch: mostly runs of 1).
+        if len(where) > 1 and (np.diff(idx) == 1).any():
+            starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1).tolist()
+            runs = zip(starts, starts[1:] + [len(where)])
+        else:
+            runs = ((k, k + 1) for k in range(len(where)))
+        preadv = os.preadv
+        for i, j in runs:
+            lo, hi, offset = i * rec, j * rec, where[i] * rec
+            while lo < hi:  # a read returns at most ~2 GB: the rest of a long run in more
+                n = preadv(fd, [buf[lo:hi]], offset)
                 if n <= 0:
                     raise DataError(
                         f"image store {str(self.path)!r} is truncated; delete it and run again"
                     )
-                view, offset = view[n:], offset + n
+                lo, offset = lo + n, offset + n
         return out
 
 
