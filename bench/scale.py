@@ -181,11 +181,17 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     """Runs in a fresh process: decode ``folder`` at ``size`` one way; print a JSON line."""
     import resource
 
+    def cpu() -> float:  # user + system seconds of this process and its waited-for children
+        return sum(
+            r.ru_utime + r.ru_stime
+            for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        )  # fmt: skip
+
     # Imports (TensorFlow's above all) come before the clock starts: decoding is timed.
     if method == "loader":
         from automl.data.sources import load_folder
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         x, y, _, skipped = load_folder(folder, store_size=size)
         n, extra = len(y), {"array_bytes": int(x.nbytes), "skipped": len(skipped)}
     elif method == "keras":
@@ -194,7 +200,7 @@ def _decode_child(method: str, folder: str, size: int) -> None:
         import_tensorflow_quietly()
         import keras
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         ds = keras.utils.image_dataset_from_directory(
             folder, image_size=(size, size), batch_size=64, shuffle=False, verbose=False
         )
@@ -205,16 +211,17 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     elif method == "store":
         store_folder = _store_folder()
         cache = Path(os.environ["SCALE_CACHE_DIR"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         _, y, _, skipped = store_folder(folder, size, cache)
         n, extra = len(y), {"skipped": len(skipped)}
     else:
         raise SystemExit(f"unknown decode method {method!r}")
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, cpu() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The largest of the processes it started and waited for (the store's decoders).
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    got = {"n": n, "seconds": seconds, "peak_rss_mib": peak, "peak_rss_children_mib": kids}
+    got = {"n": n, "seconds": seconds, "cpu_seconds": cpu_s, "peak_rss_mib": peak}
+    got["peak_rss_children_mib"] = kids
     print("RESULT " + json.dumps({**got, **extra}), flush=True)
 
 
@@ -255,6 +262,7 @@ def decode(
             record(
                 "decode",
                 f"{method} {got} images -> {size} px: {r['seconds']:.1f} s, {rate:.0f} images/s, "
+                f"CPU {r['cpu_seconds'] / max(got, 1) * 1e3:.2f} ms/image, "
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB"
                 + (
                     f" (its largest child process: {r['peak_rss_children_mib']:.0f} MiB)"

@@ -125,3 +125,31 @@ def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
     assert len({tuple(o) for o in orders}) > 1  # reshuffled each epoch
     for x, y in held:
         np.testing.assert_array_equal(x.numpy(), every[y.numpy()])
+
+
+def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(tmp_path, monkeypatch):
+    pytest.importorskip("simplejpeg")
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    photo = photo.filter(ImageFilter.GaussianBlur(3))  # smooth, like a photo
+    good, gray, cut = tmp_path / "a.jpg", tmp_path / "g.jpg", tmp_path / "cut.jpg"
+    photo.save(good, quality=90)
+    photo.convert("L").save(gray)
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert store_mod._decode_jpeg(good, 128) is not None  # the fast path took it
+    fast = {s: store_mod.decode_image(good, s) for s in (96, 128, 224)}
+    fast_gray = store_mod.decode_image(gray, 128)
+    assert store_mod._decode_jpeg(cut, 128) is None  # refused: PIL decides, and refuses too
+    assert store_mod.decode_image(cut, 128) is None
+    monkeypatch.setattr(store_mod, "_simplejpeg", None)  # PIL only
+    for s, a in fast.items():
+        pil = store_mod.decode_image(good, s)
+        assert a.shape == pil.shape == (s, s, 3)
+        diff = np.abs(a.astype(int) - pil.astype(int))
+        # 128 px: both decode at 1/2 scale, same pixels; 96 / 224 px: simplejpeg at 3/8 / 6/8
+        # (PIL: 1/2 / full size), then the same bilinear resize: a pixel or two apart.
+        assert (diff.max() == 0) if s == 128 else (diff.mean() < 2 and diff.max() < 16), (s, diff)
+    np.testing.assert_array_equal(fast_gray, store_mod.decode_image(gray, 128))
+    assert store_mod.decode_image(cut, 128) is None
