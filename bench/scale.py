@@ -182,10 +182,8 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     import resource
 
     def cpu() -> float:  # user + system seconds of this process and its waited-for children
-        return sum(
-            r.ru_utime + r.ru_stime
-            for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-        )  # fmt: skip
+        who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
 
     # Imports (TensorFlow's above all) come before the clock starts: decoding is timed.
     if method == "loader":

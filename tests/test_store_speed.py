@@ -127,7 +127,9 @@ def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
         np.testing.assert_array_equal(x.numpy(), every[y.numpy()])
 
 
-def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(tmp_path, monkeypatch):
+def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(
+    tmp_path, monkeypatch
+):
     pytest.importorskip("simplejpeg")
     from PIL import Image, ImageFilter
 

@@ -103,8 +103,8 @@ def _decode_jpeg(path: str | Path, size: int) -> np.ndarray | None:
     ``simplejpeg`` absent, or anything it refuses (CMYK, corrupt or truncated data: the PIL
     path then decides, with its rules for unreadable files).
 
-    Measured (bench/README.md, "Pipeline and decode"): 0.43 ms of CPU per 400x300 file at
-    128 px against 0.54 through PIL, the same pixels: one read of the file and one call that
+    Measured (bench/README.md, "Pipeline and decode"): 0.42-0.48 ms of CPU per 400x300 file
+    at 128 px against 0.52-0.55 through PIL, the same pixels: one read of the file and one call that
     releases the GIL, where PIL parses and feeds its decoder in Python. It also scales by
     any M/8 (PIL's ``draft``: 1/2, 1/4, 1/8 only), the smallest that keeps both sides at
     least ``size``: at 224 px a 400x300 photo decodes at 6/8 (300x225), not full size.
