@@ -155,3 +155,31 @@ def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(
         assert (diff.max() == 0) if s == 128 else (diff.mean() < 2 and diff.max() < 16), (s, diff)
     np.testing.assert_array_equal(fast_gray, store_mod.decode_image(gray, 128))
     assert store_mod.decode_image(cut, 128) is None
+
+
+def test_pipelines_share_their_batch_arrays_so_making_many_does_not_grow_memory(
+    tmp_path, monkeypatch
+):
+    """TensorFlow keeps a traced numpy_function's closure after its dataset is gone: arrays
+    kept per dataset would stay for every trial's datasets. They are kept per image shape."""
+    import gc
+
+    from automl.data import images
+    from automl.data.images import ImageView
+    from automl.trial import make_dataset
+
+    store = _build(tmp_path, _files(tmp_path / "imgs", 40), size=20)  # a shape of its own
+    made = []
+    real = images.aligned_empty
+    monkeypatch.setattr(images, "aligned_empty", lambda shape: made.append(1) or real(shape))
+
+    def one_epoch(seed):
+        for _ in make_dataset(ImageView(store), np.arange(40), 8, shuffle=True, seed=seed):
+            pass
+        gc.collect()
+
+    one_epoch(0)
+    first = len(made)
+    for seed in range(1, 4):
+        one_epoch(seed)
+    assert 0 < first and len(made) - first <= first + 2, (first, len(made))  # reused, not 3x
