@@ -113,10 +113,11 @@ def _decode_jpeg(path: str | Path, size: int) -> np.ndarray | None:
         return None
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(3)
+            if data != b"\xff\xd8\xff":  # not a JPEG: not read further here
+                return None
+            data += f.read()
     except OSError:
-        return None
-    if data[:3] != b"\xff\xd8\xff":
         return None
     from automl.data.imageio import max_pixels
 
