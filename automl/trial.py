@@ -202,7 +202,7 @@ def make_dataset(
     machine) it returns a ``keras.utils.PyDataset`` that reads the same way (no augmentation).
     ``weights``: one sample weight per image, yielded as a third element.
     """
-    from automl.data.images import as_view
+    from automl.data.images import as_view, batch_buffers
 
     view = as_view(x)
     y = np.asarray(y)
@@ -211,9 +211,10 @@ def make_dataset(
     except ImportError:  # JAX/PyTorch-only machine: a PyDataset over the view
         return _view_sequence(view, y, batch_size, shuffle, seed, weights)
     shape = view.shape[1:]
+    buffers = batch_buffers(shape)  # aligned, reused: TensorFlow wraps them without a copy
 
     def read(positions):
-        return view.read(positions)
+        return view.read(positions, out=buffers.get(len(positions)))
 
     def load(pos, lbl):
         img = tf.numpy_function(read, [pos], tf.uint8, stateful=False)

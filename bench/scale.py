@@ -181,11 +181,15 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     """Runs in a fresh process: decode ``folder`` at ``size`` one way; print a JSON line."""
     import resource
 
+    def cpu() -> float:  # user + system seconds of this process and its waited-for children
+        who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
+
     # Imports (TensorFlow's above all) come before the clock starts: decoding is timed.
     if method == "loader":
         from automl.data.sources import load_folder
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         x, y, _, skipped = load_folder(folder, store_size=size)
         n, extra = len(y), {"array_bytes": int(x.nbytes), "skipped": len(skipped)}
     elif method == "keras":
@@ -194,7 +198,7 @@ def _decode_child(method: str, folder: str, size: int) -> None:
         import_tensorflow_quietly()
         import keras
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         ds = keras.utils.image_dataset_from_directory(
             folder, image_size=(size, size), batch_size=64, shuffle=False, verbose=False
         )
@@ -205,16 +209,17 @@ def _decode_child(method: str, folder: str, size: int) -> None:
     elif method == "store":
         store_folder = _store_folder()
         cache = Path(os.environ["SCALE_CACHE_DIR"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         _, y, _, skipped = store_folder(folder, size, cache)
         n, extra = len(y), {"skipped": len(skipped)}
     else:
         raise SystemExit(f"unknown decode method {method!r}")
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, cpu() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The largest of the processes it started and waited for (the store's decoders).
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    got = {"n": n, "seconds": seconds, "peak_rss_mib": peak, "peak_rss_children_mib": kids}
+    got = {"n": n, "seconds": seconds, "cpu_seconds": cpu_s, "peak_rss_mib": peak}
+    got["peak_rss_children_mib"] = kids
     print("RESULT " + json.dumps({**got, **extra}), flush=True)
 
 
@@ -234,7 +239,9 @@ def decode(
             print(f"loader: skipped at {n} images (over --loader-max {loader_max})", flush=True)
         for method in methods * repeats:  # the methods alternate, repeat by repeat
             cache = workdir / f"decode-cache-{n}-{size}-{time.time_ns()}"
-            env = {**os.environ, "PYTHONPATH": str(TREE), "SCALE_CACHE_DIR": str(cache)}
+            # The tree first; what PYTHONPATH had after it (e.g. a package installed elsewhere).
+            path = os.pathsep.join(p for p in (str(TREE), os.environ.get("PYTHONPATH")) if p)
+            env = {**os.environ, "PYTHONPATH": path, "SCALE_CACHE_DIR": str(cache)}
             proc = subprocess.run(
                 [sys.executable, __file__, "--_decode", method, str(folder), str(size)],
                 capture_output=True,
@@ -253,6 +260,7 @@ def decode(
             record(
                 "decode",
                 f"{method} {got} images -> {size} px: {r['seconds']:.1f} s, {rate:.0f} images/s, "
+                f"CPU {r['cpu_seconds'] / max(got, 1) * 1e3:.2f} ms/image, "
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB"
                 + (
                     f" (its largest child process: {r['peak_rss_children_mib']:.0f} MiB)"
@@ -448,14 +456,22 @@ def second_start(root, sizes, workdir, extra) -> None:
 
 
 # --- --pipeline ----------------------------------------------------------------------------
-def _epochs(ds, epochs: int) -> list[tuple[int, float]]:
+def _epochs(ds, epochs: int) -> list[tuple[int, float, float]]:
+    """``(images, seconds, CPU seconds of this process: all its threads)`` per epoch."""
     out = []
     for _ in range(epochs):
-        t0, n = time.perf_counter(), 0
+        t0, c0, n = time.perf_counter(), time.process_time(), 0
         for xb, _ in ds:
             n += int(xb.shape[0])
-        out.append((n, time.perf_counter() - t0))
+        out.append((n, time.perf_counter() - t0, time.process_time() - c0))
     return out
+
+
+def _cpu_us(runs) -> float:
+    """The median CPU time per image delivered, µs (the figure a shared machine disturbs
+    least: wall-clock rates swing 2-4x with the other jobs' load)."""
+    per = sorted(c / k * 1e6 for k, _, c in runs)
+    return per[len(per) // 2]
 
 
 def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: Path):
@@ -478,18 +494,19 @@ def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, work
             .prefetch(tf.data.AUTOTUNE)
         )
         runs = _epochs(ds, epochs + 1)[1:]  # the first epoch builds the pipeline
-        rates = sorted(k / s for k, s in runs)
-        med = rates[len(rates) // 2]
+        rates = sorted(k / s for k, s, _ in runs)
+        med, cpu = rates[len(rates) // 2], _cpu_us(runs)
         record(
             "pipeline",
             f"from_tensor_slices of in-memory arrays, {len(y)} images at {size} px, batch {batch}, "
             f"shuffled: median {med:.0f} images/s over {epochs} epochs "
-            f"({', '.join(f'{r:.0f}' for r in rates)})",
+            f"({', '.join(f'{r:.0f}' for r in rates)}), CPU {cpu:.1f} us/image",
             source="memory",
             n=len(y),
             size=size,
             batch=batch,
             images_per_s=round(med, 1),
+            cpu_us_per_image=round(cpu, 2),
             epochs=[round(r, 1) for r in rates],
         )
         del x, ds
@@ -500,18 +517,22 @@ def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, work
         view, y, _, _ = store_folder(folder, size, workdir / "pipeline-cache")
         ds = make_dataset(view, y, batch, shuffle=True)
         runs = _epochs(ds, epochs + 1)[1:]
-        rates = sorted(k / s for k, s in runs)
-        med_store = rates[len(rates) // 2]
+        rates = sorted(k / s for k, s, _ in runs)
+        med_store, cpu_store = rates[len(rates) // 2], _cpu_us(runs)
         record(
             "pipeline",
             f"from the store, {runs[0][0]} images at {size} px, batch {batch}, shuffled: median "
-            f"{med_store:.0f} images/s ({med_store / med:.2f}x in-memory)",
+            f"{med_store:.0f} images/s ({', '.join(f'{r:.0f}' for r in rates)}; "
+            f"{med_store / med:.2f}x in-memory), CPU {cpu_store:.1f} us/image "
+            f"(in-memory {cpu:.1f}: {cpu / cpu_store:.2f}x)",
             source="store",
             n=runs[0][0],
             size=size,
             batch=batch,
             images_per_s=round(med_store, 1),
             ratio_to_memory=round(med_store / med, 3),
+            cpu_us_per_image=round(cpu_store, 2),
+            cpu_ratio_to_memory=round(cpu / cpu_store, 3),
             epochs=[round(r, 1) for r in rates],
         )
 

@@ -80,3 +80,106 @@ def test_a_truncated_store_is_a_clear_error_not_an_endless_read(tmp_path):
     np.testing.assert_array_equal(store.read([2, 0]).shape, (2, 16, 16, 3))
     with pytest.raises(DataError, match=r"is truncated; delete it and run again"):
         store.read([2, 3])
+
+
+def test_read_into_a_given_array_and_a_wrong_one_is_refused(tmp_path):
+    store = _build(tmp_path, _files(tmp_path / "imgs", 6))
+    want = [4, 1, 2, 3, 0]
+    out = np.zeros((5, 16, 16, 3), np.uint8)
+    assert store.read(want, out=out) is out
+    np.testing.assert_array_equal(out, store.read(want))
+    with pytest.raises(ValueError, match=r"shape \(5, 16, 16, 3\)"):
+        store.read(want, out=np.zeros((4, 16, 16, 3), np.uint8))
+
+
+def test_batch_buffers_are_aligned_and_reused_only_when_nothing_holds_them():
+    from automl.data.images import ALIGN, BatchBuffers
+
+    buffers = BatchBuffers((4, 4, 3))
+    a = buffers.get(8)
+    assert a.shape == (8, 4, 4, 3) and a.dtype == np.uint8 and a.ctypes.data % ALIGN == 0
+    b = buffers.get(8)
+    assert b is not a  # `a` is still held
+    a_id = id(a)
+    del a
+    c = buffers.get(8)
+    assert id(c) == a_id  # released: reused
+    view = c[:2]
+    del c
+    assert id(buffers.get(8)) not in (a_id, id(b))  # a view of it still holds it
+    del view
+    assert buffers.get(3).shape == (3, 4, 4, 3)  # another batch length: its own array
+
+
+def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
+    """make_dataset reuses its output arrays; TensorFlow wraps them without a copy, so a batch
+    still held (here: every batch of three epochs) must keep its images."""
+    from automl.data.images import ImageView
+    from automl.trial import make_dataset
+
+    store = _build(tmp_path, _files(tmp_path / "imgs", 40))
+    every = store.read(np.arange(40))
+    ds = make_dataset(ImageView(store), np.arange(40), 8, shuffle=True, seed=1)
+    held = [(x, y) for _ in range(3) for x, y in ds]
+    orders = [np.concatenate([y.numpy() for _, y in held[k * 5 : (k + 1) * 5]]) for k in range(3)]
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled each epoch
+    for x, y in held:
+        np.testing.assert_array_equal(x.numpy(), every[y.numpy()])
+
+
+def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("simplejpeg")
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    photo = photo.filter(ImageFilter.GaussianBlur(3))  # smooth, like a photo
+    good, gray, cut = tmp_path / "a.jpg", tmp_path / "g.jpg", tmp_path / "cut.jpg"
+    photo.save(good, quality=90)
+    photo.convert("L").save(gray)
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert store_mod._decode_jpeg(good, 128) is not None  # the fast path took it
+    fast = {s: store_mod.decode_image(good, s) for s in (96, 128, 224)}
+    fast_gray = store_mod.decode_image(gray, 128)
+    assert store_mod._decode_jpeg(cut, 128) is None  # refused: PIL decides, and refuses too
+    assert store_mod.decode_image(cut, 128) is None
+    monkeypatch.setattr(store_mod, "_simplejpeg", None)  # PIL only
+    for s, a in fast.items():
+        pil = store_mod.decode_image(good, s)
+        assert a.shape == pil.shape == (s, s, 3)
+        diff = np.abs(a.astype(int) - pil.astype(int))
+        # 128 px: both decode at 1/2 scale, same pixels; 96 / 224 px: simplejpeg at 3/8 / 6/8
+        # (PIL: 1/2 / full size), then the same bilinear resize: a pixel or two apart.
+        assert (diff.max() == 0) if s == 128 else (diff.mean() < 2 and diff.max() < 16), (s, diff)
+    np.testing.assert_array_equal(fast_gray, store_mod.decode_image(gray, 128))
+    assert store_mod.decode_image(cut, 128) is None
+
+
+def test_pipelines_share_their_batch_arrays_so_making_many_does_not_grow_memory(
+    tmp_path, monkeypatch
+):
+    """TensorFlow keeps a traced numpy_function's closure after its dataset is gone: arrays
+    kept per dataset would stay for every trial's datasets. They are kept per image shape."""
+    import gc
+
+    from automl.data import images
+    from automl.data.images import ImageView
+    from automl.trial import make_dataset
+
+    store = _build(tmp_path, _files(tmp_path / "imgs", 40), size=20)  # a shape of its own
+    made = []
+    real = images.aligned_empty
+    monkeypatch.setattr(images, "aligned_empty", lambda shape: made.append(1) or real(shape))
+
+    def one_epoch(seed):
+        for _ in make_dataset(ImageView(store), np.arange(40), 8, shuffle=True, seed=seed):
+            pass
+        gc.collect()
+
+    one_epoch(0)
+    first = len(made)
+    for seed in range(1, 4):
+        one_epoch(seed)
+    assert 0 < first and len(made) - first <= first + 2, (first, len(made))  # reused, not 3x

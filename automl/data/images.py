@@ -10,6 +10,8 @@ for), and :meth:`ImageView.batches` for whole-split consumers, which read batch 
 from __future__ import annotations
 
 import hashlib
+import sys
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -38,8 +40,11 @@ class ArrayImages:
             self._key = "arrays-" + h.hexdigest()[:24]
         return self._key
 
-    def read(self, indices) -> np.ndarray:
-        return np.asarray(self.array[np.asarray(indices, np.int64)])
+    def read(self, indices, out: np.ndarray | None = None) -> np.ndarray:
+        idx = np.asarray(indices, np.int64)
+        if out is None:
+            return np.asarray(self.array[idx])
+        return np.take(self.array, idx, axis=0, out=out)
 
 
 def source_shape(source) -> tuple[int, int, int]:
@@ -77,9 +82,10 @@ class ImageView:
         """The view of ``positions`` of this view (no image is read)."""
         return ImageView(self.source, self.index[np.asarray(positions, np.int64)])
 
-    def read(self, positions) -> np.ndarray:
-        """The images at ``positions`` of this view, in that order."""
-        return self.source.read(self.index[np.asarray(positions, np.int64)])
+    def read(self, positions, out: np.ndarray | None = None) -> np.ndarray:
+        """The images at ``positions`` of this view, in that order (into ``out`` if given)."""
+        idx = self.index[np.asarray(positions, np.int64)]
+        return self.source.read(idx) if out is None else self.source.read(idx, out=out)
 
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
@@ -117,6 +123,76 @@ class ImageView:
         return f"ImageView({len(self)} images of {source_shape(self.source)})"
 
 
+ALIGN = 64  # bytes: TensorFlow wraps a NumPy array this aligned without copying it
+BUFFERS_MAX_BYTES = 48 * 2**20  # batch arrays a BatchBuffers keeps for reuse (per image shape)
+
+
+def aligned_empty(shape, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised C-contiguous uint8 array of ``shape`` whose data is ``align``-aligned."""
+    nbytes = int(np.prod(shape))
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + nbytes].reshape(shape)
+
+
+def _refcounts(arrays: list) -> list[tuple[int, int]]:
+    """Python references to each array and to the memory's owner (its ``base``: a view of
+    the array, e.g. ``a[:2]``, refers to the owner, not to ``a``)."""
+    return [(sys.getrefcount(a), sys.getrefcount(a.base)) for a in arrays]
+
+
+_FREE_REFS = _refcounts([aligned_empty((1,))])[0]  # held by the list only, seen from here
+
+
+class BatchBuffers:
+    """Output arrays for a streaming reader (a ``tf.numpy_function`` per batch), reused.
+
+    Measured (bench/README.md, "Pipeline and decode"): TensorFlow copies the array a
+    ``numpy_function`` returns into a tensor unless its data is 64-byte aligned (then it wraps
+    it, holding a reference until the tensor is freed); and a fresh multi-megabyte array per
+    batch costs its page faults again (224 px: 25.6 against 14 µs per image read).
+    So :meth:`get` returns an aligned array, reusing one that nothing references any more
+    (Python reference counts of it and of its memory: no tensor, view or caller holds
+    either; counted before the loop below took its own references); at most ``max_bytes``
+    of arrays are kept for reuse, the rest are made and dropped as before.
+    """
+
+    def __init__(self, image_shape, max_bytes: int = BUFFERS_MAX_BYTES):
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.max_bytes = max_bytes
+        self._kept: list[np.ndarray] = []
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, n: int) -> np.ndarray:
+        """An aligned uint8 array of ``(n, *image_shape)``, contents undefined."""
+        with self._lock:
+            for a, refs in zip(self._kept, _refcounts(self._kept)):
+                if len(a) == n and refs[0] <= _FREE_REFS[0] and refs[1] <= _FREE_REFS[1]:
+                    return a
+            a = aligned_empty((n, *self.image_shape))
+            if self._bytes + a.nbytes <= self.max_bytes:
+                self._kept.append(a)
+                self._bytes += a.nbytes
+            return a
+
+
+_SHARED: dict[tuple[int, ...], BatchBuffers] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def batch_buffers(image_shape) -> BatchBuffers:
+    """This process's :class:`BatchBuffers` for images of ``image_shape``, shared by every
+    pipeline: TensorFlow keeps a traced ``numpy_function``'s closure alive after its dataset
+    is gone, so a pool per dataset would stay in memory for every dataset ever made (+30 MB
+    each, measured at 224 px); one per shape bounds them all to ``max_bytes`` a shape."""
+    key = tuple(int(d) for d in image_shape)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = BatchBuffers(key)
+        return _SHARED[key]
+
+
 def as_view(x) -> ImageView:
     """``x`` (an :class:`ImageView` or an NHWC array) as a view."""
     if isinstance(x, ImageView):
@@ -149,9 +225,13 @@ def predict_images(model, x, batch_size: int = 64) -> np.ndarray:
             [np.asarray(model.predict(b, verbose=0)) for b in x.batches(batch_size)]
         )
     shape = x.shape[1:]
+    buffers = batch_buffers(shape)
+
+    def read(pos):
+        return x.read(pos, out=buffers.get(len(pos)))
 
     def load(pos):
-        img = tf.numpy_function(x.read, [pos], tf.uint8, stateful=False)
+        img = tf.numpy_function(read, [pos], tf.uint8, stateful=False)
         img.set_shape((None, *shape))
         return img
 
