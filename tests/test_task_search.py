@@ -33,16 +33,8 @@ SPACE = {
 
 def _search(tmp_path, monkeypatch, data, **kw):
     monkeypatch.chdir(tmp_path)
-    return automl.search(
-        data,
-        space=SPACE,
-        max_trials=1,
-        trials_per_worker=0,
-        seed=0,
-        ensemble=0,
-        verbose=0,
-        **kw,
-    )
+    kw = {"space": SPACE, "max_trials": 1, **kw}
+    return automl.search(data, trials_per_worker=0, seed=0, ensemble=0, verbose=0, **kw)
 
 
 def test_a_regression_search_learns_and_predicts_values(tmp_path, monkeypatch):
@@ -87,3 +79,38 @@ def test_bad_targets_are_one_line_and_create_nothing(tmp_path, monkeypatch, y, m
     with pytest.raises(AutoMLError, match=message):
         automl.search((x, y), space=SPACE, task="regression", max_trials=1, verbose=0)
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_retrain_of_a_multilabel_trial_tunes_its_thresholds_on_validation(tmp_path, monkeypatch):
+    """`retrain` of a multi-label trial tunes the per-label thresholds on validation for the
+    new model, scores the test split with them and saves them with the model, as the search
+    does (the run's task.json, the MLflow model's task)."""
+    from automl.data.images import predict_images
+    from automl.export import task_of_run
+    from automl.metrics import score, tune_thresholds
+    from automl.predict import load_predictor
+    from automl.tracking import Tracker
+
+    x, labels = _multilabel(96)
+    y = np.array(labels, dtype=object)
+    space = {**SPACE, "hyperparameters": {**SPACE["hyperparameters"], "epochs": 6}}
+    result = _search(tmp_path, monkeypatch, (x, y), space=space)
+    searched = result.task.thresholds_
+    assert not np.allclose(searched, 0.5)  # the search tuned its own
+
+    again = automl.retrain(result.best_trial["run_id"], data=(x, y), verbose=0)
+    data = result.data
+    tuned = tune_thresholds(data.y_val, predict_images(again.model, data.x_val))
+    assert again.task is not None and again.task.name == "multilabel"
+    np.testing.assert_allclose(again.task.thresholds_, tuned)
+    assert not np.allclose(tuned, 0.5)
+    assert data.task.thresholds_.tolist() == [0.5] * 3  # the data's own task is untouched
+    probs = predict_images(again.model, data.x_test)
+    assert again.test_metrics["test_macro_f1"] == pytest.approx(
+        score(again.task, data.y_test, probs, "val_macro_f1")
+    )
+    tracker = Tracker(result.tracking_uri, result.experiment)
+    saved = task_of_run(tracker, again.run_id)  # the run's task.json (`automl export`)
+    np.testing.assert_allclose(saved.thresholds_, tuned)
+    predictor = load_predictor(again.model_uri, tracking_uri=result.tracking_uri)
+    np.testing.assert_allclose(predictor.task.thresholds_, tuned)  # the MLflow model's task
