@@ -114,3 +114,48 @@ def test_retrain_of_a_multilabel_trial_tunes_its_thresholds_on_validation(tmp_pa
     np.testing.assert_allclose(saved.thresholds_, tuned)
     predictor = load_predictor(again.model_uri, tracking_uri=result.tracking_uri)
     np.testing.assert_allclose(predictor.task.thresholds_, tuned)  # the MLflow model's task
+
+
+def test_a_regression_search_interrupted_after_a_trial_resumes(tmp_path, monkeypatch):
+    """Ctrl-C in trial 1 of a regression search, then the same call again: trial 0 is not run
+    again, the search stays a regression searched on val_mae (lower is better), and its
+    result predicts values well under the predict-the-mean error."""
+    import automl.executors.runner as runner
+    from tests.fault_helpers import light_reports
+    from tests.robust_helpers import prebuilt_store, runs_by_trial
+
+    prebuilt_store(tmp_path)
+    light_reports(monkeypatch)  # plots and MLflow models: not what this test is about
+    real, calls = runner.run_trial, []
+
+    def run_trial(cfg, data, *, seed, **kw):  # with seed 0, a trial's seed is its id
+        calls.append(str(seed))
+        if calls == ["0", "1"]:
+            raise KeyboardInterrupt  # Ctrl-C as trial 1 starts
+        return real(cfg, data, seed=seed, **kw)
+
+    monkeypatch.setattr(runner, "run_trial", run_trial)
+    x, v = _regression(120)
+    hps = {**SPACE["hyperparameters"], "epochs": 20, "learning_rate": {"choice": [1e-2, 5e-3]}}
+    kw = dict(space={**SPACE, "hyperparameters": hps}, max_trials=2, experiment="reg-resume")
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, monkeypatch, (x, v), **kw)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert runs_by_trial(uri, "reg-resume")[1] == {"0": ["FINISHED"], "1": ["KILLED"]}
+
+    result = _search(tmp_path, monkeypatch, (x, v), **kw)  # the same command
+    assert calls == ["0", "1", "1"]  # trial 0 kept, trial 1 run again once
+    parents, runs = runs_by_trial(uri, "reg-resume")
+    assert len(parents) == 1 and parents[0].data.params["objective"] == "val_mae"
+    assert runs == {"0": ["FINISHED"], "1": ["KILLED", "FINISHED"]}
+    assert result.objective == "val_mae" and result.data.task.name == "regression"
+    board = result.leaderboard()
+    done = board[board["status"] == "FINISHED"]
+    assert done["val_mae"].tolist() == sorted(done["val_mae"])  # lower is better: best first
+    best = result.best_trial["metrics"]["val_mae"]
+    assert best == pytest.approx(done["val_mae"].min())
+    truth = result.data.task.decode(result.data.y_val).reshape(-1)
+    assert best < 0.5 * float(np.mean(np.abs(truth - truth.mean())))  # predict the mean
+    pred = np.asarray(result.predict(x[:16]), float).reshape(-1)
+    assert np.mean(np.abs(pred - v[:16])) < 0.5 * float(np.mean(np.abs(v - v.mean())))
+    assert "test_mae" in result.test_metrics
