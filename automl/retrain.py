@@ -4,10 +4,10 @@
     result = automl.retrain(run_id, full=True)   # on train + validation, test scores it
 
 The new run is a top-level run of the same experiment (not a trial of the search, so it
-never enters the leaderboard) tagged ``automl.retrained_from`` = the original run id. It watches the search's objective
-(``val_mae``, ``val_macro_f1``...); a multi-label model gets its per-label thresholds tuned
-on validation again, saved with it (the run's ``task.json`` and its MLflow model), as a
-search's best model does.
+never enters the leaderboard) tagged ``automl.retrained_from`` = the original run id. It
+watches the search's objective (``val_mae``, ``val_macro_f1``...); a multi-label model gets
+its per-label thresholds tuned on validation again, saved with it (the run's ``task.json``
+and its MLflow model), as a search's best model does.
 """
 
 from __future__ import annotations
