@@ -159,3 +159,31 @@ def test_a_regression_search_interrupted_after_a_trial_resumes(tmp_path, monkeyp
     pred = np.asarray(result.predict(x[:16]), float).reshape(-1)
     assert np.mean(np.abs(pred - v[:16])) < 0.5 * float(np.mean(np.abs(v - v.mean())))
     assert "test_mae" in result.test_metrics
+
+
+@pytest.mark.parametrize(
+    "task, logged, watched",
+    [
+        ("regression", "val_rmse", "val_rmse"),
+        ("regression", "val_accuracy", "val_mae"),  # not the task's: its default
+        ("regression", None, "val_mae"),  # a trial without a parent search
+        ("multilabel", None, "val_macro_f1"),
+        ("classification", "val_balanced_accuracy", "val_balanced_accuracy"),
+        ("classification", None, "val_accuracy"),
+    ],
+)
+def test_retrain_watches_the_search_objective(task, logged, watched):
+    """What retrain's best-epoch keeper watches: the search's objective where the task has
+    it (a regression retrain watching val_accuracy failed before training)."""
+    from types import SimpleNamespace
+
+    from automl.retrain import _Retrain
+    from automl.tasks import resolve_task
+
+    y = {"regression": [1.0, 2.5, 4.0], "multilabel": [["a"], ["a", "b"], []]}
+    job = _Retrain.__new__(_Retrain)
+    tags = {"mlflow.parentRunId": "p"} if logged else {}
+    job.run = SimpleNamespace(data=SimpleNamespace(tags=tags))
+    job.tracker = SimpleNamespace(run_params=lambda run_id: {"objective": logged})
+    job.bundle = SimpleNamespace(task=resolve_task(y.get(task, ["a", "b", "a"]), task))
+    assert job.objective() == watched
