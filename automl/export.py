@@ -662,10 +662,13 @@ def _export_mlflow(model, path: Path, meta: dict) -> None:
         metadata={k: v for k, v in meta.items() if v is not None},
     )
     (path / META_NAME).write_text(json.dumps(meta, indent=2))
-    if "task" in meta:  # its pyfunc answers a DataFrame with the task's named columns
+    from automl.task_outputs import task_from_meta
+
+    task = task_from_meta(meta)  # a classification of the class names when no task is saved
+    if task is not None:  # its pyfunc answers a DataFrame with the task's named columns
         from automl.tracking import use_task_pyfunc
 
-        use_task_pyfunc(path, meta["task"])
+        use_task_pyfunc(path, task.to_config())
 
 
 def calibration_images_for(

@@ -441,13 +441,15 @@ def log_mlflow_model(
     The signature and input example come from ``example`` (a few raw images); the pip
     requirements are pinned to what runs now (no slow inference of requirements).
     Returns ``{"model_id", "model_uri", "registered_version"}``. ``task``: a multi-label or
-    regression task, saved with the model (its pyfunc answers a DataFrame, see
-    :mod:`automl.pyfunc`).
+    regression task, saved with the model. Its pyfunc answers a DataFrame with named
+    columns (see :mod:`automl.pyfunc`); a classification's does too (``label``, then
+    ``prob_<class>`` per class of ``class_names``).
     """
-    from automl.task_outputs import task_meta
+    from automl.task_outputs import task_from_meta, task_meta
     from automl.tracking import save_keras_model
 
     extra = task_meta(task)
+    answers = task_from_meta(extra, list(class_names or []))  # None: no class names either
 
     example = np.asarray(example)
     probs = np.asarray(model.predict(example, verbose=0), dtype="float32")
@@ -461,7 +463,7 @@ def log_mlflow_model(
             pip_requirements=_requirements(),
             spec=spec,
         )
-        if extra:
+        if answers is not None:
             import json
 
             from automl.export import META_NAME
@@ -469,7 +471,7 @@ def log_mlflow_model(
 
             meta = {"class_names": list(class_names or []), **extra}
             (Path(path) / META_NAME).write_text(json.dumps(meta, indent=2))
-            use_task_pyfunc(path, extra["task"])
+            use_task_pyfunc(path, answers.to_config())
 
     # MLflow checks the input example by predicting with the loaded model, which would draw
     # Keras's "1/1 ━━━━" progress bar on stdout: none while logging.

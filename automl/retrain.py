@@ -4,7 +4,10 @@
     result = automl.retrain(run_id, full=True)   # on train + validation, test scores it
 
 The new run is a top-level run of the same experiment (not a trial of the search, so it
-never enters the leaderboard) tagged ``automl.retrained_from`` = the original run id.
+never enters the leaderboard) tagged ``automl.retrained_from`` = the original run id. It
+watches the search's objective (``val_mae``, ``val_macro_f1``...); a multi-label model gets
+its per-label thresholds tuned on validation again, saved with it (the run's ``task.json``
+and its MLflow model), as a search's best model does.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ class RetrainResult:
     model_uri: str | None = None
     model: Any = field(default=None, repr=False)
     registered_model: str | None = None  # "NAME/VERSION" when registered
+    # The fitted task saved with the model (multi-label: its thresholds tuned on validation);
+    # None for classification.
+    task: Any = field(default=None, repr=False)
 
 
 def load_config(tracker: Tracker, run_id: str) -> tuple[Any, dict[str, Any]]:
@@ -132,7 +138,7 @@ def retrain(
             tracker.end_run(new_id, "FINISHED")
     finally:
         progress.close()
-    return _result(run.info.run_id, new_id, outcome, test, info, tags, register)
+    return _result(run.info.run_id, new_id, outcome, test, info, tags, register, job.task)
 
 
 def _task(bundle):
@@ -143,7 +149,9 @@ def _task(bundle):
     return None if is_classification(task) else task
 
 
-def _result(from_id: str, new_id: str, outcome, test, info, tags, register) -> RetrainResult:
+def _result(
+    from_id: str, new_id: str, outcome, test, info, tags, register, task=None
+) -> RetrainResult:
     """The retrain's result; a failed registration raises with it."""
     key = "accuracy" if "test_accuracy" in test else next(iter(test))[5:]
     log.info(
@@ -163,6 +171,7 @@ def _result(from_id: str, new_id: str, outcome, test, info, tags, register) -> R
         info["model_uri"],
         outcome.model,
         tags.get("automl.registered_model"),
+        task,
     )
     if "automl.register_error" in tags:  # never a warning only: the caller must see it fail
         raise RegistrationError(
@@ -223,6 +232,7 @@ class _Retrain:
             self.stop = refit_epochs(run.data.metrics.get("best_epoch"))
             self.train_data = full_data(bundle)
         self.tid = run.data.tags.get(TAG_TRIAL, "?")
+        self.task = None  # train: the task saved with the new model (None: classification)
 
     def start_run(self) -> str:
         """The new top-level run, tagged with where it came from."""
@@ -240,6 +250,17 @@ class _Retrain:
                 "automl.val_is_heldout": str(not self.full),
             },
         )
+
+    def objective(self) -> str:
+        """What the retrain's best-epoch keeper watches: the search's objective (its parent
+        run's ``objective`` param), or the task's default where it does not apply
+        (``val_macro_f1`` for a multi-label trial of a search logged without one)."""
+        from automl.task_outputs import task_objective
+        from automl.tasks import task_of
+
+        parent = self.run.data.tags.get(TAG_PARENT)
+        logged = self.tracker.run_params(parent).get("objective") if parent else None
+        return task_objective(task_of(self.bundle), logged or "val_accuracy")
 
     def train(self, new_id: str, progress: Progress) -> tuple:
         """Train through the one trial runner; (outcome, test scores) logged on ``new_id``."""
@@ -271,7 +292,9 @@ class _Retrain:
             self.train_data,
             tracker=self.tracker,
             run_id=new_id,
-            options=RunOptions(embedding_cache=False, jit_compile=False),
+            options=RunOptions(
+                embedding_cache=False, jit_compile=False, objective=self.objective()
+            ),
             train=automl.trial.run_trial,
             on_progress=progress.epoch,
             label=f"retrain of trial {self.tid}",
@@ -285,7 +308,11 @@ class _Retrain:
         task = _task(self.bundle)
         if task is not None:  # multi-label / regression: every objective of the task
             from automl.metrics import score
+            from automl.task_outputs import tuned_task
 
+            # Multi-label: thresholds tuned on validation for this model, as a search does
+            # (with full=True the validation images were trained on, as in a search's refit).
+            task = self.task = tuned_task(task, outcome.model, self.bundle)
             test = {f"test_{o[4:]}": score(task, y, probs, o) for o in task.objectives}
         else:
             test = {
@@ -322,8 +349,10 @@ class _Retrain:
             full=self.full,
         )
         evaluation_reports(
-            tracker, new_id, outcome.model, b.x_test, b.y_test, b.class_names, "test", _task(b)
+            tracker, new_id, outcome.model, b.x_test, b.y_test, b.class_names, "test", self.task
         )
+        if self.task is not None:  # what `automl export --run-id` of this run reads
+            tracker.log_dict(new_id, self.task.to_config(), "task.json")
         splits = ("train", "test") if self.full else ("train", "validation")
         log_datasets(tracker, new_id, self.train_data, splits)
         info = log_mlflow_model(
@@ -333,7 +362,7 @@ class _Retrain:
             b.x_test[:2],
             name="model",
             class_names=b.class_names,
-            task=_task(b),
+            task=self.task,
         )
         return info, {"automl.model_uri": info["model_uri"], **_register(tracker, info, register)}
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from automl.tasks import Classification, Task, is_classification, task_from_config
 
-__all__ = ["result_of", "task_from_meta", "task_meta"]
+__all__ = ["result_of", "task_from_meta", "task_meta", "tuned_task"]
 
 
 def task_meta(task: Task | None) -> dict[str, Any]:
@@ -55,6 +55,20 @@ def lower_is_better(objective: str) -> bool:
 def copy_task(task: Task) -> Task:
     """An independent copy of a fitted task (to tune thresholds without touching the data's)."""
     return task_from_config(task.to_config())
+
+
+def tuned_task(task: Task, model, data) -> Task:
+    """A copy of the fitted ``task`` ready to be saved with ``model``: a multi-label task's
+    per-label decision thresholds tuned on ``data``'s validation split (F1 per label,
+    :func:`automl.metrics.tune_thresholds`); other tasks as they are. The data's own task
+    is left untouched."""
+    task = copy_task(task)
+    if task.name == "multilabel" and len(data.x_val):
+        from automl.data.images import predict_images
+        from automl.metrics import tune_thresholds
+
+        task.set_thresholds(tune_thresholds(data.y_val, predict_images(model, data.x_val)))
+    return task
 
 
 def result_of(task: Task, name: str, outputs: np.ndarray) -> dict[str, Any]:

@@ -651,7 +651,10 @@ class MultiLabel(Task):
 @register_task
 class Regression(Task):
     """One or more numbers per image: a linear output per target, trained on standardised
-    targets (mean 0, std 1, per column) with mean squared error; ``decode`` un-standardises."""
+    targets (mean 0, std 1, per column) with mean squared error; ``decode`` un-standardises.
+    ``fit`` learns the scale from all the targets it is given; a data bundle then learns it
+    again from its training split only (:meth:`fit_scale`), and that is the scale saved
+    with the model and used by every output."""
 
     name = "regression"
     aliases = ("regressor", "regress")
@@ -718,6 +721,25 @@ class Regression(Task):
         self.max_ = arr.max(axis=0)
         self.n_ = len(arr)
         self.units_ = k
+        return self
+
+    def fit_scale(self, y: Any, rows: Any = None) -> Regression:
+        """Learn the standardisation (``mean_``, ``std_``) from these targets only (their
+        ``rows`` when given): the training rows, so that validation and test values never
+        shape what the model trains on. ``describe``'s range stays that of every target
+        ``fit`` saw. A column constant on these rows keeps a scale of 1 (only centred)."""
+        self._need_fit()
+        arr = self._values(y)
+        if rows is not None:
+            arr = arr[np.asarray(rows)]
+        if arr.shape[1] != self.units_ or len(arr) == 0:
+            raise DataError(
+                f"the targets have {arr.shape[1]} columns and {_n_rows(len(arr))}; the scale "
+                f"is learned from at least one row of {self.units_} target(s)"
+            )
+        std = arr.std(axis=0)
+        self.mean_ = arr.mean(axis=0)
+        self.std_ = np.where(std > 0, std, 1.0)
         return self
 
     def encode(self, y: Any) -> np.ndarray:

@@ -653,8 +653,8 @@ def use_task_pyfunc(path: str | Path, task_config: dict) -> None:
     mlmodel.flavors["python_function"]["loader_module"] = "automl.pyfunc"  # its _load_pyfunc
     task = task_from_config(task_config)
     columns = [ColSpec("double", n) for n in task.output_names()]
-    if task.name == "multilabel":
-        columns.insert(0, ColSpec("string", "labels"))
+    if task.name in ("multilabel", "classification"):  # the label set / the top class
+        columns.insert(0, ColSpec("string", "labels" if task.name == "multilabel" else "label"))
     if mlmodel.signature is not None:
         mlmodel.signature.outputs = Schema(columns)
     mlmodel.save(str(path / "MLmodel"))

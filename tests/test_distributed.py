@@ -160,3 +160,45 @@ def test_two_workers_log_to_an_mlflow_server_on_postgresql(ray_runtime, tmp_path
         assert model.predict(x[:4], verbose=0).shape == (4, 3)
         names = {a.path for a in client.list_artifacts(result.parent_run_id, "best_model")}
         assert "best_model/model.keras" in names
+
+
+@needs_ray
+def test_two_workers_search_a_multilabel_task(ray_runtime, tmp_path):
+    """Issue 18 on Ray: a multi-label search's trials run on 2 Ray workers at once, on
+    macro-F1; the result predicts label sets, well above the all-positive baseline."""
+    import numpy as np
+
+    from automl.metrics import macro_f1
+    from tests.test_task_search import SPACE as TASK_SPACE
+    from tests.test_task_training import _multilabel
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    x, labels = _multilabel(160)
+    hps = {**TASK_SPACE["hyperparameters"], "learning_rate": {"choice": [1e-2, 5e-3]}}
+    result = automl.search(
+        (x, np.array(labels, dtype=object)),
+        space={**TASK_SPACE, "hyperparameters": hps},
+        max_trials=2,
+        tuner="random",
+        experiment="ml-ray",
+        workers=2,
+        ensemble=0,
+        verbose=0,
+    )
+    assert result.objective == "val_macro_f1" and result.data.task.name == "multilabel"
+    _, runs = trial_runs(uri, "ml-ray")
+    assert sorted(runs) == ["0", "1"]
+    assert_each_trial_once(runs)
+    done = [rs[-1] for rs in runs.values()]
+    assert all(r.info.status == "FINISHED" for r in done)
+    spans = sorted((r.info.start_time, r.info.end_time) for r in done)
+    assert spans[1][0] < spans[0][1], spans  # the two trials ran at the same time
+    pids = {int(r.data.tags["automl.pid"]) for r in done}
+    assert len(pids) == 2 and os.getpid() not in pids  # on two Ray workers
+    assert all("best_val_macro_f1" in r.data.metrics for r in done)
+    data = result.data
+    all_positive = macro_f1(data.y_test, np.ones_like(data.y_test))
+    assert result.test_metrics["test_macro_f1"] > all_positive + 0.25, result.test_metrics
+    predicted = result.predict(x[:16])
+    hits = sum(set(p) == set(t) for p, t in zip(predicted, labels[:16]))
+    assert hits >= 12, list(zip(predicted, labels[:16]))

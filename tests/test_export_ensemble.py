@@ -93,6 +93,7 @@ def test_ensemble_exports_to_every_format_with_parity(ensemble):
     onnx = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     _assert_float_parity("ensemble onnx", onnx, ensemble.ref)
     pyfunc = mlflow.pyfunc.load_model(str(ex("mlflow_model", "mlflow")))
-    _assert_float_parity(
-        "ensemble mlflow", np.asarray(pyfunc.predict(x.astype(np.float32))), ensemble.ref
-    )
+    frame = pyfunc.predict(x.astype(np.float32))  # a DataFrame: label, prob_<class>...
+    assert list(frame.columns) == ["label", *(f"prob_{n}" for n in NAMES)]
+    _assert_float_parity("ensemble mlflow", frame.iloc[:, 1:].to_numpy(), ensemble.ref)
+    assert frame["label"].tolist() == [NAMES[i] for i in ensemble.ref.argmax(1)]

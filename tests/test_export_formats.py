@@ -279,8 +279,15 @@ def test_mlflow_pyfunc(confident, exported):
     assert m.metadata.metadata["class_names"] == NAMES
     assert m.metadata.get_input_schema() is not None
     assert (exported["mlflow"] / "input_example.json").is_file()
-    probs = np.asarray(m.predict(confident.x.astype(np.float32)))
-    _assert_float_parity("mlflow", probs, confident.ref)
+    frame = m.predict(confident.x.astype(np.float32))  # named columns: the top class, then
+    assert list(frame.columns) == ["label", *(f"prob_{n}" for n in NAMES)]  # each class's
+    _assert_float_parity("mlflow", frame.iloc[:, 1:].to_numpy(), confident.ref)
+    assert frame["label"].tolist() == [NAMES[i] for i in confident.ref.argmax(1)]
+    import mlflow.keras  # the Keras flavour inside is the plain Keras model
+
+    keras_model = mlflow.keras.load_model(str(exported["mlflow"]))
+    ref = keras_model.predict(confident.x.astype(np.float32), verbose=0)
+    _assert_float_parity("mlflow keras flavour", ref, confident.ref)
 
 
 def test_predict_reads_every_format(confident, exported, tmp_path):

@@ -213,10 +213,14 @@ def test_best_model_is_a_pyfunc_model_with_signature(searched, client, monkeypat
     assert sig is not None and sig.inputs.inputs[0].shape == (-1, 32, 32, 3)
     assert pm.metadata.saved_input_example_info is not None
     x = result.data.x_test[:4]
-    probs = np.asarray(pm.predict(x))
+    frame = pm.predict(x)  # a DataFrame: the top class, then each class's probability
+    names = ["class_0", "class_1", "class_2"]
+    assert list(frame.columns) == ["label", *(f"prob_{n}" for n in names)]
+    probs = frame.iloc[:, 1:].to_numpy()
     assert probs.shape == (4, 3)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    assert pm.metadata.metadata["class_names"] == ["class_0", "class_1", "class_2"]
+    assert frame["label"].tolist() == [names[i] for i in probs.argmax(axis=1)]
+    assert pm.metadata.metadata["class_names"] == names
 
 
 def test_best_model_is_registered(searched, client, monkeypatch):
@@ -231,7 +235,7 @@ def test_best_model_is_registered(searched, client, monkeypatch):
     assert tags["automl.registered_model"] == f"{REGISTERED}/1"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     pm = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/1")
-    assert np.asarray(pm.predict(result.data.x_test[:2])).shape == (2, 3)
+    assert pm.predict(result.data.x_test[:2]).shape == (2, 4)  # label + 3 probabilities
 
 
 def test_cli_flags_parse():

@@ -65,7 +65,8 @@ def test_csv_relative_and_absolute_paths_give_a_regression_bundle(table_dir, tmp
     assert b.y_train.dtype == np.float32 and b.y_train.shape == (len(b.x_train), 1)
     grey, y = _all(b)
     assert len(grey) == N and b.skipped == []
-    assert abs(float(y.mean())) < 1e-5  # standardised for training
+    assert abs(float(b.y_train.mean())) < 1e-5  # standardised on the training split
+    assert abs(float(b.y_train.std()) - 1.0) < 1e-5
     # each image keeps its own target: grey 10 * i <-> age 2.5 * i
     np.testing.assert_allclose(b.task.decode(y).reshape(-1), grey / 4, atol=1e-4)
     # split stratified by target range: every split spans low and high targets
@@ -263,3 +264,38 @@ def test_dataframe_of_paths_and_targets(table_dir, tmp_path, monkeypatch):
     assert b.task.name == "regression" and b.class_names == ["price"]
     grey, y = _all(b)
     np.testing.assert_allclose(b.task.decode(y).reshape(-1), grey / 10 * 1.5, atol=1e-4)
+
+
+def test_regression_scale_is_learned_from_the_training_rows_only(monkeypatch, tmp_path):
+    """The targets' mean and std are fitted on the training split: validation and test values
+    (here shifted far away) do not move them, and every output un-standardises with them."""
+    import automl.data.splits as splits
+
+    n = 40
+    train, val, test = np.arange(24), np.arange(24, 32), np.arange(32, 40)
+    # The split stays the same whatever the targets (it is not what this test is about).
+    monkeypatch.setattr(splits, "task_split", lambda *a, **k: (train, val, test))
+    x = np.random.default_rng(0).integers(0, 255, (n, 8, 8, 3)).astype(np.uint8)
+    v = np.random.default_rng(1).uniform(10, 20, n)
+    shifted = v.copy()
+    shifted[val] += 500.0
+    shifted[test] -= 300.0
+    a = load_data((x, v), cache_dir=tmp_path / "stores")
+    b = load_data((x, shifted), cache_dir=tmp_path / "stores")
+    for bundle in (a, b):
+        assert bundle.task.mean_[0] == pytest.approx(v[train].mean())
+        assert bundle.task.std_[0] == pytest.approx(v[train].std())
+    np.testing.assert_array_equal(a.y_train, b.y_train)  # what the model trains on
+    # Un-standardised with the same saved values: the shifted targets come back as they were.
+    np.testing.assert_allclose(b.task.decode(b.y_test), shifted[test], rtol=1e-5)
+    config = b.task.to_config()
+    assert config["mean"] == pytest.approx([v[train].mean()])
+    assert config["min"] == pytest.approx([shifted.min()])  # describe(): every target's range
+
+    # Your own validation split: the scale comes from the training rows (not the test rows).
+    own = load_data(
+        (x, shifted), validation_data=(x[:8], v[:8] + 900.0), cache_dir=tmp_path / "stores"
+    )
+    decoded = own.task.decode(own.y_train)
+    assert own.task.mean_[0] == pytest.approx(decoded.mean())
+    assert own.task.std_[0] == pytest.approx(decoded.std())

@@ -128,26 +128,39 @@ def test_classification_export_unchanged(tmp_path):
     assert {p["label"] for p in out[0]["predictions"]} <= {"a", "b", "c"}
 
 
-@pytest.mark.parametrize("kind", ["regression", "multilabel"])
+def _classification():
+    return Classification.of_names(["cat", "dog", "sky"]), _model(3, "softmax")
+
+
+@pytest.mark.parametrize("kind", ["regression", "multilabel", "classification"])
 def test_pyfunc_returns_named_columns(tmp_path, kind):
     """mlflow.pyfunc of an MLflow export answers a DataFrame with the task's columns, in
-    the targets' units (regression) / with the label set (multi-label)."""
+    the targets' units (regression) / with the label set (multi-label) / with the top class
+    (classification), and the signature names those columns."""
     import mlflow.pyfunc
 
     from automl.export import export_model
 
-    task, model = TASKS[kind]()
+    task, model = {**TASKS, "classification": _classification}[kind]()
     x = _images(3).astype(np.float32)
-    path = export_model(model, tmp_path / "mlf", format="mlflow", task=task)
-    frame = mlflow.pyfunc.load_model(str(path)).predict(x)
+    names = {"class_names": task.classes_} if kind == "classification" else {}
+    path = export_model(model, tmp_path / "mlf", format="mlflow", task=task, **names)
+    loaded = mlflow.pyfunc.load_model(str(path))
+    frame = loaded.predict(x)
     outputs = np.asarray(model.predict(x, verbose=0))
     want = task.to_frame(outputs)
-    if kind == "regression":
-        assert list(frame.columns) == ["age", "price"]
-    else:
-        assert list(frame.columns) == ["labels", "prob_cat", "prob_dog", "prob_sky"]
-        assert frame["labels"].tolist() == want["labels"].tolist()
-    num = [c for c in want.columns if c != "labels"]
+    columns = {
+        "regression": ["age", "price"],
+        "multilabel": ["labels", "prob_cat", "prob_dog", "prob_sky"],
+        "classification": ["label", "prob_cat", "prob_dog", "prob_sky"],
+    }[kind]
+    assert list(frame.columns) == columns
+    assert loaded.metadata.get_output_schema().input_names() == columns
+    text = [c for c in ("label", "labels") if c in columns]
+    assert frame[text].values.tolist() == want[text].values.tolist()
+    if kind == "classification":
+        assert frame["label"].tolist() == [task.classes_[i] for i in outputs.argmax(axis=1)]
+    num = [c for c in want.columns if c not in text]
     np.testing.assert_allclose(frame[num].to_numpy(), want[num].to_numpy(), atol=1e-5)
 
 

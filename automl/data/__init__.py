@@ -158,7 +158,17 @@ def _task_bundle(x, targets, task, name, source, seed, val_fraction, test_fracti
     train, val, test = task_split(
         y, task.name, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
+    y = _scaled_on(task, targets, train, y)
     return of_splits(x, y, (train, val, test), name, source, _names(task), skipped, task)
+
+
+def _scaled_on(task, targets, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Regression: the standardisation learned from the training ``rows`` only (the split
+    does not depend on it: its strata are quantiles), and every target encoded with it;
+    other tasks: ``y`` as it is."""
+    if task.name != "regression":
+        return y
+    return task.fit_scale(targets, rows).encode(targets)
 
 
 def _load(data: Any, store_size: int, strict_images: bool, cache_dir=None, progress=None):
@@ -382,6 +392,7 @@ def _load_task_data(
         vx = as_view(resize_batch(vx[:], int(x.shape[1])))
     y = fitted.encode(targets)
     rest, test = _test_split(y, fitted.name, test_fraction, seed, source)
+    y = _scaled_on(fitted, targets, rest, y)  # your validation split is no training row
     base = as_view(x)
     return DataBundle(
         name=name,

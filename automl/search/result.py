@@ -361,15 +361,12 @@ def _score_task_test(c: Closing, best: dict[str, Any], outputs: np.ndarray) -> N
     """:func:`score_test` for multi-label and regression: multi-label thresholds tuned on
     the validation split (saved with the model: the parent's ``task.json``), then every
     objective of the task on the test split (``test_macro_f1``, ``test_mae``...)."""
-    from automl.data.images import predict_images
-    from automl.metrics import score, tune_thresholds
-    from automl.task_outputs import copy_task, task_objective
+    from automl.metrics import score
+    from automl.task_outputs import task_objective, tuned_task
     from automl.tasks import task_of
 
     result, tracker, data = c.result, c.tracker, c.data
-    task = copy_task(task_of(data))  # the data's own task keeps its thresholds
-    if task.name == "multilabel" and len(data.x_val):
-        task.set_thresholds(tune_thresholds(data.y_val, predict_images(c.model, data.x_val)))
+    task = tuned_task(task_of(data), c.model, data)  # the data's own task keeps its thresholds
     objective = task_objective(task, result.objective)
     test = {
         f"test_{o.removeprefix('val_')}": score(task, data.y_test, outputs, o)
