@@ -15,7 +15,7 @@ for multi-label, ``val_mae`` for regression). Classes or labels whose largest co
 ``class_weight`` hyperparameter (``balanced`` first: the seed trials weigh the classes).
 Label smoothing is classification's only. Regression: no geometric augmentation in the seed
 trials (it can change the target), and the ``pretrained`` seed is the frozen backbone at its
-native 224 px with a long head phase, first (see :class:`automl.families.pretrained.Pretrained`).
+native 224 px with a long head phase, first (:func:`automl.families.pretrained._regression_part`).
 
 The first trials of a search are fixed, known-good configurations, one per family (the
 space's ``seed_trials``, in order); the oracle explores from there. The space, seeds

@@ -292,7 +292,7 @@ def _regression_part(section: dict, seed: dict, data: dict[str, Any]) -> tuple[d
     A linear head has to fit a value, not only rank a class first, and on a frozen backbone's
     cached features an epoch costs a fraction of a second. Measured on both regression sets
     of bench/datasets.py (frozen Lite0 features, a linear head, AdamW with the cosine
-    schedule, val MAE, mean of 2 seeds; bench/README.md "Kinds of problem"): 128 -> 224 px
+    schedule, val MAE, mean of 2 seeds; bench/tasks_regression_head.py): 128 -> 224 px
     (40 epochs at 1e-3), rotation 9.32 -> 8.53 deg, count 0.917 -> 0.668; at 224 px, 10
     epochs at 1e-3 (the classification seed) 11.87 / 0.827, 40 at 1e-3 8.53 / 0.668, 40 at
     3e-3 7.26 / 0.627. A Huber loss instead of squared error: 7.21 / 0.631 at 3e-3, no gain,
