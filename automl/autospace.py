@@ -13,7 +13,9 @@ The objective is the task's default (``val_accuracy`` for classification, ``val_
 for multi-label, ``val_mae`` for regression). Classes or labels whose largest count is over
 :data:`automl.imbalance.WEIGHTS_ABOVE` times the smallest (on the training split) add the
 ``class_weight`` hyperparameter (``balanced`` first: the seed trials weigh the classes).
-Label smoothing is classification's only.
+Label smoothing is classification's only. Regression: no geometric augmentation in the seed
+trials (it can change the target), and the ``pretrained`` seed is the frozen backbone at its
+native 224 px with a long head phase, first (:func:`automl.families.pretrained._regression_part`).
 
 The first trials of a search are fixed, known-good configurations, one per family (the
 space's ``seed_trials``, in order); the oracle explores from there. The space, seeds
@@ -171,11 +173,17 @@ def default_space_dict(
 def _shared_choices(info: dict[str, Any], gpu: bool) -> dict[str, Any]:
     """:func:`describe`'s facts plus what every family's default part is chosen from."""
     photo = not info["low_res"] and not info["grayscale"]
+    augment = ["flip", "light", "none"] if photo else ["light", "none"]
+    if info.get("task") == "regression":
+        # A flip, rotation, shift or zoom can change a regression target (an angle, a
+        # position, a size, a count near the border): off in the seed trials, a choice the
+        # search may still make on the validation score.
+        augment = ["none", *augment[:-1]]
     return {
         **info,
         "gpu": gpu,
         "photo": photo,
-        "augment": ["flip", "light", "none"] if photo else ["light", "none"],
+        "augment": augment,
         "batch": 32 if info["images"] < 2000 else 64,
     }
 

@@ -8,6 +8,12 @@ subprocess. The split is the one bench/tasks_baselines.py and bench/tasks_recipe
 theirs (bench/tasks_baselines.txt, bench/tasks_recipe.txt).
 
     python -m bench.tasks_quality [--only rotation count mosaic_tags tiny_photos_imbalanced]
+                                  [--seed 0] [--imbalance-ab]
+
+``--imbalance-ab``: the imbalanced set is searched twice, as above and without the imbalance
+handling (the same command with ``automl.imbalance.WEIGHTS_ABOVE`` set to infinity in the
+search's process, so the data-aware space leaves out the ``class_weight`` hyperparameter and
+its seed trials weigh no class): the issue's A/B on balanced accuracy.
 """
 
 from __future__ import annotations
@@ -29,33 +35,61 @@ SHOWN = {
 }
 
 
-def run(name: str, work: Path) -> None:
+# The search's own process with the imbalance handling off (see the module docstring).
+NO_IMBALANCE_HANDLING = (
+    "import runpy, sys; import automl.imbalance as i; i.WEIGHTS_ABOVE = float('inf'); "
+    "sys.argv = ['automl', *sys.argv[1:]]; runpy.run_module('automl', run_name='__main__')"
+)
+
+
+def run(name: str, work: Path, seed: int = 0, handling: bool = True) -> None:
     from mlflow.tracking import MlflowClient
 
     from bench.datasets import TASK_DATASETS, write_table
 
     x, y, names, task = TASK_DATASETS[name]()
-    csv = write_table(x, y, names, task, work / name)
-    cmd = [sys.executable, "-m", "automl", "search", "--data", str(csv), "-q"]
+    if not (work / name / "labels.csv").exists():
+        write_table(x, y, names, task, work / name)
+    csv = work / name / "labels.csv"
+    cmd = (
+        [sys.executable, "-m", "automl"]
+        if handling
+        else [sys.executable, "-c", NO_IMBALANCE_HANDLING]
+    )
+    cmd += ["search", "--data", str(csv), "-q", "--seed", str(seed)]
     cmd += TASK_FLAG.get(name, [])
     if name == "tiny_photos_imbalanced":
         cmd += ["--objective", "val_balanced_accuracy"]
+    where = work / name / f"seed{seed}{'' if handling else '-unweighted'}"
+    where.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=work / name, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=where, capture_output=True, text=True)
     took = time.time() - t0
     if proc.returncode:
         print(f"{name}: automl search failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
         return
-    client = MlflowClient(f"sqlite:///{work / name / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{where / 'mlruns' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("automl")
     parent = client.search_runs([exp.experiment_id], "tags.`automl.kind` = 'search'")[0]
     m, tags = parent.data.metrics, parent.data.tags
     scores = "  ".join(f"{k} {m[k]:.4f}" for k in SHOWN[task] if k in m)
-    trials = len(client.search_runs([exp.experiment_id], "tags.`automl.kind` = 'trial'"))
+    trials = client.search_runs([exp.experiment_id], "tags.`automl.kind` = 'trial'")
+    arm = "" if handling else ", imbalance handling off"
     print(
-        f"{name} ({task}): {scores}  | {trials} trials, winner {tags.get('automl.best_trial_id')}, "
-        f"{took / 60:.1f} min whole process"
+        f"{name} ({task}, seed {seed}{arm}): {scores}  | {len(trials)} trials, winner "
+        f"{tags.get('automl.best_trial_id')}, {took / 60:.1f} min whole process"
     )
+    objective = parent.data.params.get("objective", "")
+    for t in sorted(trials, key=lambda r: r.info.start_time):
+        p, tm = t.data.params, t.data.metrics
+        val = "  ".join(f"{k} {v:.4f}" for k, v in sorted(tm.items()) if k == objective)
+        what = ", ".join(
+            f"{k.rpartition('.')[2]} {p[k]}"
+            for k in sorted(p)
+            if k.rpartition(".")[2] in ("family", "image_size", "fine_tune_depth", "augment",
+                                        "class_weight", "head_epochs", "epochs")
+        )  # fmt: skip
+        print(f"    trial {t.data.tags.get('automl.trial_id', '?')}: {what}  {val}")
 
 
 def main() -> None:
@@ -63,10 +97,16 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="+", default=list(TASK_DATASETS), choices=list(TASK_DATASETS))
+    ap.add_argument("--seed", type=int, nargs="+", default=[0], help="the searches' --seed")
+    ap.add_argument("--imbalance-ab", action="store_true",
+                    help="the imbalanced set also without the imbalance handling")  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="automl-tasks-") as tmp:
         for name in args.only:
-            run(name, Path(tmp))
+            for seed in args.seed:
+                run(name, Path(tmp), seed)
+                if args.imbalance_ab and name == "tiny_photos_imbalanced":
+                    run(name, Path(tmp), seed, handling=False)
 
 
 if __name__ == "__main__":

@@ -288,6 +288,33 @@ def test_default_space_per_task_and_class_weights_when_imbalanced():
     assert ml.objective == "val_macro_f1"
 
 
+def test_regression_default_space_seeds_no_augmentation_and_a_frozen_backbone_first():
+    """A flip, rotation, shift or zoom can change a regression target (an angle, a count near
+    the border): the seeds augment nothing, the search may still pick it. The first seed is
+    the frozen backbone at its native 224 px with a long head phase; classification's seeds
+    stay as they were."""
+    from automl.autospace import default_space
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 255, (60, 32, 32, 3)).astype(np.uint8)
+    reg = default_space(_bundle(x, rng.normal(size=60), Regression(), 40, 10), gpu=False)
+    assert reg.params["augment"].values[0] == "none" and len(reg.params["augment"].values) > 1
+    assert {s["augment"] for s in reg.seed_trials} == {"none"}
+    first = reg.seed_trials[0]
+    assert (first["family"], first["image_size"], first["fine_tune_depth"]) == (
+        "pretrained",
+        224,
+        0.0,
+    )
+    assert first["head_epochs"] >= 40
+    cls = default_space(_bundle(x, np.arange(60) % 3, Classification(), 40, 10), gpu=False)
+    assert [(s["family"], s["augment"]) for s in cls.seed_trials] == [
+        ("scratch", "light"),
+        ("pretrained", "none"),
+    ]
+    assert cls.upper("image_size") == 128
+
+
 def test_trial_scores_and_config_yaml_carry_the_task():
     from automl.executors.base import JobResult
     from automl.executors.runner import _task_config
