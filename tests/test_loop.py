@@ -178,3 +178,29 @@ def test_each_trial_gets_the_trials_end_as_it_stands_when_it_starts(tmp_path):
     assert est.trials == 3 and est.images_per_s == pytest.approx(200.0)
     # More members and a measured (faster than the prior) speed: the end moves each time.
     assert len(set(ends)) == 3
+
+
+def test_only_a_large_data_set_leaves_the_closing_steps_time():
+    """Small data (the demo, 1,000 images) or no budget: no estimate, the same trials' end
+    as before; 100,000 images: the test split's sample and the validation cap."""
+    from types import SimpleNamespace
+
+    from automl.search.session import _finish_estimate
+
+    def data(train, val, test):
+        return SimpleNamespace(y_train=[0] * train, y_val=[0] * val, y_test=[0] * test)
+
+    st = settings()
+    assert _finish_estimate(data(700, 150, 150), dataclasses.replace(st, time_budget=3)) is None
+    assert (
+        _finish_estimate(data(70000, 15000, 15000), dataclasses.replace(st, time_budget=None))
+        is None
+    )
+    est = _finish_estimate(
+        data(70000, 15000, 15000), dataclasses.replace(st, time_budget=3, ensemble=3)
+    )
+    assert (est.val_images, est.test_images, est.ensemble) == (1000, 2000, 3)
+    est = _finish_estimate(
+        data(7000, 1500, 1500), dataclasses.replace(st, time_budget=3, ensemble=3)
+    )
+    assert (est.val_images, est.test_images) == (1000, 1500)  # 10k: the whole test split
