@@ -168,3 +168,30 @@ def test_a_worker_started_early_is_taken_or_stopped(monkeypatch):
         monkeypatch.setenv(name, value)  # a plugin registered since, a variable changed
         assert worker_mod._take_spare() is None  # not the search's environment: not taken
         assert proc.poll() is not None and worker_mod._spare == {}
+
+
+def test_a_search_refused_before_its_trials_leaves_no_worker_behind(tmp_path, monkeypatch):
+    import pytest
+
+    from automl.errors import AutoMLError
+
+    started = []
+    prestart = worker_mod.prestart
+    monkeypatch.setattr(
+        worker_mod, "prestart", lambda uri: (prestart(uri), started.append(_spare_pid()))
+    )
+    before = {p.pid for p in psutil.Process().children()}
+    with pytest.raises(AutoMLError, match="missing"):
+        automl.search(
+            data=str(tmp_path / "missing"),
+            space=SPACE,
+            max_trials=2,  # trials in a worker process: one is started early
+            tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        )
+    assert started and started[0] not in before  # a worker was started early...
+    assert worker_mod._spare == {}
+    assert {p.pid for p in psutil.Process().children()} <= before  # ...and stopped
+
+
+def _spare_pid() -> int:
+    return worker_mod._spare["spawned"][0].pid
