@@ -345,7 +345,8 @@ def _make_loop(s: Session, checkpoints: Checkpoints, options) -> SearchLoop:
         to_config=lambda values: TrialConfig.from_values(values).to_dict(),
         deadline=s.deadline,
         on_trial_start=[on_start],
-        on_trial_end=[on_end],
+        # The display's "left in the budget" follows the trials' end as it moves.
+        on_trial_end=[lambda *_: setattr(s.progress, "deadline", s.deadline.trials_end), on_end],
     )
 
 
