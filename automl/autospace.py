@@ -50,13 +50,19 @@ def probe_native_size(data: Any) -> int | None:
     path = Path(str(data))
     if not path.is_dir():
         return None
+    import heapq
+    import os
+
     from PIL import Image
 
     from automl.data.sources import IMAGE_EXTENSIONS
 
     sizes = []
     for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-        for f in sorted(sub.iterdir())[:8]:
+        # The first 8 names only: no Path made and sorted for each of a class's 10,000 files.
+        with os.scandir(sub) as it:
+            first = heapq.nsmallest(8, (e.name for e in it))
+        for f in (sub / name for name in first):
             if f.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             try:

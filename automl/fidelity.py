@@ -7,7 +7,9 @@ data set a *fidelity ladder*: the ``train_images`` hyperparameter is a choice of
 ``i // families`` (each round of trials, one per model family, trains on twice the images of
 the round before; the last rung is the whole training split). The validation split is capped
 too (``val_images``): epochs are scored and early-stopped on a stratified subset of it. The
-test split is always scored in full at the end.
+test split is scored in full at the end unless the validation was capped: then on a
+stratified sample of :data:`TEST_PER_VAL` times the validation cap (:func:`test_sample`; at
+100,000 images, 2,000 of the 15,000 test images), so that scoring fits the budget.
 
 Both subsets are stratified (each class keeps its share) and nested (a rung's images include
 the smaller rung's), picked with a fixed seed, so trials on the same rung share their cached
@@ -28,6 +30,7 @@ BASE_IMAGES = 1000
 VAL_IMAGES = 1000  # validation images per 3 minutes of budget (scoring every epoch)
 SMALL_TRAIN = 4000  # at or below this many training images, no cap: trials see them all
 GPU_FACTOR = 8
+TEST_PER_VAL = 2  # a capped search's test score: on a sample of this many times val_images
 
 
 def _scale(budget_minutes: float | None, gpu: bool) -> float:
@@ -114,3 +117,27 @@ def _strata_of(data):
     from automl.data.splits import strata
 
     return lambda y: strata(y, data.task.name)
+
+
+def test_images(n_test: int, val_images: int) -> int:
+    """How many test images a search whose trials were validated on ``val_images`` (0: all)
+    scores: all of them, or :data:`TEST_PER_VAL` times the validation cap when fewer."""
+    if val_images <= 0:
+        return int(n_test)
+    return int(min(n_test, TEST_PER_VAL * val_images))
+
+
+def test_sample(data, val_images: int, seed: int = 0):
+    """``data`` with its test split cut to a stratified sample of :func:`test_images` images
+    (an index view, nested like the other subsets); ``data`` itself when nothing is cut."""
+    import dataclasses
+
+    from automl.data.images import as_view
+
+    n = test_images(len(data.y_test), val_images)
+    if n >= len(data.y_test):
+        return data
+    te = stratified(_strata_of(data)(data.y_test), n, seed)
+    return dataclasses.replace(
+        data, x_test=as_view(data.x_test).take(te), y_test=np.asarray(data.y_test)[te]
+    )

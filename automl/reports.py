@@ -318,16 +318,18 @@ def evaluation_reports(
     class_names: list[str],
     split: str = "validation",
     task=None,
+    outputs=None,
 ) -> dict[str, Any]:
     """Confusion matrix plot and per-class precision/recall/F1 JSON of ``model`` on (x, y).
 
     ``task`` a multi-label or regression task: its reports instead (per-label precision and
     recall; predicted-vs-true and residuals), see :func:`automl.task_reports.task_reports`.
+    ``outputs``: the model's outputs on ``x`` when the caller has them (not predicted again).
     """
     from automl.data.images import predict_images
     from automl.tasks import is_classification
 
-    probs = predict_images(model, x)
+    probs = predict_images(model, x) if outputs is None else outputs
     if not is_classification(task):
         from automl.task_reports import task_reports
 
@@ -356,9 +358,12 @@ def log_trial_reports(
     split_seed: int,
     budget: int | None = None,
     datasets: bool = True,
+    val_outputs=None,
     **config_extra: Any,
 ) -> None:
-    """Everything a finished trial run shows besides its metrics (see the module docstring)."""
+    """Everything a finished trial run shows besides its metrics (see the module docstring).
+
+    ``val_outputs``: the model's outputs on ``data.x_val`` when the caller has them."""
     title = f"learning curve ({cfg.backbone}, lr={cfg.learning_rate:.2g})"
     # Not guarded: ``automl retrain`` needs config.yaml, so a run without it must not be
     # FINISHED; the exception fails the trial (the caller retries it like a crash).
@@ -388,6 +393,7 @@ def log_trial_reports(
             data.y_val,
             data.class_names,
             task=getattr(data, "task", None),
+            outputs=val_outputs,
         ),
     )
     _guard(
@@ -510,11 +516,13 @@ def log_search_reports(
     data,
     register: str | None = None,
     task=None,
+    test_outputs=None,
 ) -> dict[str, Any]:
     """Leaderboard CSV, search plot, data inputs, test reports and the best model as MLflow model.
 
     ``task``: a multi-label or regression task (thresholds tuned): its test reports, and
-    saved with the MLflow model."""
+    saved with the MLflow model. ``test_outputs``: the model's outputs on ``data.x_test``
+    (test scoring made them: not predicted a second time)."""
 
     def leaderboard():
         buf = io.StringIO()
@@ -549,6 +557,7 @@ def log_search_reports(
             data.class_names,
             split="test",
             task=task,
+            outputs=test_outputs,
         ),
     )
     tags = _log_best_model(tracker, parent_id, model, data, register, task)

@@ -114,3 +114,26 @@ def test_search_logs_each_trials_fidelity(tmp_path):
     )
     # Trial i takes rung i (one family: one trial per round), whatever the oracle drew.
     assert got == [("0", "48", "40", 48.0), ("1", "96", "40", 96.0)]
+
+
+def test_a_capped_search_scores_a_stratified_sample_of_a_large_test_split():
+    from automl.data import DataBundle
+
+    x, y = _arrays(n=9000, size=8, classes=3)
+    data = DataBundle(
+        name="t", source="t", class_names=["a", "b", "c"],
+        x_train=x[:100], y_train=y[:100], x_val=x[100:200], y_val=y[100:200],
+        x_test=x[200:], y_test=y[200:],
+    )  # fmt: skip
+    assert fidelity.test_images(8800, 0) == 8800  # validation not capped: the whole split
+    assert fidelity.test_images(1500, 1000) == 1500  # 10k images: the whole split
+    assert fidelity.test_images(15000, 1000) == fidelity.TEST_PER_VAL * 1000  # 100k: a sample
+    assert fidelity.test_sample(data, 0) is data
+    assert fidelity.test_sample(data, 5000) is data  # 2 x 5000 >= 8800: nothing cut
+    cut = fidelity.test_sample(data, 1000)
+    assert len(cut.y_test) == 2000 and len(cut.x_test) == 2000
+    shares = np.bincount(cut.y_test) / 2000
+    assert np.allclose(shares, np.bincount(y[200:]) / 8800, atol=0.01)  # stratified
+    assert cut.x_train is data.x_train and cut.x_val is data.x_val  # only the test split
+    np.testing.assert_array_equal(np.asarray(cut.x_test[:5]), x[200:][np.sort(
+        fidelity.stratified(y[200:], 2000))[:5]])  # fmt: skip

@@ -125,3 +125,82 @@ def test_the_deadline_is_made_once_from_minutes_with_the_refit_reserve_inside():
     none = Deadline.from_budget(None)
     assert none.trials_end is none.refit_end is none.refit_seconds_left() is None
     assert not none.trials_over()
+
+
+def test_a_large_data_sets_trials_leave_the_closing_steps_their_measured_time():
+    """The finish estimate: (validation + test images) x members at the trials' predict
+    speed, a load per member and the reports; the trials' end moves as trials measure it,
+    and never by more than half the budget."""
+    from automl.search.deadline import (
+        FIXED_S,
+        MAX_FINISH,
+        PER_MEMBER_S,
+        PRIOR_IMAGES_PER_S,
+        FinishEstimate,
+    )
+
+    est = FinishEstimate(val_images=1000, test_images=2000, ensemble=3)
+    d = Deadline.from_budget(3, start=1000.0, finish=est)
+    prior = est.seconds()  # no trial yet: one member, the test images at the prior speed
+    assert prior == pytest.approx(FIXED_S + PER_MEMBER_S + 2000 / est.images_per_s)
+    assert d.trials_end == pytest.approx(1180.0 - prior)
+    est.observe(500.0)  # a trial measured 500 images/s: two members from now on
+    assert est.seconds() == pytest.approx(FIXED_S + 2 * (PER_MEMBER_S + 3000 / 500.0))
+    est.observe(0.0)  # not measured: counted as a trial, not as a speed
+    est.observe(250.0)
+    assert est.images_per_s == pytest.approx(2 / (1 / 500 + 1 / 250))  # harmonic mean
+    assert est.seconds() == pytest.approx(FIXED_S + 3 * (PER_MEMBER_S + 3000 / est.images_per_s))
+    slow = FinishEstimate(val_images=1000, test_images=15000, ensemble=3)
+    slow.observe(10.0)
+    capped = Deadline.from_budget(3, start=1000.0, finish=slow)
+    assert capped.trials_end == pytest.approx(1180.0 - MAX_FINISH * 180)
+    assert Deadline.from_budget(3, start=1000.0).trials_end == 1180.0  # small data: as before
+    assert FinishEstimate(1000, 2000, ensemble=0).seconds() == pytest.approx(
+        FIXED_S + PER_MEMBER_S + 2000 / PRIOR_IMAGES_PER_S
+    )  # no ensemble: one member, no selection
+
+
+def test_each_trial_gets_the_trials_end_as_it_stands_when_it_starts(tmp_path):
+    from automl.search.deadline import FinishEstimate
+
+    est = FinishEstimate(val_images=1000, test_images=2000, ensemble=3)
+    d = Deadline.from_budget(60, finish=est)
+
+    def measured(job):
+        out = scored(job)
+        out.predict_per_s = 200.0
+        return out
+
+    ex = FakeExecutor(measured)
+    loop, *_ = make_loop(tmp_path, ex, deadline=d, max_trials=3)
+    loop.run()
+    ends = [j.options["deadline"] for j in ex.jobs]
+    assert est.trials == 3 and est.images_per_s == pytest.approx(200.0)
+    # More members and a measured (faster than the prior) speed: the end moves each time.
+    assert len(set(ends)) == 3
+
+
+def test_only_a_large_data_set_leaves_the_closing_steps_time():
+    """Small data (the demo, 1,000 images) or no budget: no estimate, the same trials' end
+    as before; 100,000 images: the test split's sample and the validation cap."""
+    from types import SimpleNamespace
+
+    from automl.search.session import _finish_estimate
+
+    def data(train, val, test):
+        return SimpleNamespace(y_train=[0] * train, y_val=[0] * val, y_test=[0] * test)
+
+    st = settings()
+    assert _finish_estimate(data(700, 150, 150), dataclasses.replace(st, time_budget=3)) is None
+    assert (
+        _finish_estimate(data(70000, 15000, 15000), dataclasses.replace(st, time_budget=None))
+        is None
+    )
+    est = _finish_estimate(
+        data(70000, 15000, 15000), dataclasses.replace(st, time_budget=3, ensemble=3)
+    )
+    assert (est.val_images, est.test_images, est.ensemble) == (1000, 2000, 3)
+    est = _finish_estimate(
+        data(7000, 1500, 1500), dataclasses.replace(st, time_budget=3, ensemble=3)
+    )
+    assert (est.val_images, est.test_images) == (1000, 1500)  # 10k: the whole test split

@@ -283,6 +283,9 @@ class _Recorder:
     def end_run(self, run_id, status="FINISHED"):
         self.tags["status"] = status
 
+    def trial_runs(self, parent_id):
+        return []  # no trial capped its validation: the whole test split is scored
+
 
 def _closing(task, data, model, objective, val_score):
     import types
@@ -559,3 +562,28 @@ def test_datasets_and_learning_curve_per_task():
     assert prof["label_counts"] == {"cat": 4, "dog": 3, "sky": 3}
     assert _score_metric([{"step": 0, "loss": 1.0, "val_mae": 2.0}]) == "mae"
     assert _score_metric([{"step": 0, "loss": 1.0, "val_accuracy": 0.5}]) == "accuracy"
+
+
+def test_score_test_of_a_capped_search_scores_and_logs_a_stratified_test_sample():
+    """Trials validated on a capped subset (val_images): the test split is scored on a
+    stratified sample of 2 x that cap, its size logged and tagged; the scores are the
+    sample's."""
+    import types
+
+    from automl import fidelity, metrics
+    from automl.search.result import score_test
+
+    task, data = _regression_bundle()  # 8 test images
+    model = _model(2, "linear", seed=3)
+    c, tracker = _closing(task, data, model, "val_mae", 7.0)
+    run = types.SimpleNamespace(data=types.SimpleNamespace(params={"val_images": "2"}))
+    tracker.trial_runs = lambda parent_id: [run]
+    c.settings = types.SimpleNamespace(seed=0)
+    score_test(c)
+    assert tracker.metrics["test_images"] == 4 and len(c.scored.y_test) == 4
+    assert tracker.tags["automl.test_sample"] == "stratified 4 of 8 test images (seed 0)"
+    sample = fidelity.test_sample(data, 2, seed=0)
+    out = np.asarray(model.predict(np.asarray(sample.x_test[:]).astype(np.float32), verbose=0))
+    want = metrics.mae(task.decode(sample.y_test), task.decode(out))
+    assert c.result.test_metrics["test_mae"] == pytest.approx(want)
+    np.testing.assert_allclose(c.test_outputs, out, rtol=1e-5)  # kept for the reports

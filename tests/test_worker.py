@@ -141,3 +141,57 @@ def test_a_worker_whose_memory_grew_is_replaced():
     assert not w._spent()
     w.trials_done = 10  # but it has run its trials
     assert w._spent()
+
+
+def test_a_worker_started_early_is_taken_or_stopped(monkeypatch):
+    """search() starts the first worker before it lists the files; the worker start takes
+    it if it still has the search's environment, and it is stopped when nothing took it."""
+    worker_mod.prestart(None)
+    proc = worker_mod._spare["spawned"][0]
+    assert proc.poll() is None and "automl.executors.process" in " ".join(proc.args)
+    worker_mod.discard_spare()
+    assert proc.poll() is not None and worker_mod._spare == {}
+    worker_mod.prestart("sqlite:///nowhere/mlflow.db")
+    spawned = worker_mod._spare["spawned"]
+    assert "mlflow.store.tracking.sqlalchemy_store" in spawned[0].args  # warmed for SQL
+    assert worker_mod._take_spare() is spawned  # same environment: taken
+    worker_mod._stop(*spawned)
+    monkeypatch.setenv("TF2_BEHAVIOR", "1")  # what importing TensorFlow sets: no matter
+    worker_mod.prestart(None)
+    spawned = worker_mod._spare["spawned"]
+    monkeypatch.setenv("KMP_INIT_AT_FORK", "FALSE")
+    assert worker_mod._take_spare() is spawned
+    worker_mod._stop(*spawned)
+    for name, value in (("AUTOML_PLUGINS", "my_plugin"), ("TF2_BEHAVIOR", "0")):
+        worker_mod.prestart(None)
+        proc = worker_mod._spare["spawned"][0]
+        monkeypatch.setenv(name, value)  # a plugin registered since, a variable changed
+        assert worker_mod._take_spare() is None  # not the search's environment: not taken
+        assert proc.poll() is not None and worker_mod._spare == {}
+
+
+def test_a_search_refused_before_its_trials_leaves_no_worker_behind(tmp_path, monkeypatch):
+    import pytest
+
+    from automl.errors import AutoMLError
+
+    started = []
+    prestart = worker_mod.prestart
+    monkeypatch.setattr(
+        worker_mod, "prestart", lambda uri: (prestart(uri), started.append(_spare_pid()))
+    )
+    before = {p.pid for p in psutil.Process().children()}
+    with pytest.raises(AutoMLError, match="missing"):
+        automl.search(
+            data=str(tmp_path / "missing"),
+            space=SPACE,
+            max_trials=2,  # trials in a worker process: one is started early
+            tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        )
+    assert started and started[0] not in before  # a worker was started early...
+    assert worker_mod._spare == {}
+    assert {p.pid for p in psutil.Process().children()} <= before  # ...and stopped
+
+
+def _spare_pid() -> int:
+    return worker_mod._spare["spawned"][0].pid

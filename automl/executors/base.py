@@ -47,6 +47,7 @@ class JobResult:
     kept: bool = False  # its model file is among the top k
     stopped: bool = False  # stopped early by the time budget
     rss_mb: float = 0.0  # resident memory of the process that ran it, after it
+    predict_per_s: float = 0.0  # images/s its model predicted its validation images at (0: ?)
     where: dict[str, str] = field(default_factory=dict)  # node, pid, GPU ids
     model: Any = None  # the keras.Model, only when it ran in the search's own process
     model_file: bytes | None = None  # its .keras export, when it ran on another machine

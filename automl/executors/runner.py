@@ -176,7 +176,7 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
         gc.collect()
     try:
         kept, checkpoint, model_file = _keep_model(job.trial_id, outcome, ctx)
-        _record(job, ctx, cfg, outcome, checkpoint, _embedding_use(emb, *before))
+        rate = _record(job, ctx, cfg, outcome, checkpoint, _embedding_use(emb, *before))
     except Exception as e:  # e.g. disk full while saving the checkpoint: retried like a crash
         reason = f"{type(e).__name__} while saving the trial: {first_line(e)}"
         raise TrialFailed(reason, traceback.format_exc()) from None
@@ -192,6 +192,7 @@ def execute_trial(job: TrialJob, ctx: TrialContext) -> JobResult:
         kept=kept,
         stopped=stopped,
         rss_mb=rss,
+        predict_per_s=rate,
         where=dict(ctx.where or {}),
         model=model,
         model_file=model_file,
@@ -217,8 +218,25 @@ def _keep_model(tid: str, outcome: TrialOutcome, ctx: TrialContext) -> tuple:
     return False, "", _model_file(outcome.model, ctx.data.class_names)
 
 
-def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb: str) -> None:
-    """The trial run's scores, tags and reports."""
+def _timed_outputs(model, x) -> tuple[Any, float]:
+    """``(model's outputs on x, images/s)``; ``(None, 0.0)`` if predicting fails (the
+    validation reports try again, and say why)."""
+    import time
+
+    from automl.data.images import predict_images
+
+    t = time.perf_counter()
+    try:
+        out = predict_images(model, x)
+    except Exception:  # noqa: BLE001 - reported by the reports' own guard
+        return None, 0.0
+    took = time.perf_counter() - t
+    return out, (len(x) / took if took > 0 and len(x) else 0.0)
+
+
+def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb: str) -> float:
+    """The trial run's scores, tags and reports; returns the images/s its model predicted
+    its validation images at (the search's estimate of its closing steps uses it)."""
     from automl.fidelity import subset
     from automl.reports import log_trial_reports
 
@@ -239,18 +257,22 @@ def _record(job: TrialJob, ctx, cfg, outcome: TrialOutcome, checkpoint: str, emb
             "automl.embeddings": emb,
         },
     )
+    val = subset(ctx.data, 0, cfg.val_images)  # the validation images it was scored on
+    outputs, rate = _timed_outputs(outcome.model, val.x_val)
     log_trial_reports(
         tracker,
         run_id,
         outcome,
-        subset(ctx.data, 0, cfg.val_images),  # the validation images it was scored on
+        val,
         cfg,
         seed=job.seed,
         split_seed=job.split_seed,
         budget=job.budget,
         trial_id=job.trial_id,
+        val_outputs=outputs,
         **_task_config(ctx.data),
     )
+    return rate
 
 
 def _task_config(data: DataBundle) -> dict:

@@ -164,7 +164,7 @@ class SearchLoop:
             config=cfg,
             seed=params["seed"],
             split_seed=self.settings.seed,
-            options=dict(self.options),
+            options=self._job_options(),
             budget=values.get("tuner/epochs"),
             initial_epoch=initial_epoch,
             initial_weights=init_weights,
@@ -175,6 +175,14 @@ class SearchLoop:
         self.running.append(entry)  # before submit: a synchronous one may be interrupted
         entry.future = self.executor.submit(job)
         return True
+
+    def _job_options(self) -> dict[str, Any]:
+        """The trials' run options, with the trials' end as it stands now (on a large data
+        set it moves as the closing steps' estimate does, see :class:`Deadline`)."""
+        options = dict(self.options)
+        if self.deadline is not None and "deadline" in options:
+            options["deadline"] = self.deadline.trials_end
+        return options
 
     def _finished_before(self, trial, previous: list) -> bool:
         """Killed after its run finished but before KerasTuner saved its end: never run a
@@ -253,6 +261,8 @@ class SearchLoop:
                 self.best_in_memory = (tid, score, out.model)
             out.model = None
         self.tracker.end_run(r.run_id, "FINISHED")
+        if self.deadline is not None and self.deadline.finish is not None:
+            self.deadline.finish.observe(out.predict_per_s)
         log.debug(
             "trial %s done: val_accuracy=%.4f val_loss=%.4f",
             tid,
@@ -284,7 +294,14 @@ class SearchLoop:
             self.consecutive_failures = 0
         if self.deadline is not None and self.deadline.trials_over():
             if self.oracle.max_trials != len(self.oracle.trials):
-                log.info("time budget spent: no new trials")
+                finish = self.deadline.finish
+                log.info(
+                    "time budget spent: no new trials%s",
+                    ""
+                    if finish is None
+                    else f" (the ensemble and test scoring keep {finish.seconds():.0f} s of it: "
+                    f"estimated at {finish.images_per_s:.0f} images/s)",
+                )
             self.oracle.max_trials = len(self.oracle.trials)
 
     def _previous_runs(self, tid: str) -> list:

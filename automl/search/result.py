@@ -238,6 +238,8 @@ class Closing:
     progress: Any = None
     best: dict[str, Any] | None = None  # score_test: the best trial (or ensemble, or refit)
     model: Any = None  # score_test: its model, one in memory from there on
+    scored: DataBundle | None = None  # score_test: the data whose test split it scored
+    test_outputs: Any = None  # score_test: the model's outputs on it (the reports reuse them)
     tags: dict[str, Any] = field(default_factory=dict)  # log_reports: what the reports tagged
 
 
@@ -331,8 +333,9 @@ def score_test(c: Closing) -> None:
     c.best = best
     c.model = held[2] if held and held[0] == best["trial_id"] else result.best_model()
     del held
-    probs = predict_images(c.model, c.data.x_test)
-    y = c.data.y_test
+    c.scored = _test_split(c)
+    probs = c.test_outputs = predict_images(c.model, c.scored.x_test)
+    y = c.scored.y_test
     from automl.tasks import is_classification, task_of
 
     if not is_classification(task_of(c.data)):
@@ -357,6 +360,37 @@ def score_test(c: Closing) -> None:
     )
 
 
+def _test_split(c: Closing) -> DataBundle:
+    """The data whose test split is scored: all of it, or on a large data set (trials
+    validated on a capped subset) a stratified sample (:func:`automl.fidelity.test_sample`),
+    its size logged (``test_images``) and said."""
+    from automl import fidelity
+
+    cap = 0
+    for r in c.tracker.trial_runs(c.result.parent_run_id):
+        cap = max(cap, int(float(r.data.params.get("val_images", 0) or 0)))
+    if not cap:  # the trials saw the whole validation split: the whole test split
+        return c.data
+    scored = fidelity.test_sample(c.data, cap, seed=c.settings.seed)
+    if scored is not c.data:
+        n, total = len(scored.y_test), len(c.data.y_test)
+        log.info(
+            "test split: scored on a stratified sample of %d of its %d images (large data: "
+            "the trials were validated on %d images)",
+            n,
+            total,
+            cap,
+        )
+        c.tracker.log_metrics(c.result.parent_run_id, {"test_images": n})
+        c.tracker.set_tags(
+            c.result.parent_run_id,
+            {
+                "automl.test_sample": f"stratified {n} of {total} test images (seed {c.settings.seed})"
+            },
+        )
+    return scored
+
+
 def _score_task_test(c: Closing, best: dict[str, Any], outputs: np.ndarray) -> None:
     """:func:`score_test` for multi-label and regression: multi-label thresholds tuned on
     the validation split (saved with the model: the parent's ``task.json``), then every
@@ -365,7 +399,7 @@ def _score_task_test(c: Closing, best: dict[str, Any], outputs: np.ndarray) -> N
     from automl.task_outputs import task_objective, tuned_task
     from automl.tasks import task_of
 
-    result, tracker, data = c.result, c.tracker, c.data
+    result, tracker, data = c.result, c.tracker, c.scored
     task = tuned_task(task_of(data), c.model, data)  # the data's own task keeps its thresholds
     objective = task_objective(task, result.objective)
     test = {
@@ -417,10 +451,12 @@ def log_reports(c: Closing) -> None:
         searched=c.space.searched(),
         objective=result.objective,
         model=c.model,
-        data=c.data,
+        data=c.scored,  # the test split scored (a sample on a large data set)
         register=c.settings.register,
         task=task,
+        test_outputs=c.test_outputs,
     )
+    c.test_outputs = None
     search_report.refresh(tracker, result.parent_run_id)  # the winner, test score, outcome
     tracker.end_run(result.parent_run_id, "FINISHED")
     c.model = None

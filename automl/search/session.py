@@ -24,7 +24,7 @@ from automl.executors import WorkerSetup
 from automl.locks import ExperimentLock
 from automl.paths import io_error_line, is_storage_error
 from automl.progress import Progress
-from automl.search.deadline import Deadline
+from automl.search.deadline import Deadline, FinishEstimate
 from automl.search.loop import SearchLoop, TooManyFailures
 from automl.search.oracle import open_oracle
 from automl.search.result import SearchResult, finish
@@ -114,6 +114,22 @@ def _worker_setup(space: SearchSpace, settings: SearchSettings, uri: str, projec
     )
 
 
+def _finish_estimate(data: DataBundle, settings: SearchSettings) -> FinishEstimate | None:
+    """The closing steps' time the trials leave on a large data set (one the fidelity
+    ladder caps); None on small data or without a budget (they come on top: seconds)."""
+    from automl import fidelity
+
+    n_train, n_val = len(data.y_train), len(data.y_val)
+    if not fidelity.ladder(n_train, settings.time_budget):
+        return None
+    val = fidelity.val_cap(n_train, n_val, settings.time_budget) or n_val
+    return FinishEstimate(
+        val_images=val,
+        test_images=fidelity.test_images(len(data.y_test), val),
+        ensemble=settings.ensemble,
+    )
+
+
 def _locked_search(space, data, settings, uri, project) -> SearchResult:
     # Refuses here (one line) what it cannot do, e.g. workers > 1 without Ray.
     executor = settings.make_executor().bind(_worker_setup(space, settings, uri, project), data)
@@ -131,7 +147,9 @@ def _locked_search(space, data, settings, uri, project) -> SearchResult:
         executor=executor,
         progress=Progress(settings.verbose),
         # The time budget counts from here, the workers' start-up included.
-        deadline=Deadline.from_budget(settings.time_budget, refit=settings.refit),
+        deadline=Deadline.from_budget(
+            settings.time_budget, refit=settings.refit, finish=_finish_estimate(data, settings)
+        ),
     )
     executor.on_epoch = s.progress.epoch
     try:
@@ -327,7 +345,8 @@ def _make_loop(s: Session, checkpoints: Checkpoints, options) -> SearchLoop:
         to_config=lambda values: TrialConfig.from_values(values).to_dict(),
         deadline=s.deadline,
         on_trial_start=[on_start],
-        on_trial_end=[on_end],
+        # The display's "left in the budget" follows the trials' end as it moves.
+        on_trial_end=[lambda *_: setattr(s.progress, "deadline", s.deadline.trials_end), on_end],
     )
 
 

@@ -23,15 +23,17 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from automl.errors import SearchError, quoted
-from automl.executors import AUTO, Executor, make_executor
+from automl.executors import AUTO, Executor, auto_name, make_executor
 from automl.executors.base import OPTION_RULES
 from automl.paths import check_experiment_name
 
 TUNERS = ("random", "bayesian", "hyperband")
 DEFAULT_EXPERIMENT = "automl"
 # The default search (the data-aware space, no ``space``/``--space``): the budget, not the
-# trial count, ends it. Start-up, the ensemble and test scoring add 1-1.5 min, under 5
-# minutes in all on 2 CPU cores. A search with a given space: 6 trials, no budget.
+# trial count, ends it. On small data the start-up, the ensemble and test scoring add under
+# a minute on 2 CPU cores; on a large one (a fidelity ladder) the budget covers the ensemble
+# and test scoring too (automl.search.deadline.FinishEstimate). A search with a given
+# space: 6 trials, no budget.
 DEFAULT_TIME_BUDGET = 3.0  # minutes
 DEFAULT_MAX_TRIALS = 100
 DEFAULT_ENSEMBLE = 3
@@ -176,8 +178,11 @@ class SearchSettings:
             ("--time-budget",),
             "no new trial after this many minutes, a running one stops at its epoch end; "
             "with --refit the trials stop at 85 %% of it and the refit has the rest "
-            f"(default without --space: {DEFAULT_TIME_BUDGET:g}; start-up, ensemble and test "
-            "scoring come on top, under 5 minutes in all on 2 CPU cores; with --space: none)",
+            f"(default without --space: {DEFAULT_TIME_BUDGET:g}; with --space: none). On a large "
+            "data set (a fidelity ladder: more than 4,000 training images) the trials also leave the ensemble and test "
+            "scoring their estimated time, so the search returns within it; on small data "
+            "those take seconds and come on top; the first decode into the image store comes "
+            "before the budget's clock starts",
             type=float,
             metavar="MINUTES",
         ),
@@ -545,8 +550,18 @@ class SearchSettings:
 
     def make_executor(self) -> Executor:
         """The executor that runs the trials (not yet bound to the set-up and the data)."""
-        options = {k: getattr(self, k) for k in EXECUTOR_OPTIONS}
-        return make_executor(self.executor, options, _DEFAULTS, self.max_trials)
+        return make_executor(self.executor, self._executor_options(), _DEFAULTS, self.max_trials)
+
+    def executor_name(self) -> str | None:
+        """The name of the executor :meth:`make_executor` makes (None: an Executor object)."""
+        if not isinstance(self.executor, str):
+            return None
+        if self.executor == AUTO:
+            return auto_name(self.max_trials, self._executor_options())
+        return self.executor
+
+    def _executor_options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in EXECUTOR_OPTIONS}
 
     @property
     def cluster_address(self) -> str | None:
