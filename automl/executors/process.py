@@ -117,6 +117,7 @@ def _spawn(warm: list[str]):
             # the worker itself (and PR_SET_PDEATHSIG covers a search that is killed).
             start_new_session=True,
         )
+        _forward_stderr(proc.stderr)
     except BaseException:
         for fd in (p2c_w, c2p_r):
             os.close(fd)
@@ -124,7 +125,6 @@ def _spawn(warm: list[str]):
     finally:
         os.close(p2c_r)
         os.close(c2p_w)
-    _forward_stderr(proc.stderr)
     return (
         proc,
         os.fdopen(p2c_w, "w", encoding="utf-8"),
@@ -142,7 +142,12 @@ def prestart(tracking_uri: str | None) -> None:
     process to take; :func:`discard_spare` stops it if no search does."""
     discard_spare()
     env = worker_env()
-    _spare.update(spawned=_spawn(_warm_modules({"tracking_uri": tracking_uri})), env=env)
+    try:
+        spawned = _spawn(_warm_modules({"tracking_uri": tracking_uri}))
+    except Exception as e:  # noqa: BLE001 - only a head start: the trial starts its own
+        log.debug("no worker started ahead of the search: %s", e)
+        return
+    _spare.update(spawned=spawned, env=env)
 
 
 def _take_spare():
