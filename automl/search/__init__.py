@@ -172,32 +172,32 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
         native = probe_native_size(data) or _table_native_size(data, settings)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
         # Stored at the largest size the default space asks for: on a GPU, 224 px.
-        started = time.perf_counter()
-        bundle = load_data(data, store_size=store_size_for(native, gpu=has_gpu()), **load)
-        loading.message(bundle.task.describe())
-        _said_outside_budget(loading, time.perf_counter() - started, settings)
+        bundle = _loaded(data, store_size_for(native, gpu=has_gpu()), load, settings)
         sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
         check_weights_files(sp)
-        size = min(int(sp.upper("image_size")), MAX_STORE_SIZE)
-        started = time.perf_counter()
-        bundle = load_data(data, store_size=size, **load)
-        loading.message(bundle.task.describe())
-        _said_outside_budget(loading, time.perf_counter() - started, settings)
+        bundle = _loaded(data, min(int(sp.upper("image_size")), MAX_STORE_SIZE), load, settings)
     sp = with_objective(sp, bundle.task, settings.objective)
     loading.close()
     return sp, bundle
 
 
-def _said_outside_budget(progress, seconds: float, settings: SearchSettings) -> None:
-    """A slow load (a first decode into the image store, most likely) is not the budget's."""
+def _loaded(data, store_size: int, load: dict[str, Any], settings: SearchSettings):
+    """``load_data`` at ``store_size``; says the task, and when the load was slow (a first
+    decode into the image store, most likely) that it is not the budget's."""
+    started = time.perf_counter()
+    bundle = load_data(data, store_size=store_size, **load)
+    seconds = time.perf_counter() - started
+    progress = load["progress"]
+    progress.message(bundle.task.describe())
     if seconds >= 5 and settings.time_budget:
         progress.message(
             f"data ready in {seconds:.0f} s (listing the files, decoding what the image store "
             "does not hold yet: once, a later search reuses it), before the time budget's "
             "clock starts"
         )
+    return bundle
 
 
 def _table_native_size(data, settings: SearchSettings) -> int | None:
