@@ -63,7 +63,11 @@ IN_PROCESS_BELOW = 256
 # while it decodes and resizes, and spawning processes (each importing NumPy and PIL) costs
 # more than the GIL does at this size (measured: bench/README.md, "store speed").
 THREADS_BELOW = 2048
-THREADS = 2  # decoding threads per CPU (in this process) or per decoding process
+THREADS_IN_PROCESS = 2  # decoding threads per CPU, in this process (below THREADS_BELOW)
+# Decoding threads per decoding process: one. Two were faster only against other jobs' threads
+# on a loaded machine (a larger share of the cores); alone they cost ~8 % more CPU per image
+# in GIL hand-offs (10k files, 2 idle cores: 2.73-2.75 s with one, 2.97-3.09 s with two).
+THREADS = 1
 CHUNK = 256  # files per task of a decoding process (fewer, larger tasks: less messaging)
 SPACE_MARGIN = 64 * 2**20  # bytes kept free beyond the store itself
 
@@ -740,7 +744,7 @@ def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> lis
             with lock:
                 bar.update(n)
 
-        threads = 1 if len(items) < IN_PROCESS_BELOW else THREADS * workers
+        threads = 1 if len(items) < IN_PROCESS_BELOW else THREADS_IN_PROCESS * workers
         return _decode_chunk(images_file, size, items, threads, done)
     # Chunks of CHUNK files, at least 4 per process (so that they end together).
     step = max(16, min(CHUNK, -(-len(items) // (4 * workers))))
