@@ -75,9 +75,12 @@ def probe_native_size(data: Any) -> int | None:
     return int(np.median(sizes)) if sizes else None
 
 
-def store_size_for(native: int | None, gpu: bool = False) -> int:
-    """The size images are decoded to: enough for the largest size the default space uses."""
-    top = 224 if gpu else 128
+def store_size_for(native: int | None, gpu: bool = False, task: str | None = None) -> int:
+    """The size images are decoded to: enough for the largest size the default space uses,
+    never above the images' own (``native``): 224 px on a GPU, and for regression, whose
+    pretrained seed runs the backbone at its native 224 px on a CPU too
+    (:mod:`automl.families.pretrained`); 128 px otherwise."""
+    top = 224 if gpu or task == "regression" else 128
     if native is None:
         return top
     return int(min(max(native, 32), top))

@@ -156,3 +156,31 @@ def test_unreadable_table(tmp_path):
     with pytest.raises(DataError, match=r"header.csv has no rows; it needs one row per image"):
         read_table(tmp_path / "header.csv")
     assert is_table_path("labels.csv") and not is_table_path("images/")
+
+
+@pytest.mark.parametrize(("task", "stored"), [("regression", 224), ("classification", 128)])
+def test_photos_in_a_table_are_stored_at_what_the_tasks_default_space_asks_for(
+    tmp_path, task, stored
+):
+    """On a CPU the default space runs regression's pretrained seed at 224 px (classification's
+    at most at 128): a table of 300-px photos is stored at 224 px for regression, so that seed
+    never sees 128-px images upsampled, and at 128 px for classification."""
+    from automl.search import _space_and_data
+    from automl.search.settings import SearchSettings
+
+    (tmp_path / "img").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (300, 320, 3), np.uint8)).save(
+            tmp_path / "img" / f"{i}.png"
+        )
+        target = f"{i * 1.7 + 0.3:.2f}" if task == "regression" else "ab"[i % 2]
+        rows.append(f"img/{i}.png,{target}")
+    path = _csv(tmp_path, "file,target\n" + "\n".join(rows) + "\n")
+    settings = SearchSettings(cache_dir=str(tmp_path / "stores"), verbose=0)
+    space, bundle = _space_and_data(str(path), None, None, settings, "sqlite:///unused.db")
+    assert bundle.task.name == task
+    assert bundle.image_shape[:2] == (stored, stored)
+    if task == "regression":
+        assert space.upper("image_size") == 224  # the pretrained seed's size

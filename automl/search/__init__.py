@@ -171,8 +171,13 @@ def _space_and_data(data, space, validation_data, settings: SearchSettings, uri:
 
         native = probe_native_size(data) or _table_native_size(data, settings)
         import_tensorflow_quietly()  # default_space asks TensorFlow for a GPU
-        # Stored at the largest size the default space asks for: on a GPU, 224 px.
-        bundle = _loaded(data, store_size_for(native, gpu=has_gpu()), load, settings)
+        # Stored at the largest size the default space asks for: on a GPU, 224 px; on a CPU,
+        # 224 px for regression, 128 px otherwise (so the task matters only for larger images).
+        gpu = has_gpu()
+        task = (
+            None if gpu or (native is not None and native <= 128) else _early_task(data, settings)
+        )
+        bundle = _loaded(data, store_size_for(native, gpu=gpu, task=task), load, settings)
         sp = default_space(bundle, native, budget_minutes=settings.time_budget)
     else:
         sp = load_space(space)
@@ -200,16 +205,48 @@ def _loaded(data, store_size: int, load: dict[str, Any], settings: SearchSetting
     return bundle
 
 
+def _early_task(data, settings: SearchSettings) -> str | None:
+    """The task's name before any image is decoded: ``--task``, else inferred from a table's
+    or an arrays pair's targets; None when it cannot be told here (``load_data`` then says
+    what is wrong, or the source is a folder or a dataset: classification)."""
+    from automl.errors import DataError
+    from automl.tasks import get_task, infer_task
+
+    if settings.task is not None:
+        try:
+            return get_task(settings.task).name
+        except DataError:
+            return None
+    try:
+        if _is_table(data):
+            from automl.data.table import read_table
+
+            table = read_table(data, path_column=settings.path_column,
+                               label_column=settings.label_column)  # fmt: skip
+            return table.task.name
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            return infer_task(data[1])
+    except DataError:
+        return None
+    return None
+
+
+def _is_table(data) -> bool:
+    from automl.data.table import is_table_path
+
+    return is_table_path(data) or (hasattr(data, "columns") and hasattr(data, "iloc"))
+
+
 def _table_native_size(data, settings: SearchSettings) -> int | None:
     """The images' native size (shorter side, median of up to 64) of a CSV or DataFrame of
     paths; None for other sources or a table that cannot be read (load_data says why)."""
     import numpy as np
     from PIL import Image
 
-    from automl.data.table import is_table_path, sample_paths
+    from automl.data.table import sample_paths
     from automl.errors import DataError
 
-    if not (is_table_path(data) or (hasattr(data, "columns") and hasattr(data, "iloc"))):
+    if not _is_table(data):
         return None
     try:
         paths = sample_paths(data, path_column=settings.path_column)
