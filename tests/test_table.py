@@ -184,3 +184,17 @@ def test_photos_in_a_table_are_stored_at_what_the_tasks_default_space_asks_for(
     assert bundle.image_shape[:2] == (stored, stored)
     if task == "regression":
         assert space.upper("image_size") == 224  # the pretrained seed's size
+
+
+def test_table_task_reads_the_targets_only_and_logs_nothing(images, caplog):
+    from automl.data.table import table_task
+
+    rows = [f"img/{i}.png,{i * 1.5 + 0.25}" for i in range(6)] + ["img/missing.png,4.0"]
+    path = _csv(images, "file,age\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="automl"):
+        assert table_task(path) == "regression"
+    assert caplog.records == []  # the missing file is read_table's to report, once
+    tags = _csv(images, "file,tags\nimg/0.png,a;b\nimg/1.png,b\n", name="tags.csv")
+    assert table_task(tags) == "multilabel"
+    with pytest.raises(DataError, match="has no rows"):
+        table_task(_csv(images, "file,age\n", name="empty.csv"))

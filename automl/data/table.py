@@ -186,6 +186,19 @@ def _fit_task(forced, kind: str, names, kept, name: str, tcols):
     return fitted, np.asarray(kept), list(fitted.classes_)
 
 
+def table_task(
+    source: Any, *, path_column: str | None = None, label_column: str | list[str] | None = None
+) -> str:
+    """The name of the task a table's targets look like, read from the table alone (no file
+    is checked and nothing is logged: :func:`read_table` does both when the data loads).
+    Raises :class:`DataError` as :func:`read_table` would for the table itself."""
+    df, name, _ = _load(source, None)
+    if len(df) == 0:
+        raise DataError(f"{name} has no rows; it needs one row per image")
+    pcol = _path_column(df, name, path_column)
+    return _targets(df, name, _target_columns(df, name, pcol, label_column), None)[1]
+
+
 def sample_paths(source: Any, *, path_column: str | None = None, n: int = 64) -> list[str]:
     """The first ``n`` existing image paths of a table (its targets are not read), e.g. to
     probe the images' size; raises :class:`DataError` as :func:`read_table` does for a table

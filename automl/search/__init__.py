@@ -219,11 +219,11 @@ def _early_task(data, settings: SearchSettings) -> str | None:
             return None
     try:
         if _is_table(data):
-            from automl.data.table import read_table
+            from automl.data.table import table_task
 
-            table = read_table(data, path_column=settings.path_column,
-                               label_column=settings.label_column)  # fmt: skip
-            return table.task.name
+            return table_task(
+                data, path_column=settings.path_column, label_column=settings.label_column
+            )
         if isinstance(data, (tuple, list)) and len(data) == 2:
             return infer_task(data[1])
     except DataError:
