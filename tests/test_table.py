@@ -160,14 +160,16 @@ def test_unreadable_table(tmp_path):
 
 @pytest.mark.parametrize(("task", "stored"), [("regression", 224), ("classification", 128)])
 def test_photos_in_a_table_are_stored_at_what_the_tasks_default_space_asks_for(
-    tmp_path, task, stored
+    tmp_path, monkeypatch, task, stored
 ):
     """On a CPU the default space runs regression's pretrained seed at 224 px (classification's
     at most at 128): a table of 300-px photos is stored at 224 px for regression, so that seed
     never sees 128-px images upsampled, and at 128 px for classification."""
+    import automl.autospace
     from automl.search import _space_and_data
     from automl.search.settings import SearchSettings
 
+    monkeypatch.setattr(automl.autospace, "has_gpu", lambda: False)  # a CPU, whatever runs this
     (tmp_path / "img").mkdir()
     rng = np.random.default_rng(0)
     rows = []
