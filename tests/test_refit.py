@@ -27,6 +27,8 @@ SPACE = {  # a pretrained trial (the family refit): EfficientNet-Lite0's shipped
         "augment": "none",
     }
 }
+# Where only the refit's fate is tested (not kept, Ctrl-C), not what it learns: fewer epochs.
+SHORT = {"hyperparameters": {**SPACE["hyperparameters"], "head_epochs": 2, "fine_tune_epochs": 1}}
 SCRATCH = {
     "hyperparameters": {
         "family": "scratch",
@@ -113,7 +115,7 @@ def test_a_refit_that_does_not_fit_validation_is_not_kept(monkeypatch):
         return out
 
     monkeypatch.setattr(automl.trial, "run_trial", collapsed)
-    result = _search("collapsed", max_trials=1)
+    result = _search("collapsed", space=SHORT, max_trials=1)
     assert calls, "no refit ran"
     assert result.best_trial["trial_id"] != "refit"
     tags = _parent_tags(result)
@@ -196,7 +198,7 @@ def test_ctrl_c_in_the_refit_leaves_nothing_running_and_the_same_command_refits(
 
     monkeypatch.setattr(automl.trial, "run_trial", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _search("ctrl-c", max_trials=1)
+        _search("ctrl-c", space=SHORT, max_trials=1)
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -205,7 +207,7 @@ def test_ctrl_c_in_the_refit_leaves_nothing_running_and_the_same_command_refits(
     status = {r.data.tags.get("automl.trial_id", "search"): r.info.status for r in runs}
     assert status == {"search": "KILLED", "0": "FINISHED", "refit": "KILLED"}
     monkeypatch.setattr(automl.trial, "run_trial", real)
-    result = _search("ctrl-c", max_trials=1)  # the same command: no trial again, the refit again
+    result = _search("ctrl-c", space=SHORT, max_trials=1)  # the same command: the refit again
     board = result.leaderboard()
     assert sorted(board["trial"]) == ["0", "refit"]
     assert board["status"].eq("FINISHED").all() and result.best_trial["trial_id"] == "refit"
