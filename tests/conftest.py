@@ -40,6 +40,51 @@ TINY_SPACE = {
 }
 
 
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _copy_migrated_tables(real_initialize):
+    """MLflow gives a new SQLite store its tables by running all its migrations: ~1 s a store
+    on 2 cores, and nearly every test makes one (~3 minutes of the suite's worker time). In
+    this test process a new store gets them copied instead (SQLite's backup API) from one
+    store migrated once per process by that same function: the same tables; what automl
+    runs is unchanged. Other databases (PostgreSQL) and other processes migrate as ever."""
+    import sqlite3
+
+    def initialize(engine):
+        if engine.dialect.name != "sqlite" or not engine.url.database:
+            return real_initialize(engine)
+        if "db" not in _TEMPLATE:
+            import sqlalchemy
+
+            path = Path(tempfile.mkdtemp(prefix="automl-test-mlflow-")) / "migrated.db"
+            made = sqlalchemy.create_engine(f"sqlite:///{path}")
+            try:
+                real_initialize(made)
+            finally:
+                made.dispose()
+            _TEMPLATE["db"] = path
+        src = sqlite3.connect(_TEMPLATE["db"])
+        raw = engine.raw_connection()
+        try:
+            src.backup(raw.driver_connection)
+        finally:
+            raw.close()
+            src.close()
+
+    return initialize
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_new_stores():
+    from mlflow.store.db import utils
+
+    real = utils._initialize_tables
+    utils._initialize_tables = _copy_migrated_tables(real)
+    yield
+    utils._initialize_tables = real
+
+
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
     """MLflow store, work dir and weight cache inside the test's temp dir."""

@@ -81,14 +81,14 @@ def test_keep_top_k_and_time_budget(tiny_arrays, tiny_space, tmp_path):
     result = automl.search(
         data=tiny_arrays,
         space=tiny_space,
-        max_trials=3,
+        max_trials=2,
         tuner="random",
         keep_top_k=1,
         experiment="topk",
         workdir=str(tmp_path / "work"),
     )
     board = result.leaderboard()
-    assert len(board) == 3
+    assert len(board) == 2
     kept = sorted((tmp_path / "work" / "topk" / "checkpoints").glob("trial_*.keras"))
     assert [p.name for p in kept] == [f"trial_{result.best_trial['trial_id']}.keras"]
     t = Tracker(None, "topk")
