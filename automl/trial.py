@@ -184,6 +184,19 @@ def _augmenter(kind: str):
     return keras.Sequential(layers, name=f"augment_{kind}")
 
 
+READ_GROUP_BYTES = 8 * 2**20  # images per read of make_dataset: whole batches up to this
+READ_GROUP_MAX = 16  # batches per read at most (the first batch waits for its group's reads)
+
+
+def read_group(batch_size: int, image_shape) -> int:
+    """Batches of ``batch_size`` images of ``image_shape`` that one read of
+    :func:`make_dataset` fetches. Each read is a ``numpy_function`` call, which costs ~50 µs
+    on a 2-core machine whatever it reads, as much as 32 images' reads at 96 px; measured in
+    bench/README.md ("Input pipeline: reads of several batches")."""
+    batch_bytes = max(int(batch_size) * int(np.prod(image_shape)), 1)
+    return int(min(max(READ_GROUP_BYTES // batch_bytes, 1), READ_GROUP_MAX))
+
+
 def make_dataset(
     x,
     y,
@@ -196,6 +209,9 @@ def make_dataset(
 ):
     """A streaming input pipeline over ``x`` (an :class:`~automl.data.images.ImageView` or
     an array): shuffle the indices, batch them, read each batch's images, augment, prefetch.
+
+    Small batches are read several at a time (up to :data:`READ_GROUP_BYTES` of images per
+    read, then split back by ``rebatch``): the batches are the same, in the same order.
 
     Only indices are shuffled (8 bytes per image), and only a few batches of images are in
     memory at a time, whatever the size of the data. Where TensorFlow is absent (a JAX-only
@@ -212,6 +228,7 @@ def make_dataset(
         return _view_sequence(view, y, batch_size, shuffle, seed, weights)
     shape = view.shape[1:]
     buffers = batch_buffers(shape)  # aligned, reused: TensorFlow wraps them without a copy
+    group = read_group(batch_size, shape)  # batches per read
 
     def read(positions):
         return view.read(positions, out=buffers.get(len(positions)))
@@ -228,12 +245,15 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices((np.arange(len(view), dtype=np.int64), y))
     if shuffle:
         ds = ds.shuffle(len(view), seed=seed, reshuffle_each_iteration=True)  # indices only
+    ds = ds.batch(batch_size * group)
     if weights is not None:
-        ds = ds.batch(batch_size).map(
-            lambda p, b, w: (*load(p, b), w), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = ds.map(lambda p, b, w: (*load(p, b), w), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if group > 1:  # the group split into the batches it was made of; rebatch leaves their
+        # number unknown, and Keras then runs a step past an epoch's end: say it
+        batches = math.ceil(len(view) / batch_size)
+        ds = ds.rebatch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
     aug = _augmenter(augment)
     if aug is not None:
         ds = ds.map(

@@ -111,12 +111,18 @@ def test_batch_buffers_are_aligned_and_reused_only_when_nothing_holds_them():
     assert buffers.get(3).shape == (3, 4, 4, 3)  # another batch length: its own array
 
 
-def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_batches_held_by_the_caller_are_never_overwritten(tmp_path, monkeypatch, grouped):
     """make_dataset reuses its output arrays; TensorFlow wraps them without a copy, so a batch
-    still held (here: every batch of three epochs) must keep its images."""
+    still held (here: every batch of three epochs) must keep its images. Read a batch at a
+    time (the arrays are the batches) and several batches per read (rebatched)."""
+    from automl import trial
     from automl.data.images import ImageView
     from automl.trial import make_dataset
 
+    if not grouped:
+        monkeypatch.setattr(trial, "READ_GROUP_BYTES", 1)
+    assert trial.read_group(8, (16, 16, 3)) == (trial.READ_GROUP_MAX if grouped else 1)
     store = _build(tmp_path, _files(tmp_path / "imgs", 40))
     every = store.read(np.arange(40))
     ds = make_dataset(ImageView(store), np.arange(40), 8, shuffle=True, seed=1)
@@ -125,6 +131,39 @@ def test_batches_held_by_the_caller_are_never_overwritten(tmp_path):
     assert len({tuple(o) for o in orders}) > 1  # reshuffled each epoch
     for x, y in held:
         np.testing.assert_array_equal(x.numpy(), every[y.numpy()])
+
+
+def test_reading_several_batches_at_once_gives_the_same_batches_in_the_same_order(
+    tmp_path, monkeypatch
+):
+    """Grouped reads (several batches per read, rebatched) against one read per batch: the
+    same seeded epochs, image for image, with a short last batch and sample weights."""
+    from automl import trial
+    from automl.data.images import ImageView
+
+    store = _build(tmp_path, _files(tmp_path / "imgs", 45))  # 45 = 5 batches of 8 + 5
+    every = store.read(np.arange(45))
+    y = np.arange(45)
+    w = np.linspace(0.5, 1.5, 45).astype(np.float32)
+
+    def epochs(group_bytes, **kw):
+        monkeypatch.setattr(trial, "READ_GROUP_BYTES", group_bytes)
+        ds = trial.make_dataset(ImageView(store), y, 8, shuffle=True, seed=3, **kw)
+        assert int(ds.cardinality()) == 6  # known: Keras counts an epoch's steps by it
+        return [[tuple(t.numpy() for t in b) for b in ds] for _ in range(2)]
+
+    monkeypatch.setattr(trial, "READ_GROUP_MAX", 3)  # groups of 3 batches: 24 + 21 images
+    group_bytes = trial.READ_GROUP_BYTES
+    for kw in ({}, {"weights": w}):
+        one, grouped = epochs(1, **kw), epochs(group_bytes, **kw)
+        assert [len(b[0]) for b in grouped[0]] == [8, 8, 8, 8, 8, 5]
+        assert [b[1].tolist() for b in grouped[0]] != [b[1].tolist() for b in grouped[1]]
+        for e1, e2 in zip(one, grouped):
+            assert len(e1) == len(e2) == 6
+            for b1, b2 in zip(e1, e2):
+                for t1, t2 in zip(b1, b2):
+                    np.testing.assert_array_equal(t1, t2)
+                np.testing.assert_array_equal(b2[0], every[b2[1]])
 
 
 def test_jpegs_decode_through_simplejpeg_like_pil_and_bad_ones_are_unreadable(
