@@ -508,6 +508,23 @@ def _epochs(ds, epochs: int) -> list[tuple[int, float, float]]:
     return out
 
 
+def _reduced(ds, epochs: int) -> list[tuple[int, float, float]]:
+    """As :func:`_epochs`, the batches consumed inside a ``tf.function`` (``Dataset.reduce``):
+    no Python per batch, as a training step consumes them."""
+    import numpy as np
+    import tensorflow as tf
+
+    count = tf.function(
+        lambda: ds.reduce(np.int64(0), lambda s, b: s + tf.cast(tf.shape(b[0])[0], tf.int64))
+    )
+    out = []
+    for _ in range(epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        n = int(count())
+        out.append((n, time.perf_counter() - t0, time.process_time() - c0))
+    return out
+
+
 def _cpu_us(runs) -> float:
     """The median CPU time per image delivered, µs (the figure a shared machine disturbs
     least: wall-clock rates swing 2-4x with the other jobs' load)."""
@@ -515,66 +532,160 @@ def _cpu_us(runs) -> float:
     return per[len(per) // 2]
 
 
+def _median(runs) -> tuple[float, list[float]]:
+    rates = sorted(k / s for k, s, _ in runs)
+    return rates[len(rates) // 2], rates
+
+
 def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: Path):
     from automl.progress import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    import tensorflow as tf
+
     from automl.data.sources import load_folder
     from automl.trial import make_dataset
 
     folder = _folder(root, n)
+    store_folder = _store_folder()
     for size in sizes:
         x, y, _, _ = load_folder(folder, store_size=size)
         # The old in-memory path itself (make_dataset(array) now goes through indices too):
-        import tensorflow as tf
-
-        ds = (
+        memory = (
             tf.data.Dataset.from_tensor_slices((x, y))
             .shuffle(len(y))
             .batch(batch)
             .prefetch(tf.data.AUTOTUNE)
         )
-        runs = _epochs(ds, epochs + 1)[1:]  # the first epoch builds the pipeline
-        rates = sorted(k / s for k, s, _ in runs)
-        med, cpu = rates[len(rates) // 2], _cpu_us(runs)
-        record(
-            "pipeline",
-            f"from_tensor_slices of in-memory arrays, {len(y)} images at {size} px, batch {batch}, "
-            f"shuffled: median {med:.0f} images/s over {epochs} epochs "
-            f"({', '.join(f'{r:.0f}' for r in rates)}), CPU {cpu:.1f} us/image",
-            source="memory",
-            n=len(y),
-            size=size,
-            batch=batch,
-            images_per_s=round(med, 1),
-            cpu_us_per_image=round(cpu, 2),
-            epochs=[round(r, 1) for r in rates],
-        )
-        del x, ds
-        store_folder = _store_folder()
+        store = None
         if store_folder is None:
             print(NO_STORE, flush=True)
-            continue
-        view, y, _, _ = store_folder(folder, size, workdir / "pipeline-cache")
-        ds = make_dataset(view, y, batch, shuffle=True)
-        runs = _epochs(ds, epochs + 1)[1:]
-        rates = sorted(k / s for k, s, _ in runs)
-        med_store, cpu_store = rates[len(rates) // 2], _cpu_us(runs)
+        else:
+            view, ys, _, _ = store_folder(folder, size, workdir / "pipeline-cache")
+            store = make_dataset(view, ys, batch, shuffle=True)
+        group = _read_group(batch, (size, size, 3))
+        for how, timer in (("python", _epochs), ("tf.function", _reduced)):
+            runs = timer(memory, epochs + 1)[1:]  # the first epoch builds the pipeline
+            med, rates = _median(runs)
+            cpu = _cpu_us(runs)
+            consumed = "a Python loop" if how == "python" else "Dataset.reduce in a tf.function"
+            record(
+                "pipeline",
+                f"from_tensor_slices of in-memory arrays, {len(y)} images at {size} px, batch "
+                f"{batch}, shuffled, consumed by {consumed}: median {med:.0f} images/s over "
+                f"{epochs} epochs ({', '.join(f'{r:.0f}' for r in rates)}), CPU {cpu:.1f} us/image",
+                source="memory",
+                consumed=how,
+                n=len(y),
+                size=size,
+                batch=batch,
+                images_per_s=round(med, 1),
+                cpu_us_per_image=round(cpu, 2),
+                epochs=[round(r, 1) for r in rates],
+            )
+            if store is None:
+                continue
+            runs = timer(store, epochs + 1)[1:]
+            med_store, rates = _median(runs)
+            cpu_store = _cpu_us(runs)
+            record(
+                "pipeline",
+                f"from the store, {runs[0][0]} images at {size} px, batch {batch} ({group} per "
+                f"read), shuffled, consumed by {consumed}: median {med_store:.0f} images/s "
+                f"({', '.join(f'{r:.0f}' for r in rates)}; {med_store / med:.2f}x in-memory), "
+                f"CPU {cpu_store:.1f} us/image (in-memory {cpu:.1f}: {cpu / cpu_store:.2f}x)",
+                source="store",
+                consumed=how,
+                n=runs[0][0],
+                size=size,
+                batch=batch,
+                batches_per_read=group,
+                images_per_s=round(med_store, 1),
+                ratio_to_memory=round(med_store / med, 3),
+                cpu_us_per_image=round(cpu_store, 2),
+                cpu_ratio_to_memory=round(cpu / cpu_store, 3),
+                epochs=[round(r, 1) for r in rates],
+            )
+        del x, memory, store
+
+
+def _read_group(batch: int, shape) -> int | str:
+    try:
+        from automl.trial import read_group
+    except ImportError:  # a tree from before grouped reads
+        return 1
+    return read_group(batch, shape)
+
+
+def fit(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: Path):
+    """Training images/s, store against in-memory arrays: a randomly initialised
+    MobileNetV3-Small trained whole (as phase 2 fine-tunes), ``epochs`` timed epochs after
+    a warm-up one, over the first ``n`` images of the 10k folder."""
+    from automl.progress import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from automl.data.sources import load_folder
+    from automl.trial import make_dataset
+
+    folder = _folder(root, 10_000)
+    store_folder = _store_folder()
+    if store_folder is None:
+        raise SystemExit(NO_STORE)
+
+    def model(size):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((size, size, 3), dtype="uint8")
+        base = keras.applications.MobileNetV3Small(
+            input_shape=(size, size, 3), weights=None, include_top=False, pooling="avg"
+        )
+        out = keras.layers.Dense(10, activation="softmax")(base(keras.layers.Rescaling(1.0)(inp)))
+        m = keras.Model(inp, out)
+        m.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
+        return m
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.t0)
+
+    for size in sizes:
+        x, y, _, _ = load_folder(folder, store_size=size)
+        view, ys, _, _ = store_folder(folder, size, workdir / "pipeline-cache")
+        pick = np.sort(np.random.default_rng(0).choice(len(y), n, replace=False))
+        arms = {
+            "memory": tf.data.Dataset.from_tensor_slices((x[pick], y[pick]))
+            .shuffle(n)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE),
+            "store": make_dataset(view.take(pick), ys[pick], batch, shuffle=True),
+        }
+        del x
+        rates = {}
+        for name in ("memory", "store", "memory", "store"):  # alternating, twice
+            clock = Clock()
+            clock.times = []
+            model(size).fit(arms[name], epochs=epochs + 1, verbose=0, callbacks=[clock])
+            rates.setdefault(name, []).extend(n / t for t in clock.times[1:])
+        med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
         record(
-            "pipeline",
-            f"from the store, {runs[0][0]} images at {size} px, batch {batch}, shuffled: median "
-            f"{med_store:.0f} images/s ({', '.join(f'{r:.0f}' for r in rates)}; "
-            f"{med_store / med:.2f}x in-memory), CPU {cpu_store:.1f} us/image "
-            f"(in-memory {cpu:.1f}: {cpu / cpu_store:.2f}x)",
-            source="store",
-            n=runs[0][0],
+            "fit",
+            f"training images/s, MobileNetV3-Small trained whole, {n} images at {size} px, batch "
+            f"{batch}: in-memory {med['memory']:.0f}, store {med['store']:.0f} "
+            f"({med['store'] / med['memory']:.2f}x); epochs: memory "
+            f"{', '.join(f'{r:.0f}' for r in rates['memory'])}, store "
+            f"{', '.join(f'{r:.0f}' for r in rates['store'])}",
+            n=n,
             size=size,
             batch=batch,
-            images_per_s=round(med_store, 1),
-            ratio_to_memory=round(med_store / med, 3),
-            cpu_us_per_image=round(cpu_store, 2),
-            cpu_ratio_to_memory=round(cpu / cpu_store, 3),
-            epochs=[round(r, 1) for r in rates],
+            memory_images_per_s=round(med["memory"], 1),
+            store_images_per_s=round(med["store"], 1),
+            ratio_to_memory=round(med["store"] / med["memory"], 3),
         )
 
 
@@ -603,14 +714,17 @@ def main() -> None:
     ap.add_argument("--pipeline-sizes", type=int, nargs="+", default=[96, 224])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=5, help="--pipeline's timed epochs")
+    ap.add_argument("--fit", action="store_true", help="training images/s, store vs memory")
+    ap.add_argument("--fit-n", type=int, default=1024, help="--fit's images")
+    ap.add_argument("--fit-epochs", type=int, default=2, help="--fit's timed epochs per run")
     a = ap.parse_args()
     _use_tree(a.tree)
     sizes = [_size(s) for s in a.sizes]
     workdir = a.workdir or a.root / "runs"
     extra = a.search_args.split()
     print(f"automl at {TREE}, commit {_commit()}, {os.cpu_count()} CPUs, {_load()}", flush=True)
-    if not (a.make or a.decode or a.search or a.second_start or a.pipeline):
-        ap.error("choose at least one of --make --decode --search --second-start --pipeline")
+    if not (a.make or a.decode or a.search or a.second_start or a.pipeline or a.fit):
+        ap.error("choose at least one of --make --decode --search --second-start --pipeline --fit")
     if a.make:
         make(a.root, sizes, a.processes)
     if a.decode:
@@ -621,6 +735,8 @@ def main() -> None:
         second_start(a.root, sizes, workdir, extra)
     if a.pipeline:
         pipeline(a.root, _size(a.pipeline_n), a.pipeline_sizes, a.batch, a.epochs, workdir)
+    if a.fit:
+        fit(a.root, a.fit_n, a.pipeline_sizes, a.batch, a.fit_epochs, workdir)
 
 
 if __name__ == "__main__":
