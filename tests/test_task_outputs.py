@@ -483,20 +483,31 @@ def test_search_report_names_the_task_winner():
     assert "val_mae 2.5000; **test mae 3.2500** (val-to-test gap -0.7500)" in note
 
 
+@pytest.mark.serving_check
 def test_logged_mlflow_model_of_a_regression_search(monkeypatch):
     """The search's MLflow model (what --register registers) carries the task: its pyfunc
-    answers named columns, and `automl predict models:/...` prints values."""
+    answers named columns, and `automl predict models:/...` prints values. Logging it ran
+    MLflow's serving check (scoring the input example), which passed."""
+    import mlflow.models.utils as mlflow_utils
     import mlflow.pyfunc
 
+    from automl import tracking
     from automl.predict import load_predictor, predict
     from automl.reports import log_mlflow_model
     from automl.tracking import Tracker
 
+    checked, warned = [], []
+    real = mlflow_utils._validate_serving_input
+    monkeypatch.setattr(
+        mlflow_utils, "_validate_serving_input", lambda **kw: checked.append(real(**kw))
+    )
+    monkeypatch.setattr(tracking.log, "warning", lambda *a, **k: warned.append(a))
     task, model = _regression()
     t = Tracker(None, "logged")
     parent = t.start_search("s", {}, {})
     x = _images(2)
     out = log_mlflow_model(t, parent, model, x, class_names=["age", "price"], task=task)
+    assert len(checked) == 1 and not warned, warned
     monkeypatch.setenv("MLFLOW_TRACKING_URI", t.uri)
     frame = mlflow.pyfunc.load_model(out["model_uri"]).predict(x)  # its signature: uint8
     assert list(frame.columns) == ["age", "price"]
