@@ -609,7 +609,7 @@ def pipeline(root: Path, n: int, sizes: list[int], batch: int, epochs: int, work
         del x, memory, store
 
 
-def _read_group(batch: int, shape) -> int | str:
+def _read_group(batch: int, shape) -> int:
     try:
         from automl.trial import read_group
     except ImportError:  # a tree from before grouped reads
@@ -620,7 +620,7 @@ def _read_group(batch: int, shape) -> int | str:
 def fit(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: Path):
     """Training images/s, store against in-memory arrays: a randomly initialised
     MobileNetV3-Small trained whole (as phase 2 fine-tunes), ``epochs`` timed epochs after
-    a warm-up one, over the first ``n`` images of the 10k folder."""
+    a warm-up one, over ``n`` images of the 10k folder picked at random (seed 0)."""
     from automl.progress import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -648,6 +648,10 @@ def fit(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: 
         return m
 
     class Clock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
 
@@ -669,7 +673,6 @@ def fit(root: Path, n: int, sizes: list[int], batch: int, epochs: int, workdir: 
         rates = {}
         for name in ("memory", "store", "memory", "store"):  # alternating, twice
             clock = Clock()
-            clock.times = []
             model(size).fit(arms[name], epochs=epochs + 1, verbose=0, callbacks=[clock])
             rates.setdefault(name, []).extend(n / t for t in clock.times[1:])
         med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}

@@ -49,6 +49,8 @@ def _copy_migrated_tables(real_initialize):
     this test process a new store gets them copied instead (SQLite's backup API) from one
     store migrated once per process by that same function: the same tables; what automl
     runs is unchanged. Other databases (PostgreSQL) and other processes migrate as ever."""
+    import atexit
+    import shutil
     import sqlite3
 
     def initialize(engine):
@@ -57,7 +59,9 @@ def _copy_migrated_tables(real_initialize):
         if "db" not in _TEMPLATE:
             import sqlalchemy
 
-            path = Path(tempfile.mkdtemp(prefix="automl-test-mlflow-")) / "migrated.db"
+            folder = tempfile.mkdtemp(prefix="automl-test-mlflow-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            path = Path(folder) / "migrated.db"
             made = sqlalchemy.create_engine(f"sqlite:///{path}")
             try:
                 real_initialize(made)
