@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ def test_small_build_decodes_in_threads_and_each_record_is_its_file(tmp_path, mo
 
     def spy(path, size):
         threads.add(threading.get_ident())
+        time.sleep(0.005)  # a decode's time, GIL released: the other threads take parts
         return real(path, size)
 
     monkeypatch.setattr(store_mod, "decode_image", spy)
@@ -48,6 +50,38 @@ def test_small_build_decodes_in_threads_and_each_record_is_its_file(tmp_path, mo
     got = store.read(np.arange(len(paths)))
     for i, p in enumerate(paths):
         np.testing.assert_array_equal(got[i], real(p, 16))
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_an_error_in_one_decoding_thread_stops_the_others_and_is_raised(
+    tmp_path, monkeypatch, error
+):
+    paths = _files(tmp_path / "imgs", 48)
+    images = tmp_path / "images.u8"
+    images.write_bytes(bytes(48 * 16 * 16 * 3))
+    decoded, writes = [], []
+    real = store_mod.decode_image
+
+    def slow(path, size):
+        decoded.append(path)
+        time.sleep(0.005)  # a decode's time: the threads run side by side
+        return real(path, size)
+
+    def write(fd, data, offset):
+        writes.append(offset)
+        if len(writes) == 4:  # e.g. the disk is full, or Ctrl-C
+            raise error
+        os.pwrite(fd, bytes(data), offset)
+
+    monkeypatch.setattr(store_mod, "decode_image", slow)
+    monkeypatch.setattr(store_mod, "_pwrite_all", write)
+    items = list(enumerate(paths))
+    with pytest.raises(type(error)):
+        store_mod._decode_chunk(str(images), 16, items, threads=2)
+    # 2 threads, parts of 6 files: each ends the part it is on, and starts no other.
+    assert 4 <= len(decoded) <= 12, len(decoded)
+    # The threads have ended: nothing writes into the store after the error.
+    assert not [t for t in threading.enumerate() if t.name.startswith("automl-decode")]
 
 
 def test_read_returns_the_records_asked_for_in_order_with_duplicates(tmp_path, monkeypatch):

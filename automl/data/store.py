@@ -59,11 +59,18 @@ BUILDING_PREFIX = ".building-"
 MAX_STORE_SIZE = 260  # the largest size images are stored at (px, square)
 # Below this many files a build decodes in this process (starting worker processes costs more).
 IN_PROCESS_BELOW = 256
-# Below this many files a build decodes in this process, in threads: PIL releases the GIL
-# while it decodes and resizes, and spawning processes (each importing NumPy and PIL) costs
-# more than the GIL does at this size (measured: bench/README.md, "store speed").
-THREADS_BELOW = 2048
-THREADS_IN_PROCESS = 2  # decoding threads per CPU, in this process (below THREADS_BELOW)
+# Below this many files a build decodes in this process, in threads: simplejpeg and PIL
+# release the GIL while they decode and resize, and spawning processes (each importing NumPy
+# and PIL) costs more than the GIL does at this size. Measured on 2 idle cores (bench/README.md,
+# "First decode: threads that take parts"): threads 2,990-3,340 images/s at 2k files and
+# 3,090-3,590 at 5k, processes 2,200-2,290 and 2,900-2,960; at 10k both ~3,300.
+THREADS_BELOW = 8192
+# Decoding threads per CPU in this process (below THREADS_BELOW): one. Each takes
+# THREAD_CHUNK files at a time from a shared list (no future per file): at 1k files two such
+# threads decoded 3,300-3,540 images/s where a pool of four with a future per file did
+# 2,590-2,830.
+THREADS_IN_PROCESS = 1
+THREAD_CHUNK = 32
 # Decoding threads per decoding process: one. Two were faster only against other jobs' threads
 # on a loaded machine (a larger share of the cores); alone they cost ~8 % more CPU per image
 # in GIL hand-offs (10k files, 2 idle cores: 2.73-2.75 s with one, 2.97-3.09 s with two).
@@ -116,12 +123,14 @@ def _decode_jpeg(path: str | Path, size: int) -> np.ndarray | None:
     if _simplejpeg is None:
         return None
     try:
-        with open(path, "rb") as f:
-            data = f.read(3)
-            if data != b"\xff\xd8\xff":  # not a JPEG: not read further here
-                return None
-            data += f.read()
+        fd = os.open(path, os.O_RDONLY)
+        try:  # one read of the whole file (a JPEG is small): fewer calls than open().read()
+            data = os.read(fd, os.fstat(fd).st_size + 1)
+        finally:
+            os.close(fd)
     except OSError:
+        return None
+    if data[:3] != b"\xff\xd8\xff":  # not a JPEG
         return None
     from automl.data.imageio import max_pixels
 
@@ -158,31 +167,67 @@ def _decode_chunk(
     ``done(n)``: called as records are written (from the threads)."""
     record = size * size * 3
     fd = os.open(images_file, os.O_WRONLY)
+    bad: list[int] = []
 
-    def one(item: tuple[int, str]) -> int | None:
-        i, path = item
-        img = decode_image(path, size)
-        if img is None:
-            return i
-        _pwrite_all(fd, np.ascontiguousarray(img), i * record)
-        if done is not None:
-            done(1)
-        return None
+    def some(part: Sequence[tuple[int, str]]) -> None:
+        written = 0
+        for i, path in part:
+            img = decode_image(path, size)
+            if img is None:
+                bad.append(i)
+                continue
+            _pwrite_all(fd, np.ascontiguousarray(img), i * record)
+            written += 1
+        if done is not None and written:
+            done(written)
 
     try:
         if threads <= 1 or len(items) < 2:
-            out = [one(it) for it in items]
+            some(items)
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = ThreadPoolExecutor(min(threads, len(items)))
-            try:
-                out = list(pool.map(one, items))
-            finally:  # an error or Ctrl-C: the files not started are not decoded
-                pool.shutdown(wait=True, cancel_futures=True)
+            _in_threads(some, items, threads)
     finally:
         os.close(fd)
-    return [i for i in out if i is not None]
+    return sorted(bad)
+
+
+def _in_threads(work: Callable[[Sequence], None], items: Sequence, threads: int) -> None:
+    """``work(part)`` over ``items`` in parts of up to :data:`THREAD_CHUNK`, by ``threads``
+    threads that each take the next part when done with theirs. The first error (or a
+    Ctrl-C in this thread) stops them after the parts they are on, and is raised here."""
+    import threading
+
+    step = max(1, min(THREAD_CHUNK, -(-len(items) // (4 * threads))))  # >= 4 parts a thread
+    starts = iter(range(0, len(items), step))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while not errors:
+            with lock:
+                start = next(starts, None)
+            if start is None:
+                return
+            try:
+                work(items[start : start + step])
+            except BaseException as e:  # stops the others; raised by the caller
+                errors.append(e)
+
+    pool = [
+        threading.Thread(target=run, name=f"automl-decode-{k}", daemon=True) for k in range(threads)
+    ]
+    for t in pool:
+        t.start()
+    try:
+        for t in pool:
+            t.join()
+    except BaseException as e:  # Ctrl-C: no new part is started; the running ones end
+        errors.append(e)
+        for t in pool:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
 
 
 def _ignore_sigint() -> None:
@@ -744,7 +789,8 @@ def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> lis
             with lock:
                 bar.update(n)
 
-        threads = 1 if len(items) < IN_PROCESS_BELOW else THREADS_IN_PROCESS * workers
+        # At least two threads: on one CPU, one reads a file while the other decodes.
+        threads = 1 if len(items) < IN_PROCESS_BELOW else max(2, THREADS_IN_PROCESS * workers)
         return _decode_chunk(images_file, size, items, threads, done)
     # Chunks of CHUNK files, at least 4 per process (so that they end together).
     step = max(16, min(CHUNK, -(-len(items) // (4 * workers))))
