@@ -64,8 +64,11 @@ IN_PROCESS_BELOW = 256
 # release the GIL while they decode and resize, and spawning processes (each importing NumPy
 # and PIL) costs more than the GIL does at this size. Measured on 2 idle cores (bench/README.md,
 # "First decode: threads that take parts"): threads 2,990-3,340 images/s at 2k files and
-# 3,090-3,590 at 5k, processes 2,200-2,290 and 2,900-2,960; at 10k both ~3,300.
+# 3,090-3,590 at 5k, processes 2,200-2,290 and 2,900-2,960; at 10k both ~3,300. With more
+# CPUs the GIL caps threads sooner while processes still start side by side: the line is
+# THREADS_BELOW * 2 / CPUs, not below THREADS_BELOW_MIN (a guess: measured on 2 CPUs only).
 THREADS_BELOW = 8192
+THREADS_BELOW_MIN = 2048
 # Decoding threads per CPU in this process (below THREADS_BELOW): one. Each takes
 # THREAD_CHUNK files at a time from a shared list (no future per file): at 1k files two such
 # threads decoded 3,300-3,540 images/s where a pool of four with a future per file did
@@ -810,7 +813,7 @@ def _decode_all(images_file, size, items, bar: _Bar, workers: int | None) -> lis
     if not items:
         return []
     workers = workers or os.cpu_count() or 1
-    if len(items) < THREADS_BELOW or workers <= 1:
+    if len(items) < max(THREADS_BELOW_MIN, THREADS_BELOW * 2 // workers) or workers <= 1:
         import threading
 
         lock = threading.Lock()
