@@ -951,10 +951,11 @@ class _StreamWriter:
                     a = resize_batch(a[None], self.size)[0]
                 data = a.tobytes()
                 f.write(data)
-                if (n + 1) * len(data) - behind >= WRITE_BEHIND_BYTES:
+                written = (n + 1) * len(data)
+                if written - behind >= WRITE_BEHIND_BYTES:
                     f.flush()
-                    _write_behind(f.fileno(), behind, (n + 1) * len(data) - behind)
-                    behind = (n + 1) * len(data)
+                    _write_behind(f.fileno(), behind, written - behind)
+                    behind = written
                 lab = self._label(lbl)
                 if self.hashed:
                     self.content.update(data)
